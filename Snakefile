@@ -1,0 +1,24 @@
+# odevae: individual disease trajectories from small longitudinal cohorts.
+#
+#   snakemake --cores 2                                  default run (config/config.yaml)
+#   snakemake --cores 2 --configfile config/<run>.yaml   another run
+#   snakemake --report results/report.html               HTML report of the figures
+
+
+# ===== configuration ===================================================
+configfile: "config/config.yaml"
+
+
+# ===== rules ===========================================================
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/figures.smk"
+
+
+# ===== targets =========================================================
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

@@ -1,0 +1,105 @@
+"""Batches of patients with irregular visits: dataset, collate and DataModule.
+
+A batch stacks patients padded to the largest number of visits among them, with a
+visit mask and an observation mask (latent_ode-style): losses are masked and summed
+per patient.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from odevae.cohort import Cohort
+
+
+class CohortDataset(Dataset):
+    """One item per patient: its padded visits, masks and baseline covariates."""
+
+    def __init__(self, cohort: Cohort) -> None:
+        self.cohort = cohort
+        self.tensors = {
+            "times": torch.as_tensor(cohort.times, dtype=torch.float32),
+            "values": torch.as_tensor(cohort.values, dtype=torch.float32),
+            "observed": torch.as_tensor(cohort.observed),
+            "visits": torch.as_tensor(cohort.visits),
+            "baseline": torch.as_tensor(cohort.baseline, dtype=torch.float32),
+        }
+
+    def __len__(self) -> int:
+        return self.cohort.n
+
+    def __getitem__(self, i: int) -> dict:
+        return {key: value[i] for key, value in self.tensors.items()} | {"index": i}
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack patients and trim the padding to the batch's largest visit count."""
+    batch = {key: torch.stack([item[key] for item in items]) for key in items[0]
+             if key != "index"}
+    batch["index"] = torch.tensor([item["index"] for item in items])
+    width = int(batch["visits"].sum(1).max())
+    for key in ("times", "values", "observed", "visits"):
+        batch[key] = batch[key][:, :width]
+    return batch
+
+
+def scaling_stats(cohort: Cohort, measurements: bool, covariates: bool):
+    """Mean/sd of observed measurements and of covariates (identity where off).
+
+    Computed from ``cohort`` alone: pass the training patients only, so held-out
+    patients never influence scaling.
+    """
+    p, q = cohort.p, cohort.q
+    x_mean, x_std = np.zeros(p), np.ones(p)
+    z_mean, z_std = np.zeros(q), np.ones(q)
+    if measurements:
+        mask = cohort.observed & cohort.visits[..., None]
+        x = np.where(mask, cohort.values, np.nan).reshape(-1, p)
+        x_mean = np.nanmean(x, axis=0)
+        x_std = np.nanstd(x, axis=0)
+    if covariates:
+        z_mean = cohort.baseline.mean(0)
+        z_std = cohort.baseline.std(0)
+    x_std = np.where(x_std > 0, x_std, 1.0)
+    z_std = np.where(z_std > 0, z_std, 1.0)
+    return x_mean, x_std, z_mean, z_std
+
+
+class CohortDataModule(L.LightningDataModule):
+    """Training and held-out patients of one cross-validation fold."""
+
+    def __init__(
+        self,
+        cohort: Cohort,
+        train_ids,
+        val_ids,
+        batch_size: int = 16,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.train = cohort.subset(cohort.index_of(train_ids))
+        self.val = cohort.subset(cohort.index_of(val_ids))
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            CohortDataset(self.train),
+            batch_size=self.batch_size,
+            shuffle=True,
+            generator=generator,
+            collate_fn=collate,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(
+            CohortDataset(self.val), batch_size=max(len(self.val.patient_ids), 1),
+            collate_fn=collate,
+        )
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.val_dataloader()

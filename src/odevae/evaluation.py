@@ -1,0 +1,160 @@
+"""Ground-truth comparisons on simulated cohorts: group recovery and latent alignment.
+
+The latent space of a VAE is identified only up to axis order, sign and scale, and
+every fold's model has its own orientation. :func:`align_folds` maps each fold's
+latents onto the true axes before they are compared with the truth.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import r2_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.tree import DecisionTreeClassifier
+
+
+def latent_columns(table: pd.DataFrame, prefix: str) -> list[str]:
+    """Columns ``prefix1, prefix2, ...`` in order."""
+    cols = [
+        c for c in table.columns if c.startswith(prefix) and c[len(prefix) :].isdigit()
+    ]
+    return sorted(cols, key=lambda c: int(c[len(prefix) :]))
+
+
+def group_recovery(
+    params: pd.DataFrame, truth: pd.DataFrame, param_names: list[str]
+) -> pd.DataFrame:
+    """Per fold, how well learned ODE parameters separate the simulated groups.
+
+    ``params`` holds one row per patient and fold with columns ``fold``, ``split``
+    (``train``/``test``) and the parameters. Classifiers are fitted on the training
+    patients' parameters and true groups, and scored on the held-out patients:
+    1-nearest-neighbour and a single threshold on one parameter (a depth-1 tree).
+    """
+    data = params.merge(truth[["patient_id", "group"]], on="patient_id", how="left")
+    rows = []
+    for fold, part in data.groupby("fold", sort=True):
+        train = part[part["split"] == "train"]
+        test = part[part["split"] == "test"]
+        row = {"fold": fold, "n_train": len(train), "n_test": len(test)}
+        for label, clf in (
+            ("accuracy_1nn", KNeighborsClassifier(n_neighbors=1)),
+            ("accuracy_threshold", DecisionTreeClassifier(max_depth=1, random_state=0)),
+        ):
+            clf.fit(train[param_names].to_numpy(), train["group"].to_numpy())
+            pred = clf.predict(test[param_names].to_numpy())
+            row[label] = float(np.mean(pred == test["group"].to_numpy()))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def trajectory_recovery(aligned: pd.DataFrame) -> pd.DataFrame:
+    """Per fold, R² of aligned held-out trajectories against the truth, per dimension.
+
+    ``aligned`` is the trajectory table of :func:`align_folds` (columns ``z*`` and
+    ``u*``). Returns columns ``fold`` and ``r2_dim<k>``.
+    """
+    zcols, ucols = latent_columns(aligned, "z"), latent_columns(aligned, "u")
+    rows = []
+    for fold, part in aligned.groupby("fold", sort=True):
+        row = {"fold": fold}
+        for k, (z, u) in enumerate(zip(zcols, ucols, strict=True)):
+            row[f"r2_dim{k + 1}"] = float(r2_score(part[u], part[z]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def with_mean_row(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (one row per fold) with a final row ``fold = mean``."""
+    mean = table.drop(columns="fold").mean().to_dict()
+    out = table.astype({"fold": str})
+    return pd.concat([out, pd.DataFrame([{"fold": "mean", **mean}])], ignore_index=True)
+
+
+def _affine(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares y ≈ a x + b."""
+    design = np.column_stack([x, np.ones_like(x)])
+    (a, b), *_ = np.linalg.lstsq(design, y, rcond=None)
+    return float(a), float(b)
+
+
+def fit_alignment(learned: np.ndarray, true: np.ndarray) -> list[tuple[int, float, float]]:
+    """The map of learned latents (N, d) onto true ones (N, d) with the least error.
+
+    Tries every axis order and sign; each aligned dimension k is then a positive
+    least-squares rescaling of one learned dimension. Returns, per true dimension k,
+    ``(source dimension, slope, intercept)``: aligned_k = slope * learned[:, src] + b.
+    """
+    d = learned.shape[1]
+    best, best_err = None, np.inf
+    for perm in itertools.permutations(range(d)):
+        for signs in itertools.product((1.0, -1.0), repeat=d):
+            maps, err = [], 0.0
+            for k in range(d):
+                slope, icpt = _affine(signs[k] * learned[:, perm[k]], true[:, k])
+                slope = max(slope, 0.0)  # keep the chosen sign
+                fit = slope * signs[k] * learned[:, perm[k]] + icpt
+                err += float(np.sum((fit - true[:, k]) ** 2))
+                maps.append((perm[k], slope * signs[k], icpt))
+            if err < best_err:
+                best, best_err = maps, err
+    return best
+
+
+def apply_alignment(learned: np.ndarray, maps) -> np.ndarray:
+    """Apply the map of :func:`fit_alignment` to latents (N, d)."""
+    return np.column_stack([slope * learned[:, src] + b for src, slope, b in maps])
+
+
+def true_at(truth_traj: pd.DataFrame, groups, times) -> np.ndarray:
+    """True latent states of each (group, time) pair, linearly interpolated."""
+    ucols = latent_columns(truth_traj, "u")
+    groups, times = np.asarray(groups), np.asarray(times, dtype=float)
+    out = np.full((len(times), len(ucols)), np.nan)
+    for g, part in truth_traj.groupby("group"):
+        sel = groups == g
+        for k, col in enumerate(ucols):
+            out[sel, k] = np.interp(times[sel], part["time"], part[col])
+    return out
+
+
+def align_folds(
+    trajectories: pd.DataFrame,
+    latents: pd.DataFrame,
+    truth_patients: pd.DataFrame,
+    truth_traj: pd.DataFrame,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Map each fold's held-out latents onto the true axes.
+
+    Per fold, the map of :func:`fit_alignment` is fitted between the held-out
+    patients' ODE trajectories (``z*``, up to each patient's last visit) and their
+    group's true trajectory, and applied to the trajectories and to the encoder means
+    (``mu*``) and ODE solutions (``ode*``) at the visits. Returns the held-out rows of
+    both tables, aligned, with ``group`` and the true states ``u*`` added.
+    """
+    zcols = latent_columns(trajectories, "z")
+    ucols = latent_columns(truth_traj, "u")
+    group_of = truth_patients.set_index("patient_id")["group"]
+    traj_test = trajectories[trajectories["split"] == "test"]
+    lat_test = latents[latents["split"] == "test"]
+    last = lat_test.groupby("patient_id")["time"].max()
+    traj_out, lat_out = [], []
+    for fold, traj in traj_test.groupby("fold", sort=True):
+        traj = traj[traj["time"] <= traj["patient_id"].map(last) + 1e-9].copy()
+        lat = lat_test[lat_test["fold"] == fold].copy()
+        for frame in (traj, lat):
+            frame["group"] = frame["patient_id"].map(group_of).to_numpy()
+            true = true_at(truth_traj, frame["group"], frame["time"])
+            for k, u in enumerate(ucols):
+                frame[u] = true[:, k]
+        maps = fit_alignment(traj[zcols].to_numpy(), traj[ucols].to_numpy())
+        traj[zcols] = apply_alignment(traj[zcols].to_numpy(), maps)
+        for prefix in ("mu", "ode"):
+            cols = latent_columns(lat, prefix)
+            lat[cols] = apply_alignment(lat[cols].to_numpy(), maps)
+        traj_out.append(traj)
+        lat_out.append(lat)
+    return pd.concat(traj_out, ignore_index=True), pd.concat(lat_out, ignore_index=True)

@@ -1,0 +1,38 @@
+"""Patient-grouped k-fold cross-validation folds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import KFold
+
+from odevae.errors import InputError
+
+
+def make_folds(patient_ids, k: int, seed: int) -> pd.DataFrame:
+    """Assign each patient to one of ``k`` folds (shuffled with ``seed``).
+
+    Folds split patients, not visits: all of a patient's visits are held out together.
+    Returns a table ``patient_id, fold`` with folds numbered 0..k-1.
+    """
+    ids = np.asarray(patient_ids)
+    if len(np.unique(ids)) != len(ids):
+        raise ValueError("patient ids must be unique")
+    if k < 2:
+        raise InputError(f"expected at least 2 folds, found {k}", key="cv.folds")
+    if len(ids) < k:
+        raise InputError(
+            f"{len(ids)} patients cannot fill {k} folds", key="cv.folds"
+        )
+    fold = np.empty(len(ids), dtype=int)
+    splitter = KFold(n_splits=k, shuffle=True, random_state=seed)
+    for f, (_, test) in enumerate(splitter.split(ids)):
+        fold[test] = f
+    return pd.DataFrame({"patient_id": ids, "fold": fold})
+
+
+def fold_members(folds: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Patient ids used for training and held out in ``fold``."""
+    held = folds["fold"].to_numpy() == fold
+    ids = folds["patient_id"].astype(str).to_numpy()
+    return ids[~held], ids[held]

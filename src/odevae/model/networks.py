@@ -1,0 +1,92 @@
+"""Plain ``nn.Module`` building blocks of the ODE-VAE (the workshop's architecture).
+
+Layers use Glorot-uniform weights and zero biases, as Flux's ``Dense`` does in the
+original code; "scale/shift" layers are trainable elementwise affine maps
+(Flux's ``Diagonal``) initialised to the identity.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def dense(n_in: int, n_out: int) -> nn.Linear:
+    """A linear layer with Glorot-uniform weights and zero bias."""
+    layer = nn.Linear(n_in, n_out)
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class ScaleShift(nn.Module):
+    """Trainable elementwise ``x * scale + shift``, initialised to the identity."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(n))
+        self.shift = nn.Parameter(torch.zeros(n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale + self.shift
+
+
+class Encoder(nn.Module):
+    """Per-visit encoder: ``Dense(p,p, tanh+1)`` → mean and log-variance heads.
+
+    The log-variance head is ``Dense(p,d, -relu)`` followed by a trainable scale/shift.
+    """
+
+    def __init__(self, p: int, latent_dim: int) -> None:
+        super().__init__()
+        self.hidden = dense(p, p)
+        self.mean = dense(p, latent_dim)
+        self.logvar = dense(p, latent_dim)
+        self.logvar_affine = ScaleShift(latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.tanh(self.hidden(x)) + 1.0
+        logvar = self.logvar_affine(-torch.relu(self.logvar(h)))
+        return self.mean(h), logvar
+
+
+class Decoder(nn.Module):
+    """Decoder ``Dense(d,p, tanh)`` → Gaussian mean and log-variance heads ``Dense(p,p)``."""
+
+    def __init__(self, latent_dim: int, p: int) -> None:
+        super().__init__()
+        self.hidden = dense(latent_dim, p)
+        self.mean = dense(p, p)
+        self.logvar = dense(p, p)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.tanh(self.hidden(z))
+        return self.mean(h), self.logvar(h)
+
+
+BOUNDS = {
+    # sigmoid(x) - 0.5 ∈ (-0.5, 0.5): linear systems in the workshop and BJ 2022.
+    "sigmoid": lambda x: torch.sigmoid(x) - 0.5,
+    # tanh(x) + 1 ∈ (0, 2): Lotka-Volterra rates in BJ 2022.
+    "tanh": lambda x: torch.tanh(x) + 1.0,
+}
+
+
+class ParamNet(nn.Module):
+    """Baseline covariates → individual ODE parameters.
+
+    ``Dense(q,q, tanh)`` → ``Dense(q,nθ, bounded)`` → trainable scale/shift.
+    """
+
+    def __init__(self, q: int, n_params: int, bound: str = "sigmoid") -> None:
+        super().__init__()
+        if bound not in BOUNDS:
+            raise ValueError(f"unknown bound {bound!r}, expected one of {list(BOUNDS)}")
+        self.hidden = dense(q, q)
+        self.out = dense(q, n_params)
+        self.bound = BOUNDS[bound]
+        self.affine = ScaleShift(n_params)
+
+    def forward(self, baseline: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.hidden(baseline))
+        return self.affine(self.bound(self.out(h)))

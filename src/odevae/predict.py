@@ -1,0 +1,84 @@
+"""Per-patient outputs of a trained model: ODE parameters, latent states, trajectories."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from odevae.cohort import Cohort
+from odevae.data import CohortDataset, collate
+from odevae.model import ODEVAE
+
+
+@torch.no_grad()
+def predict(
+    model: ODEVAE, cohort: Cohort, grid: np.ndarray
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Run ``model`` on every patient of ``cohort``.
+
+    Returns three tables keyed by ``patient_id``:
+
+    * ``params``: the individual ODE parameters (one column per parameter);
+    * ``latents``: per visit, the encoder mean ``mu*``, log-variance ``logvar*`` and
+      the ODE solution ``ode*`` from the first visit's encoder mean;
+    * ``trajectories``: the ODE solution ``z*`` on the time ``grid``.
+    """
+    model.eval()
+    batch = collate([CohortDataset(cohort)[i] for i in range(cohort.n)])
+    batch = {k: v.to(model.device) for k, v in batch.items()}
+    out = model(model.scale(batch))
+    d = out["mu_enc"].shape[-1]
+    ids = cohort.patient_ids
+
+    params = pd.DataFrame(out["theta"].cpu().numpy(), columns=model.param_names)
+    params.insert(0, "patient_id", ids)
+
+    visits = batch["visits"].cpu().numpy()
+    rows, slots = np.nonzero(visits)
+    latents = pd.DataFrame(
+        {
+            "patient_id": ids[rows],
+            "visit": slots,
+            "time": batch["times"].cpu().numpy()[rows, slots],
+        }
+    )
+    for name in ("mu_enc", "logvar_enc", "mu_ode"):
+        values = out[name].cpu().numpy()[rows, slots]
+        prefix = {"mu_enc": "mu", "logvar_enc": "logvar", "mu_ode": "ode"}[name]
+        for k in range(d):
+            latents[f"{prefix}{k + 1}"] = values[:, k]
+
+    t = torch.as_tensor(grid, dtype=torch.float32, device=model.device)
+    path = model.solve(out["mu_enc"][:, 0], out["theta"], t.expand(cohort.n, -1))
+    path = path.cpu().numpy().reshape(-1, d)
+    trajectories = pd.DataFrame(
+        {"patient_id": np.repeat(ids, len(grid)), "time": np.tile(grid, cohort.n)}
+    )
+    for k in range(d):
+        trajectories[f"z{k + 1}"] = path[:, k]
+    return params, latents, trajectories
+
+
+def predict_fold(
+    checkpoint: str, cohort: Cohort, folds: pd.DataFrame, fold: int, grid_dt: float
+) -> dict[str, pd.DataFrame]:
+    """Load a fold's checkpoint and predict every patient, marked train or test.
+
+    The trajectory grid runs from 0 to the cohort's last visit time in steps of
+    ``grid_dt``. Returns the tables of :func:`predict` keyed ``params``,
+    ``latents`` and ``trajectories``, each with ``fold`` and ``split`` columns.
+    """
+    model = ODEVAE.load_from_checkpoint(checkpoint, map_location="cpu")
+    t_max = float(cohort.times[cohort.visits].max())
+    grid = np.round(np.arange(0.0, t_max + grid_dt / 2, grid_dt), 10)
+    held = set(folds.loc[folds["fold"] == fold, "patient_id"].astype(str))
+    tables = dict(
+        zip(("params", "latents", "trajectories"), predict(model, cohort, grid),
+            strict=True)
+    )
+    for table in tables.values():
+        split = np.where(table["patient_id"].isin(held), "test", "train")
+        table.insert(1, "fold", fold)
+        table.insert(2, "split", split)
+    return tables

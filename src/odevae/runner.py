@@ -1,0 +1,45 @@
+"""Run a workflow script: log to the rule's log file, report bad input cleanly."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Callable
+
+from odevae.errors import InputError
+
+log = logging.getLogger("odevae")
+
+
+def run_script(snakemake, main: Callable) -> None:
+    """Call ``main(snakemake)`` with stdout, stderr and logging sent to ``log[0]``.
+
+    An :class:`InputError` becomes one line on the terminal and in the log (no
+    traceback) and exit status 1, so Snakemake removes the job's partial outputs.
+    Threads for torch follow the rule's ``threads``.
+    """
+    log_path = snakemake.log[0]
+    with open(log_path, "w", buffering=1) as handle:
+        with contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
+            logging.basicConfig(
+                stream=handle,
+                level=logging.INFO,
+                format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                force=True,
+            )
+            _set_threads(snakemake.threads)
+            try:
+                main(snakemake)
+            except InputError as err:
+                log.error("%s", err)
+                print(f"odevae: {err}", file=sys.__stderr__)
+                sys.exit(1)
+
+
+def _set_threads(threads: int) -> None:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return
+    torch.set_num_threads(max(int(threads), 1))

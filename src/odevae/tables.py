@@ -1,0 +1,23 @@
+"""Reading and writing the workflow's TSV tables (patient ids always as text)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+
+def read_tsv(path: str | Path) -> pd.DataFrame:
+    """A TSV table written by the workflow, ``patient_id`` kept as text."""
+    return pd.read_csv(path, sep="\t", dtype={"patient_id": str})
+
+
+def read_tsvs(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Several TSV tables of the same layout, stacked (e.g. one per fold)."""
+    return pd.concat([read_tsv(path) for path in paths], ignore_index=True)
+
+
+def write_tsv(table: pd.DataFrame, path: str | Path, digits: int = 6) -> None:
+    """Write ``table`` as TSV with ``digits`` significant digits (byte-stable)."""
+    table.to_csv(path, sep="\t", index=False, float_format=f"%.{digits}g")

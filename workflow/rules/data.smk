@@ -1,0 +1,40 @@
+rule simulate:
+    output:
+        visits=f"{OUT}/data/visits.tsv",
+        baseline=f"{OUT}/data/baseline.tsv",
+        truth_patients=f"{OUT}/data/truth_patients.tsv",
+        truth_trajectories=f"{OUT}/data/truth_trajectories.tsv",
+    log:
+        f"{LOGS}/simulate/simulate.log",
+    params:
+        simulation=config["simulation"],
+        seed=config["seed"],
+    script:
+        "../scripts/simulate.py"
+
+
+rule preprocess:
+    input:
+        visits=f"{OUT}/data/visits.tsv",
+        baseline=f"{OUT}/data/baseline.tsv",
+    output:
+        cohort=f"{OUT}/preprocessed/cohort.npz",
+        patients=f"{OUT}/preprocessed/patients.tsv",
+    log:
+        f"{LOGS}/preprocess/preprocess.log",
+    script:
+        "../scripts/preprocess.py"
+
+
+rule split:
+    input:
+        cohort=f"{OUT}/preprocessed/cohort.npz",
+    output:
+        folds=f"{OUT}/folds.tsv",
+    log:
+        f"{LOGS}/split/split.log",
+    params:
+        k=config["cv"]["folds"],
+        seed=config["seed"],
+    script:
+        "../scripts/split.py"

@@ -1,0 +1,34 @@
+rule train:
+    input:
+        cohort=f"{OUT}/preprocessed/cohort.npz",
+        folds=f"{OUT}/folds.tsv",
+    output:
+        checkpoint=f"{OUT}/train/fold_{{fold}}/model.ckpt",
+        metrics=f"{OUT}/train/fold_{{fold}}/metrics.csv",
+    log:
+        f"{LOGS}/train/fold_{{fold}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/train/fold_{{fold}}.tsv"
+    params:
+        config={key: config[key] for key in ("seed", "model", "loss", "train")},
+    threads: 1
+    script:
+        "../scripts/train.py"
+
+
+rule predict:
+    input:
+        checkpoint=f"{OUT}/train/fold_{{fold}}/model.ckpt",
+        cohort=f"{OUT}/preprocessed/cohort.npz",
+        folds=f"{OUT}/folds.tsv",
+    output:
+        params=f"{OUT}/predict/fold_{{fold}}/params.tsv",
+        latents=f"{OUT}/predict/fold_{{fold}}/latents.tsv",
+        trajectories=f"{OUT}/predict/fold_{{fold}}/trajectories.tsv",
+    log:
+        f"{LOGS}/predict/fold_{{fold}}.log",
+    params:
+        grid_dt=config["figures"]["grid_dt"],
+    threads: 1
+    script:
+        "../scripts/predict.py"

@@ -1,0 +1,17 @@
+"""Figure: simulated measurements over the true latent trajectories."""
+
+from odevae.figures import plot_data_vs_truth
+from odevae.runner import run_script
+from odevae.tables import read_tsv
+
+
+def main(snakemake):
+    fig = plot_data_vs_truth(
+        read_tsv(snakemake.input.visits),
+        read_tsv(snakemake.input.truth_patients),
+        read_tsv(snakemake.input.truth_trajectories),
+    )
+    fig.savefig(snakemake.output.figure, dpi=snakemake.params.dpi)
+
+
+run_script(snakemake, main)

@@ -1,0 +1,15 @@
+"""Patient-grouped cross-validation folds (rule ``split``)."""
+
+from odevae.cohort import Cohort
+from odevae.folds import make_folds
+from odevae.runner import run_script
+from odevae.tables import write_tsv
+
+
+def main(snakemake):
+    cohort = Cohort.load(snakemake.input.cohort)
+    folds = make_folds(cohort.patient_ids, snakemake.params.k, snakemake.params.seed)
+    write_tsv(folds, snakemake.output.folds)
+
+
+run_script(snakemake, main)

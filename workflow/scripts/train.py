@@ -1,0 +1,21 @@
+"""Train the ODE-VAE on one cross-validation fold (rule ``train``)."""
+
+from pathlib import Path
+
+from odevae.cohort import Cohort
+from odevae.runner import run_script
+from odevae.tables import read_tsv
+from odevae.training import train_fold
+
+
+def main(snakemake):
+    train_fold(
+        Cohort.load(snakemake.input.cohort),
+        read_tsv(snakemake.input.folds),
+        int(snakemake.wildcards.fold),
+        snakemake.params.config,
+        Path(snakemake.output.checkpoint).parent,
+    )
+
+
+run_script(snakemake, main)
