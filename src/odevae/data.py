@@ -37,8 +37,11 @@ class CohortDataset(Dataset):
 
 def collate(items: list[dict]) -> dict:
     """Stack patients and trim the padding to the batch's largest visit count."""
-    batch = {key: torch.stack([item[key] for item in items]) for key in items[0]
-             if key != "index"}
+    batch = {
+        key: torch.stack([item[key] for item in items])
+        for key in items[0]
+        if key != "index"
+    }
     batch["index"] = torch.tensor([item["index"] for item in items])
     width = int(batch["visits"].sum(1).max())
     for key in ("times", "values", "observed", "visits"):
@@ -97,7 +100,8 @@ class CohortDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(
-            CohortDataset(self.val), batch_size=max(len(self.val.patient_ids), 1),
+            CohortDataset(self.val),
+            batch_size=max(len(self.val.patient_ids), 1),
             collate_fn=collate,
         )
 

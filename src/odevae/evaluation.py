@@ -81,7 +81,9 @@ def _affine(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(a), float(b)
 
 
-def fit_alignment(learned: np.ndarray, true: np.ndarray) -> list[tuple[int, float, float]]:
+def fit_alignment(
+    learned: np.ndarray, true: np.ndarray
+) -> list[tuple[int, float, float]]:
     """The map of learned latents (N, d) onto true ones (N, d) with the least error.
 
     Tries every axis order and sign; each aligned dimension k is then a positive

@@ -7,7 +7,6 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -36,20 +35,36 @@ def plot_data_vs_truth(
     )
     groups = sorted(truth_traj["group"].unique())
     fig, axes = plt.subplots(
-        len(groups), len(ucols), figsize=(4 * len(ucols), 3 * len(groups)),
-        sharex=True, sharey=True, squeeze=False,
+        len(groups),
+        len(ucols),
+        figsize=(4 * len(ucols), 3 * len(groups)),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
     )
     for r, g in enumerate(groups):
         for c, u in enumerate(ucols):
             ax = axes[r, c]
             part = long[(long["group"] == g) & (long["dimension"] == u)]
             sns.scatterplot(
-                data=part, x="time", y="value", ax=ax, s=8, alpha=0.35,
-                color="tab:blue", edgecolor=None, label="measurements",
+                data=part,
+                x="time",
+                y="value",
+                ax=ax,
+                s=8,
+                alpha=0.35,
+                color="tab:blue",
+                edgecolor=None,
+                label="measurements",
             )
             truth = truth_traj[truth_traj["group"] == g]
             sns.lineplot(
-                data=truth, x="time", y=u, ax=ax, color="black", lw=2,
+                data=truth,
+                x="time",
+                y=u,
+                ax=ax,
+                color="black",
+                lw=2,
                 label="true trajectory",
             )
             ax.set_title(f"group {g}, latent {u}")
@@ -67,8 +82,12 @@ def plot_latent_trajectories(
     zcols = latent_columns(aligned, "z")
     groups = sorted(aligned["group"].unique())
     fig, axes = plt.subplots(
-        len(groups), len(zcols), figsize=(4 * len(zcols), 3 * len(groups)),
-        sharex=True, sharey=True, squeeze=False,
+        len(groups),
+        len(zcols),
+        figsize=(4 * len(zcols), 3 * len(groups)),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
     )
     for r, g in enumerate(groups):
         part = aligned[aligned["group"] == g]
@@ -76,11 +95,23 @@ def plot_latent_trajectories(
         for c, z in enumerate(zcols):
             ax = axes[r, c]
             sns.lineplot(
-                data=part, x="time", y=z, units="patient_id", estimator=None,
-                ax=ax, lw=0.6, alpha=0.4, color="tab:orange",
+                data=part,
+                x="time",
+                y=z,
+                units="patient_id",
+                estimator=None,
+                ax=ax,
+                lw=0.6,
+                alpha=0.4,
+                color="tab:orange",
             )
             sns.lineplot(
-                data=truth, x="time", y=f"u{c + 1}", ax=ax, color="black", lw=2,
+                data=truth,
+                x="time",
+                y=f"u{c + 1}",
+                ax=ax,
+                color="black",
+                lw=2,
             )
             ax.set_title(f"group {g}, latent dimension {c + 1}")
             ax.set_ylabel("latent state")
@@ -110,12 +141,29 @@ def plot_individual_fits(
         traj = aligned_traj[aligned_traj["patient_id"] == pid]
         lat = aligned_latents[aligned_latents["patient_id"] == pid]
         for k, z in enumerate(zcols):
-            ax.plot(traj["time"], traj[z], color=palette[k], lw=2,
-                    label=f"ODE fit, dim {k + 1}")
-            ax.plot(traj["time"], traj[f"u{k + 1}"], color=palette[k], ls="--", lw=1,
-                    label=f"truth, dim {k + 1}")
-            ax.scatter(lat["time"], lat[f"mu{k + 1}"], color=palette[k], s=25,
-                       zorder=3, label=f"encoder mean, dim {k + 1}")
+            ax.plot(
+                traj["time"],
+                traj[z],
+                color=palette[k],
+                lw=2,
+                label=f"ODE fit, dim {k + 1}",
+            )
+            ax.plot(
+                traj["time"],
+                traj[f"u{k + 1}"],
+                color=palette[k],
+                ls="--",
+                lw=1,
+                label=f"truth, dim {k + 1}",
+            )
+            ax.scatter(
+                lat["time"],
+                lat[f"mu{k + 1}"],
+                color=palette[k],
+                s=25,
+                zorder=3,
+                label=f"encoder mean, dim {k + 1}",
+            )
         group = lat["group"].iloc[0]
         ax.set_title(f"patient {pid} (group {group}, fold {lat['fold'].iloc[0]})")
         ax.set_xlabel("time")

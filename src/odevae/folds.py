@@ -21,9 +21,7 @@ def make_folds(patient_ids, k: int, seed: int) -> pd.DataFrame:
     if k < 2:
         raise InputError(f"expected at least 2 folds, found {k}", key="cv.folds")
     if len(ids) < k:
-        raise InputError(
-            f"{len(ids)} patients cannot fill {k} folds", key="cv.folds"
-        )
+        raise InputError(f"{len(ids)} patients cannot fill {k} folds", key="cv.folds")
     fold = np.empty(len(ids), dtype=int)
     splitter = KFold(n_splits=k, shuffle=True, random_state=seed)
     for f, (_, test) in enumerate(splitter.split(ids)):

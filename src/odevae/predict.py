@@ -1,4 +1,4 @@
-"""Per-patient outputs of a trained model: ODE parameters, latent states, trajectories."""
+"""Per-patient outputs of a trained model: parameters, latent states, trajectories."""
 
 from __future__ import annotations
 
@@ -74,8 +74,11 @@ def predict_fold(
     grid = np.round(np.arange(0.0, t_max + grid_dt / 2, grid_dt), 10)
     held = set(folds.loc[folds["fold"] == fold, "patient_id"].astype(str))
     tables = dict(
-        zip(("params", "latents", "trajectories"), predict(model, cohort, grid),
-            strict=True)
+        zip(
+            ("params", "latents", "trajectories"),
+            predict(model, cohort, grid),
+            strict=True,
+        )
     )
     for table in tables.values():
         split = np.where(table["patient_id"].isin(held), "test", "train")

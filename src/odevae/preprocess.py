@@ -32,7 +32,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     try:
         table = pd.read_csv(path, sep=sep)
     except pd.errors.EmptyDataError:
-        raise InputError("the file is empty, expected a header and rows", file=str(path))
+        raise InputError(
+            "the file is empty, expected a header and rows", file=str(path)
+        ) from None
     if table.empty:
         raise InputError("the file has a header but no rows", file=str(path))
     return table
@@ -206,7 +208,9 @@ def preprocess(
         raise InputError("expected at least one measurement column", file=vfile)
     visits = prepare_visits(raw, measurement_cols, vfile, id_col, time_col)
     ids = list(visits[id_col].drop_duplicates())
-    baseline, covariates = prepare_baseline(read_table(baseline_path), ids, bfile, id_col)
+    baseline, covariates = prepare_baseline(
+        read_table(baseline_path), ids, bfile, id_col
+    )
     cohort = cohort_from_long(
         visits, baseline, measurement_cols, covariates, id_col, time_col
     )

@@ -2,10 +2,11 @@
 
 Each patient belongs to one of several groups; every group has its own linear latent
 system du/dt = A u started from the same u0. Visits: a baseline at t = 0 plus
-1..maxntps follow-ups drawn on a dt grid in [t_start, t_end]. Measurement j is the true
-latent dimension it is tied to (consecutive blocks of p/d variables per dimension) plus a
-per-variable offset and individual noise. Baseline covariates either carry the group's
-true ODE parameters (``trueparams``) or only the group label (``groupsonly``).
+1..maxntps follow-ups drawn on a dt grid in [t_start, t_end]. Measurement j is the
+true latent dimension it is tied to (consecutive blocks of p/d variables per
+dimension) plus a per-variable offset and individual noise. Baseline covariates either
+carry the group's true ODE parameters (``trueparams``) or only the group label
+(``groupsonly``).
 """
 
 from __future__ import annotations

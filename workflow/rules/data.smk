@@ -6,6 +6,8 @@ rule simulate:
         truth_trajectories=f"{OUT}/data/truth_trajectories.tsv",
     log:
         f"{LOGS}/simulate/simulate.log",
+    conda:
+        "../envs/odevae.yaml"
     params:
         simulation=config["simulation"],
         seed=config["seed"],
@@ -22,6 +24,8 @@ rule preprocess:
         patients=f"{OUT}/preprocessed/patients.tsv",
     log:
         f"{LOGS}/preprocess/preprocess.log",
+    conda:
+        "../envs/odevae.yaml"
     script:
         "../scripts/preprocess.py"
 
@@ -33,6 +37,8 @@ rule split:
         folds=f"{OUT}/folds.tsv",
     log:
         f"{LOGS}/split/split.log",
+    conda:
+        "../envs/odevae.yaml"
     params:
         k=config["cv"]["folds"],
         seed=config["seed"],

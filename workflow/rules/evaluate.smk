@@ -9,5 +9,7 @@ rule recovery:
         recovery=f"{OUT}/recovery.tsv",
     log:
         f"{LOGS}/recovery/recovery.log",
+    conda:
+        "../envs/odevae.yaml"
     script:
         "../scripts/recovery.py"

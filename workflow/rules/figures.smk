@@ -11,6 +11,8 @@ rule plot_data:
         ),
     log:
         f"{LOGS}/plot_data/plot_data.log",
+    conda:
+        "../envs/odevae.yaml"
     params:
         dpi=config["figures"]["dpi"],
     script:
@@ -36,6 +38,8 @@ rule plot_latent:
         ),
     log:
         f"{LOGS}/plot_latent/plot_latent.log",
+    conda:
+        "../envs/odevae.yaml"
     params:
         dpi=config["figures"]["dpi"],
     script:
@@ -54,6 +58,8 @@ rule plot_losses:
         table=f"{OUT}/figures/loss_curves.tsv",
     log:
         f"{LOGS}/plot_losses/plot_losses.log",
+    conda:
+        "../envs/odevae.yaml"
     params:
         folds=FOLDS,
         dpi=config["figures"]["dpi"],

@@ -9,9 +9,11 @@ rule train:
         f"{LOGS}/train/fold_{{fold}}.log",
     benchmark:
         f"{OUT}/benchmarks/train/fold_{{fold}}.tsv"
+    conda:
+        "../envs/odevae.yaml"
+    threads: 1
     params:
         config={key: config[key] for key in ("seed", "model", "loss", "train")},
-    threads: 1
     script:
         "../scripts/train.py"
 
@@ -27,8 +29,10 @@ rule predict:
         trajectories=f"{OUT}/predict/fold_{{fold}}/trajectories.tsv",
     log:
         f"{LOGS}/predict/fold_{{fold}}.log",
+    conda:
+        "../envs/odevae.yaml"
+    threads: 1
     params:
         grid_dt=config["figures"]["grid_dt"],
-    threads: 1
     script:
         "../scripts/predict.py"

@@ -9,7 +9,9 @@ from odevae.runner import run_script
 def main(snakemake):
     metrics = {
         fold: pd.read_csv(path)
-        for fold, path in zip(snakemake.params.folds, snakemake.input.metrics, strict=True)
+        for fold, path in zip(
+            snakemake.params.folds, snakemake.input.metrics, strict=True
+        )
     }
     losses = loss_table(metrics)
     losses.to_csv(snakemake.output.table, sep="\t", index=False)

@@ -60,7 +60,9 @@ SYSTEMS = {
 def make_system(name: str, dim: int) -> LinearSystem:
     """The latent system called ``name`` in config, for latent dimension ``dim``."""
     if name not in SYSTEMS:
-        raise ValueError(f"unknown ODE system {name!r}, expected one of {list(SYSTEMS)}")
+        raise ValueError(
+            f"unknown ODE system {name!r}, expected one of {list(SYSTEMS)}"
+        )
     return SYSTEMS[name](dim)
 
 

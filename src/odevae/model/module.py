@@ -4,7 +4,8 @@ Per patient: the encoder maps every visit to a latent mean and log-variance; the
 parameter net maps baseline covariates to individual ODE parameters; the latent IVP
 starts at the encoder mean of the first visit. Loss per patient:
 
-    −Σ_j [log p(x_j | z_j) − kl_weight · KL_j] + consistency_weight · Σ_{j≥1} ‖μ̃_j − μ_j‖²
+    −Σ_j [log p(x_j | z_j) − kl_weight · KL_j]
+        + consistency_weight · Σ_{j≥1} ‖μ̃_j − μ_j‖²
 
 with z_j ~ N(μ̃_j, σ_j²) (μ̃_0 = μ_0), averaged over the batch's patients, plus
 decoder_l2 · ‖decoder parameters‖².
@@ -82,14 +83,17 @@ class ODEVAE(L.LightningModule):
         mu_enc, logvar_enc = self.encoder(batch["values"])
         theta = self.param_net(batch["baseline"])
         mu_ode = self.solve(mu_enc[:, 0], theta, batch["times"])
-        return {"mu_enc": mu_enc, "logvar_enc": logvar_enc, "theta": theta, "mu_ode": mu_ode}
+        return {
+            "mu_enc": mu_enc,
+            "logvar_enc": logvar_enc,
+            "theta": theta,
+            "mu_ode": mu_ode,
+        }
 
     def solve(self, u0: torch.Tensor, theta: torch.Tensor, t: torch.Tensor):
         """Latent trajectories from u0 (B, d) at the times t (B, T)."""
         hp = self.hparams
-        return solve(
-            self.system, u0, theta, t, hp.solver, hp.rtol, hp.atol, hp.adjoint
-        )
+        return solve(self.system, u0, theta, t, hp.solver, hp.rtol, hp.atol, hp.adjoint)
 
     def loss_terms(self, batch: dict, sample: bool) -> dict:
         """Per-patient loss terms and the batch loss (``loss``)."""

@@ -51,7 +51,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Decoder ``Dense(d,p, tanh)`` → Gaussian mean and log-variance heads ``Dense(p,p)``."""
+    """Decoder ``Dense(d,p, tanh)`` → mean and log-variance heads ``Dense(p,p)``."""
 
     def __init__(self, latent_dim: int, p: int) -> None:
         super().__init__()
