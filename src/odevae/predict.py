@@ -65,13 +65,14 @@ def predict_fold(
 ) -> dict[str, pd.DataFrame]:
     """Load a fold's checkpoint and predict every patient, marked train or test.
 
-    The trajectory grid runs from 0 to the cohort's last visit time in steps of
-    ``grid_dt``. Returns the tables of :func:`predict` keyed ``params``,
+    The trajectory grid runs from 0 in steps of ``grid_dt`` until it covers the
+    cohort's last visit. Returns the tables of :func:`predict` keyed ``params``,
     ``latents`` and ``trajectories``, each with ``fold`` and ``split`` columns.
     """
     model = ODEVAE.load_from_checkpoint(checkpoint, map_location="cpu")
     t_max = float(cohort.times[cohort.visits].max())
-    grid = np.round(np.arange(0.0, t_max + grid_dt / 2, grid_dt), 10)
+    steps = int(np.ceil(t_max / grid_dt - 1e-9))
+    grid = np.round(grid_dt * np.arange(steps + 1), 10)
     held = set(folds.loc[folds["fold"] == fold, "patient_id"].astype(str))
     tables = dict(
         zip(

@@ -1,0 +1,63 @@
+"""Shared fixtures: the default config, tiny variants of it and small cohorts."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from odevae.cohort import Cohort
+from odevae.preprocess import preprocess
+from odevae.simulate import simulate_cohort, write_cohort
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "name": "tiny",
+    "simulation": {"n": 20, "p": 4, "q": 6, "q_info": 2, "maxntps": 4},
+    "cv": {"folds": 2},
+    "train": {"epochs": 2, "batch_size": 8, "progress_bar": False},
+    "figures": {"dpi": 40},
+}
+
+
+def merge(base: dict, override: dict) -> dict:
+    """``base`` with ``override`` merged in, recursively (neither is modified)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+@pytest.fixture
+def default_config() -> dict:
+    """config/config.yaml as shipped."""
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+@pytest.fixture
+def tiny_config(default_config) -> dict:
+    """The default config shrunk to seconds of work."""
+    return merge(default_config, TINY)
+
+
+TABLES = ("visits", "baseline", "truth_patients", "truth_trajectories")
+
+
+@pytest.fixture
+def tiny_tables(tiny_config, tmp_path) -> dict[str, Path]:
+    """Paths of a tiny simulated cohort's TSV tables."""
+    cohort = simulate_cohort(tiny_config["simulation"], seed=1)
+    paths = {key: tmp_path / f"{key}.tsv" for key in TABLES}
+    write_cohort(cohort, paths)
+    return paths
+
+
+@pytest.fixture
+def tiny_cohort(tiny_tables) -> Cohort:
+    return preprocess(tiny_tables["visits"], tiny_tables["baseline"])

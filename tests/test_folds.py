@@ -1,0 +1,30 @@
+import numpy as np
+import pytest
+
+from odevae.errors import InputError
+from odevae.folds import fold_members, make_folds
+
+
+def test_every_patient_in_exactly_one_fold_and_balanced():
+    ids = [f"P{i}" for i in range(23)]
+    folds = make_folds(ids, k=5, seed=0)
+    assert sorted(folds["patient_id"]) == sorted(ids)
+    assert folds["patient_id"].is_unique
+    sizes = folds["fold"].value_counts()
+    assert set(sizes.index) == set(range(5)) and sizes.max() - sizes.min() <= 1
+    for fold in range(5):
+        train, test = fold_members(folds, fold)
+        assert not set(train) & set(test)
+        assert len(train) + len(test) == 23
+
+
+def test_folds_reproducible_from_seed():
+    ids = np.array([f"P{i}" for i in range(30)])
+    a, b, c = (make_folds(ids, 3, seed) for seed in (1, 1, 2))
+    assert a.equals(b)
+    assert not a["fold"].equals(c["fold"])
+
+
+def test_fewer_patients_than_folds_is_a_config_error():
+    with pytest.raises(InputError, match="cv.folds.*3 patients cannot fill 5 folds"):
+        make_folds(["a", "b", "c"], 5, 0)

@@ -1,0 +1,34 @@
+"""GPU checks: run only where CUDA is available."""
+
+import pytest
+import torch
+
+from odevae.folds import make_folds
+from odevae.model import make_system, solve
+from odevae.training import train_fold
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+]
+
+
+def test_closed_form_matches_dopri5_on_gpu():
+    system = make_system("linear_diagonal", 2)
+    gen = torch.Generator().manual_seed(0)
+    u0 = torch.randn(64, 2, generator=gen, dtype=torch.float64).cuda()
+    theta = (torch.rand(64, 2, generator=gen, dtype=torch.float64) - 0.5).cuda()
+    t = torch.sort(torch.rand(64, 6, generator=gen, dtype=torch.float64) * 10).values
+    t[:, 0] = 0
+    t = t.cuda()
+    exact = solve(system, u0, theta, t)
+    numeric = solve(system, u0, theta, t, "dopri5", rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(numeric, exact, atol=1e-5, rtol=0)
+
+
+def test_training_runs_on_the_gpu(tiny_cohort, tiny_config, tmp_path):
+    config = {**tiny_config, "train": {**tiny_config["train"], "accelerator": "gpu"}}
+    folds = make_folds(tiny_cohort.patient_ids, 2, seed=0)
+    model = train_fold(tiny_cohort, folds, 0, config, tmp_path)
+    assert model.device.type == "cuda"
+    assert (tmp_path / "model.ckpt").is_file()

@@ -1,0 +1,101 @@
+"""The whole DAG on a tiny config, in a temporary copy of the workflow."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import ROOT, TINY, merge
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(workdir, *args, check=True):
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(result.stdout + result.stderr)
+    return result
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A copy of the workflow (Snakefile, workflow/, config/) with a tiny config."""
+    shutil.copy(ROOT / "Snakefile", tmp_path)
+    shutil.copytree(ROOT / "workflow", tmp_path / "workflow")
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    return tmp_path
+
+
+def test_whole_dag_runs_and_second_run_has_nothing_to_do(workdir):
+    snakemake(workdir, "--configfile", "tiny.yaml")
+    out = workdir / "results" / "tiny"
+    for path in (
+        "data/visits.tsv",
+        "preprocessed/cohort.npz",
+        "folds.tsv",
+        "train/fold_0/model.ckpt",
+        "train/fold_1/metrics.csv",
+        "predict/fold_1/trajectories.tsv",
+        "figures/data_vs_truth.png",
+        "figures/latent_trajectories.png",
+        "figures/individual_fits.png",
+        "figures/loss_curves.png",
+        "benchmarks/train/fold_0.tsv",
+        "logs/train/fold_0.log",
+    ):
+        assert (out / path).is_file(), path
+    recovery = pd.read_csv(out / "recovery.tsv", sep="\t", dtype={"fold": str})
+    assert recovery["fold"].tolist() == ["0", "1", "mean"]
+    assert recovery[["accuracy_1nn", "accuracy_threshold"]].le(1).all().all()
+    folds = pd.read_csv(out / "folds.tsv", sep="\t")
+    assert folds["patient_id"].is_unique and len(folds) == 20
+
+    again = snakemake(workdir, "--configfile", "tiny.yaml", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_dry_run_and_lint(workdir):
+    dry = snakemake(workdir, "--configfile", "tiny.yaml", "-n")
+    text = dry.stdout + dry.stderr
+    assert "train" in text and "recovery" in text
+    lint = snakemake(ROOT, "--lint", check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "Congratulations" in lint.stdout + lint.stderr
+
+
+def test_config_error_names_the_key(workdir):
+    (workdir / "bad.yaml").write_text(
+        yaml.safe_dump(merge(TINY, {"train": {"lr": "x"}}))
+    )
+    result = snakemake(workdir, "--configfile", "bad.yaml", "-n", check=False)
+    text = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "['train']['lr']" in text and "'x' is not of type 'number'" in text
+
+
+def test_bad_input_fails_the_job_cleanly_and_leaves_no_output(workdir):
+    bad = merge(TINY, {"simulation": {"p": 5}})
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(bad))
+    result = snakemake(workdir, "--configfile", "bad.yaml", check=False)
+    text = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "odevae: config key 'simulation.p': p = 5 must be a multiple" in text
+    assert "Traceback" not in text
+    data = workdir / "results" / "tiny" / "data"
+    assert not any(data.glob("*.tsv")) if data.exists() else True
+    log = (
+        workdir / "results" / "tiny" / "logs" / "simulate" / "simulate.log"
+    ).read_text()
+    assert "simulation.p" in log
