@@ -1,7 +1,8 @@
 """The code style CI holds the project to: ruff (lint + format) and snakefmt."""
 
-import shutil
+import importlib.util
 import subprocess
+import sys
 
 import pytest
 
@@ -18,7 +19,9 @@ from tests.conftest import ROOT
     ids=["ruff-check", "ruff-format", "snakefmt"],
 )
 def test_style(command):
-    if shutil.which(command[0]) is None:
+    if importlib.util.find_spec(command[0]) is None:
         pytest.skip(f"{command[0]} not installed (pip install -e '.[dev]')")
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
