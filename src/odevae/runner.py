@@ -28,6 +28,7 @@ def run_script(snakemake, main: Callable) -> None:
                 format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                 force=True,
             )
+            _route_library_loggers()
             _set_threads(snakemake.threads)
             try:
                 main(snakemake)
@@ -35,6 +36,23 @@ def run_script(snakemake, main: Callable) -> None:
                 log.error("%s", err)
                 print(f"odevae: {err}", file=sys.__stderr__)
                 sys.exit(1)
+
+
+def _route_library_loggers() -> None:
+    """Send loggers that libraries bound to the terminal (Lightning) to the log."""
+    for logger in logging.Logger.manager.loggerDict.values():
+        if not isinstance(logger, logging.Logger):
+            continue
+        terminal = [
+            h
+            for h in logger.handlers
+            if isinstance(h, logging.StreamHandler)
+            and getattr(h, "stream", None) in (sys.__stderr__, sys.__stdout__)
+        ]
+        for handler in terminal:
+            logger.removeHandler(handler)
+        if terminal:
+            logger.propagate = True
 
 
 def _set_threads(threads: int) -> None:
