@@ -19,6 +19,7 @@ TINY = {
     "simulation": {"n": 20, "p": 4, "q": 6, "q_info": 2, "maxntps": 4},
     "cv": {"folds": 2},
     "train": {"epochs": 2, "batch_size": 8, "progress_bar": False},
+    "predict": {"grid_dt": 0.5},
     "figures": {"dpi": 40},
 }
 

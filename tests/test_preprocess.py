@@ -130,3 +130,21 @@ def test_bad_input_names_file_column_and_line(tmp_path, visits, baseline, patter
     b = write(tmp_path, "b.tsv", baseline)
     with pytest.raises(InputError, match=pattern):
         preprocess(v, b)
+
+
+def test_ids_are_text_and_empty_visits_are_dropped(tmp_path, caplog):
+    visits = write(
+        tmp_path,
+        "v.tsv",
+        "patient_id\ttime\tx1\tx2\n01\t0\t1\t2\n01\t1\t\t\n1\t3\t5\t6\n1\t4\t7\t\n",
+    )
+    baseline = write(tmp_path, "b.tsv", "patient_id\tage\n1\t3\n01\t4\n")
+    with caplog.at_level("WARNING"):
+        cohort = preprocess(visits, baseline)
+    assert list(cohort.patient_ids) == ["01", "1"]  # "01" and "1" stay two patients
+    assert cohort.visits.sum(1).tolist() == [1, 2]  # the empty visit of 01 is gone
+    np.testing.assert_allclose(cohort.times[1], [0.0, 1.0])
+    np.testing.assert_allclose(cohort.baseline[:, 0], [4.0, 3.0])
+    assert "dropped 1 visits without any observed measurement (first at line 3)" in (
+        caplog.text
+    )

@@ -131,32 +131,39 @@ def align_folds(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Map each fold's held-out latents onto the true axes.
 
-    Per fold, the map of :func:`fit_alignment` is fitted between the held-out
-    patients' ODE trajectories (``z*``, up to each patient's last visit) and their
-    group's true trajectory, and applied to the trajectories and to the encoder means
-    (``mu*``) and ODE solutions (``ode*``) at the visits. Returns the held-out rows of
-    both tables, aligned, with ``group`` and the true states ``u*`` added.
+    Per fold, the map of :func:`fit_alignment` is fitted on the fold's *training*
+    patients (their ODE trajectories ``z*`` up to their last visit against their
+    group's true trajectory) and applied to the held-out patients' trajectories,
+    encoder means (``mu*``) and ODE solutions at visits (``ode*``), so nothing about
+    the held-out patients' truth enters the map. Returns the held-out rows of both
+    tables, aligned, with ``group`` and the true states ``u*`` added.
     """
     zcols = latent_columns(trajectories, "z")
     ucols = latent_columns(truth_traj, "u")
     group_of = truth_patients.set_index("patient_id")["group"]
-    traj_test = trajectories[trajectories["split"] == "test"]
-    lat_test = latents[latents["split"] == "test"]
-    last = lat_test.groupby("patient_id")["time"].max()
+    last = latents.groupby("patient_id")["time"].max()
+    observed = trajectories["time"] <= trajectories["patient_id"].map(last) + 1e-9
+    trajectories = trajectories[observed]
+
+    def with_truth(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.copy()
+        frame["group"] = frame["patient_id"].map(group_of).to_numpy()
+        true = true_at(truth_traj, frame["group"], frame["time"])
+        for k, u in enumerate(ucols):
+            frame[u] = true[:, k]
+        return frame
+
     traj_out, lat_out = [], []
-    for fold, traj in traj_test.groupby("fold", sort=True):
-        traj = traj[traj["time"] <= traj["patient_id"].map(last) + 1e-9].copy()
-        lat = lat_test[lat_test["fold"] == fold].copy()
-        for frame in (traj, lat):
-            frame["group"] = frame["patient_id"].map(group_of).to_numpy()
-            true = true_at(truth_traj, frame["group"], frame["time"])
-            for k, u in enumerate(ucols):
-                frame[u] = true[:, k]
-        maps = fit_alignment(traj[zcols].to_numpy(), traj[ucols].to_numpy())
-        traj[zcols] = apply_alignment(traj[zcols].to_numpy(), maps)
+    for fold, traj in trajectories.groupby("fold", sort=True):
+        train = with_truth(traj[traj["split"] == "train"])
+        test = with_truth(traj[traj["split"] == "test"])
+        lat = latents[(latents["fold"] == fold) & (latents["split"] == "test")]
+        lat = with_truth(lat)
+        maps = fit_alignment(train[zcols].to_numpy(), train[ucols].to_numpy())
+        test[zcols] = apply_alignment(test[zcols].to_numpy(), maps)
         for prefix in ("mu", "ode"):
             cols = latent_columns(lat, prefix)
             lat[cols] = apply_alignment(lat[cols].to_numpy(), maps)
-        traj_out.append(traj)
+        traj_out.append(test)
         lat_out.append(lat)
     return pd.concat(traj_out, ignore_index=True), pd.concat(lat_out, ignore_index=True)

@@ -25,12 +25,15 @@ from odevae.errors import InputError
 log = logging.getLogger(__name__)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV/TSV table (by extension); an empty file is an :class:`InputError`."""
+def read_table(path: str | Path, id_col: str = "patient_id") -> pd.DataFrame:
+    """Read a CSV/TSV table (by extension), ids as text ("01" stays "01").
+
+    An empty file, or one with a header only, is an :class:`InputError`.
+    """
     path = Path(path)
     sep = "\t" if path.suffix in {".tsv", ".tab", ".txt"} else ","
     try:
-        table = pd.read_csv(path, sep=sep)
+        table = pd.read_csv(path, sep=sep, dtype={id_col: str})
     except pd.errors.EmptyDataError:
         raise InputError(
             "the file is empty, expected a header and rows", file=str(path)
@@ -92,8 +95,10 @@ def prepare_visits(
 ) -> pd.DataFrame:
     """Validate, sort and time-shift a long-format visit table.
 
-    Returns a table with columns id, time (relative to each patient's first visit)
-    and the measurements as floats, sorted by patient (first appearance) and time.
+    Visits without any observed measurement carry no information and are dropped
+    (counted in the log). Returns a table with columns id, time (relative to each
+    patient's first remaining visit) and the measurements as floats, sorted by
+    patient (first appearance) and time.
     """
     _require_columns(visits, [id_col, time_col, *measurement_cols], file)
     ids = visits[id_col]
@@ -123,6 +128,15 @@ def prepare_visits(
                 column=col,
             )
     table = pd.concat([ids.astype(str).rename(id_col), numeric], axis=1)
+    empty = numeric[measurement_cols].isna().all(axis=1)
+    if empty.any():
+        log.warning(
+            "%s: dropped %d visits without any observed measurement (first at line %d)",
+            file,
+            int(empty.sum()),
+            _line(visits, int(np.flatnonzero(empty.to_numpy())[0])),
+        )
+        table = table[~empty.to_numpy()]
     order = pd.Index(table[id_col].drop_duplicates())
     table["_order"] = order.get_indexer(table[id_col])
     table = table.sort_values(["_order", time_col], kind="stable").drop(
@@ -201,7 +215,7 @@ def preprocess(
     and time columns.
     """
     vfile, bfile = str(visits_path), str(baseline_path)
-    raw = read_table(visits_path)
+    raw = read_table(visits_path, id_col)
     if measurement_cols is None:
         measurement_cols = [c for c in raw.columns if c not in (id_col, time_col)]
     if not measurement_cols:
@@ -209,7 +223,7 @@ def preprocess(
     visits = prepare_visits(raw, measurement_cols, vfile, id_col, time_col)
     ids = list(visits[id_col].drop_duplicates())
     baseline, covariates = prepare_baseline(
-        read_table(baseline_path), ids, bfile, id_col
+        read_table(baseline_path, id_col), ids, bfile, id_col
     )
     cohort = cohort_from_long(
         visits, baseline, measurement_cols, covariates, id_col, time_col

@@ -37,6 +37,16 @@ def build_model(cohort: Cohort, model_cfg: dict, loss_cfg: dict, lr: float) -> O
     )
 
 
+def with_progress_bar(config: dict, full_config: dict) -> dict:
+    """``config`` with ``train.progress_bar`` taken from ``full_config``.
+
+    The progress bar is display only: the workflow keeps it out of the training
+    rule's params so that switching it does not retrain every fold.
+    """
+    bar = full_config["train"]["progress_bar"]
+    return {**config, "train": {**config["train"], "progress_bar": bar}}
+
+
 def train_fold(
     cohort: Cohort,
     folds: pd.DataFrame,

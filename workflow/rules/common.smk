@@ -1,22 +1,34 @@
+import os
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-validate(config, schema="../schemas/config.schema.yaml")
-
-OUT = f"results/{config['name']}"
-LOGS = f"{OUT}/logs"
-FOLDS = list(range(config["cv"]["folds"]))
-
-
-wildcard_constraints:
-    fold=r"\d+",
-
-
+# ===== helpers =========================================================
 def simulated():
     """True when the cohort is simulated, so ground truth exists."""
     return config["data"]["source"] == "simulate"
+
+
+def check_config():
+    """Cross-key checks the schema cannot express; errors name the keys."""
+    dim, u0 = config["model"]["latent_dim"], config["simulation"]["u0"]
+    if simulated() and dim != len(u0):
+        raise WorkflowError(
+            f"config key 'model.latent_dim' = {dim} must equal the simulated latent "
+            f"dimension len(simulation.u0) = {len(u0)}, so that learned and true "
+            "trajectories can be compared"
+        )
+
+
+def training_config():
+    """The config sections that determine a trained model (display options left out)."""
+    sections = {key: config[key] for key in ("seed", "model", "loss", "train")}
+    train = {k: v for k, v in config["train"].items() if k != "progress_bar"}
+    return {**sections, "train": train}
 
 
 def fold_outputs(pattern):
@@ -39,3 +51,24 @@ def all_outputs():
             f"{OUT}/figures/individual_fits.png",
         ]
     return outputs
+
+
+# ===== config ==========================================================
+validate(config, schema="../schemas/config.schema.yaml")
+check_config()
+
+OUT = f"results/{config['name']}"
+LOGS = f"{OUT}/logs"
+FOLDS = list(range(config["cv"]["folds"]))
+
+# Jobs import the odevae library of this checkout, also in --use-conda environments.
+# (Set here, not required from the user: hence no envvars directive.)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        filter(None, [str(Path(workflow.basedir) / "src"), os.getenv("PYTHONPATH")])
+    )
+)
+
+
+wildcard_constraints:
+    fold=r"\d+",

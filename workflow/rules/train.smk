@@ -13,7 +13,7 @@ rule train:
         "../envs/odevae.yaml"
     threads: 1
     params:
-        config={key: config[key] for key in ("seed", "model", "loss", "train")},
+        config=training_config(),
     script:
         "../scripts/train.py"
 
@@ -33,6 +33,6 @@ rule predict:
         "../envs/odevae.yaml"
     threads: 1
     params:
-        grid_dt=config["figures"]["grid_dt"],
+        grid_dt=config["predict"]["grid_dt"],
     script:
         "../scripts/predict.py"

@@ -5,7 +5,7 @@ from pathlib import Path
 from odevae.cohort import Cohort
 from odevae.runner import run_script
 from odevae.tables import read_tsv
-from odevae.training import train_fold
+from odevae.training import train_fold, with_progress_bar
 
 
 def main(snakemake):
@@ -13,7 +13,7 @@ def main(snakemake):
         Cohort.load(snakemake.input.cohort),
         read_tsv(snakemake.input.folds),
         int(snakemake.wildcards.fold),
-        snakemake.params.config,
+        with_progress_bar(snakemake.params.config, snakemake.config),
         Path(snakemake.output.checkpoint).parent,
     )
 
