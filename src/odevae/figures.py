@@ -15,6 +15,25 @@ from odevae.evaluation import latent_columns  # noqa: E402
 sns.set_theme(style="whitegrid", context="paper")
 
 
+def _group_by_dimension_grid(n_groups: int, n_dims: int):
+    """A figure with one panel per group (rows) and latent dimension (columns)."""
+    return plt.subplots(
+        n_groups,
+        n_dims,
+        figsize=(4 * n_dims, 3 * n_groups),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+    )
+
+
+def _true_line(ax, truth: pd.DataFrame, column: str, label: str | None = None):
+    """The true latent trajectory ``column`` as a bold black line."""
+    sns.lineplot(
+        data=truth, x="time", y=column, ax=ax, color="black", lw=2, label=label
+    )
+
+
 def plot_data_vs_truth(
     visits: pd.DataFrame, truth_patients: pd.DataFrame, truth_traj: pd.DataFrame
 ) -> plt.Figure:
@@ -34,14 +53,7 @@ def plot_data_vs_truth(
         {c: f"u{j // block + 1}" for j, c in enumerate(xcols)}
     )
     groups = sorted(truth_traj["group"].unique())
-    fig, axes = plt.subplots(
-        len(groups),
-        len(ucols),
-        figsize=(4 * len(ucols), 3 * len(groups)),
-        sharex=True,
-        sharey=True,
-        squeeze=False,
-    )
+    fig, axes = _group_by_dimension_grid(len(groups), len(ucols))
     for r, g in enumerate(groups):
         for c, u in enumerate(ucols):
             ax = axes[r, c]
@@ -57,16 +69,7 @@ def plot_data_vs_truth(
                 edgecolor=None,
                 label="measurements",
             )
-            truth = truth_traj[truth_traj["group"] == g]
-            sns.lineplot(
-                data=truth,
-                x="time",
-                y=u,
-                ax=ax,
-                color="black",
-                lw=2,
-                label="true trajectory",
-            )
+            _true_line(ax, truth_traj[truth_traj["group"] == g], u, "true trajectory")
             ax.set_title(f"group {g}, latent {u}")
             ax.set_ylabel("value")
             if (r, c) != (0, 0):
@@ -81,14 +84,7 @@ def plot_latent_trajectories(
     """Learned held-out trajectories (aligned) over the true ones, group × dimension."""
     zcols = latent_columns(aligned, "z")
     groups = sorted(aligned["group"].unique())
-    fig, axes = plt.subplots(
-        len(groups),
-        len(zcols),
-        figsize=(4 * len(zcols), 3 * len(groups)),
-        sharex=True,
-        sharey=True,
-        squeeze=False,
-    )
+    fig, axes = _group_by_dimension_grid(len(groups), len(zcols))
     for r, g in enumerate(groups):
         part = aligned[aligned["group"] == g]
         truth = truth_traj[truth_traj["group"] == g]
@@ -105,14 +101,7 @@ def plot_latent_trajectories(
                 alpha=0.4,
                 color="tab:orange",
             )
-            sns.lineplot(
-                data=truth,
-                x="time",
-                y=f"u{c + 1}",
-                ax=ax,
-                color="black",
-                lw=2,
-            )
+            _true_line(ax, truth, f"u{c + 1}")
             ax.set_title(f"group {g}, latent dimension {c + 1}")
             ax.set_ylabel("latent state")
     fig.tight_layout()
