@@ -185,7 +185,7 @@ def test_loss_matches_a_per_patient_reference(tiny_cohort):
 
 def test_activation_ranges_at_init(tiny_cohort):
     torch.manual_seed(0)
-    model = ODEVAE(p=tiny_cohort.p, q=tiny_cohort.q, param_bound="tanh")
+    model = ODEVAE(p=tiny_cohort.p, q=tiny_cohort.q, param_bound="tanh1")
     batch = batch_of(tiny_cohort, range(10))
     out = model(batch)
     assert (out["logvar_enc"] <= 0).all()  # -relu head at identity scale/shift

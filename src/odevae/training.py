@@ -20,19 +20,31 @@ log = logging.getLogger(__name__)
 
 def build_model(cohort: Cohort, model_cfg: dict, loss_cfg: dict, lr: float) -> ODEVAE:
     """An untrained :class:`ODEVAE` sized for ``cohort`` from the config sections."""
+    stat = loss_cfg["statistical"]
     return ODEVAE(
         p=cohort.p,
         q=cohort.q,
         latent_dim=model_cfg["latent_dim"],
         system=model_cfg["system"],
+        fixed_params=model_cfg["fixed_params"],
+        neural=model_cfg["neural"],
         param_bound=model_cfg["param_bound"],
+        param_scale=model_cfg["param_scale"],
+        bottleneck=model_cfg["bottleneck"],
         solver=model_cfg["solver"],
         rtol=model_cfg["rtol"],
         atol=model_cfg["atol"],
         adjoint=model_cfg["adjoint"],
+        loss=loss_cfg["kind"],
         kl_weight=loss_cfg["kl_weight"],
         decoder_l2=loss_cfg["decoder_l2"],
         consistency_weight=loss_cfg["consistency_weight"],
+        weighting=stat["weighting"],
+        skip_own=stat["skip_own"],
+        mu_weight=stat["mu_weight"],
+        var_weight=stat["var_weight"],
+        var_penalty=stat["var_penalty"],
+        var_offset=stat["var_offset"],
         lr=lr,
     )
 

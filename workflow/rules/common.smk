@@ -1,8 +1,14 @@
 import os
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
+
+# The odevae library of this checkout (torch-free modules only in this process).
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from odevae.errors import InputError
+from odevae.systems import check_model_config
 
 min_version("9.0")
 
@@ -15,6 +21,10 @@ def simulated():
 
 def check_config():
     """Cross-key checks the schema cannot express; errors name the keys."""
+    try:
+        check_model_config(config)
+    except InputError as error:
+        raise WorkflowError(str(error)) from None
     dim, u0 = config["model"]["latent_dim"], config["simulation"]["u0"]
     if simulated() and dim != len(u0):
         raise WorkflowError(

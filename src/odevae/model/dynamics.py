@@ -1,75 +1,223 @@
-"""Latent ODE systems with per-patient parameters, solved for a batch of patients.
+"""Latent ODE systems with per-patient parameters, solved for a batch at once.
 
-Each patient b has parameters θ_b, an initial state u0_b at time 0 and its own visit
-times t_b (padded). :func:`solve` returns u_b(t_b) for the whole batch at once, either
-in closed form (linear systems: ``torch.linalg.matrix_exp``) or with a torchdiffeq
-solver on the union of the batch's visit times.
+Every system is autonomous, so a solution from state x0 at offset t (positive or
+negative) does not depend on when the start was. :func:`solve` maps starts x0 (N, d),
+parameters θ (N, nθ) and offsets t (N, M) to states (N, M, d) in one call: linear
+systems in closed form (a batched matrix exponential), any system with a torchdiffeq
+solver on the union of the offsets (forward and backward in time separately).
+
+A system has a full parameter vector (``all_names``); config can fix some entries to
+constants (``fixed``) and the parameter net predicts the rest (``param_names``).
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
+from odevae.systems import (
+    DEFAULT_BOUND,
+    DEFAULT_FIXED,
+    LINEAR,
+    all_param_names,
+    linear_layout,
+)
 
-class LinearSystem:
-    """du/dt = A(θ) u with the learned parameters θ placed at fixed entries of A.
 
-    ``entries`` lists the (row, column) of A that each parameter fills; the other
-    entries are 0. ``linear_diagonal`` (the workshop's 2-parameter model) learns
-    a11 and a22.
+class LatentSystem(nn.Module):
+    """Base class: parameter layout (learned vs fixed) and the vector field."""
+
+    has_closed_form = False
+    #: Parameter-net output bound used when config says ``auto``.
+    default_bound = "sigmoid"
+    #: Entries fixed unless config says otherwise: {name: value}.
+    default_fixed: dict[str, float] = {}
+
+    def __init__(self, dim: int, all_names: list[str], fixed: dict | None) -> None:
+        super().__init__()
+        self.dim = dim
+        self.all_names = list(all_names)
+        fixed = dict(self.default_fixed if fixed is None else fixed)
+        unknown = sorted(set(fixed) - set(all_names))
+        if unknown:
+            raise ValueError(
+                f"cannot fix unknown parameter(s) {unknown}, expected names among "
+                f"{self.all_names}"
+            )
+        self.fixed = {name: float(fixed[name]) for name in all_names if name in fixed}
+        self.param_names = [name for name in all_names if name not in fixed]
+        if not self.param_names:
+            raise ValueError("every parameter is fixed: nothing is left to learn")
+        learned = [all_names.index(name) for name in self.param_names]
+        self.register_buffer("_learned", torch.tensor(learned), persistent=False)
+        template = torch.zeros(len(all_names))
+        for name, value in self.fixed.items():
+            template[all_names.index(name)] = value
+        self.register_buffer("_template", template, persistent=False)
+
+    @property
+    def n_params(self) -> int:
+        """Number of learned parameters (the parameter net's output size)."""
+        return len(self.param_names)
+
+    def expand(self, theta: torch.Tensor) -> torch.Tensor:
+        """Learned parameters (N, nθ) → the full parameter vector (N, n_all)."""
+        full = self._template.to(theta).expand(theta.shape[0], -1).clone()
+        full[:, self._learned] = theta
+        return full
+
+    def vector_field(self, u: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """du/dt for states (N, d) and learned parameters (N, nθ)."""
+        raise NotImplementedError
+
+
+class LinearSystem(LatentSystem):
+    """dx/dt = A x + b with learned entries of A and b; the rest are 0.
+
+    ``matrix_entries`` lists the (row, column) entries of A that carry parameters,
+    in column-major order (as the follow-up paper reshapes θ); ``drift`` adds a
+    parameter b_i per dimension.
     """
 
     has_closed_form = True
 
-    def __init__(self, dim: int, entries: list[tuple[int, int]]) -> None:
-        self.dim = dim
-        self.entries = entries
-        self.param_names = [f"a{i + 1}{j + 1}" for i, j in entries]
-        self.n_params = len(entries)
-        rows, cols = zip(*entries, strict=True)
-        self._rows, self._cols = list(rows), list(cols)
+    def __init__(
+        self,
+        dim: int,
+        matrix_entries: list[tuple[int, int]],
+        drift: bool,
+        fixed: dict | None = None,
+    ) -> None:
+        names = [f"a{i + 1}{j + 1}" for i, j in matrix_entries]
+        if drift:
+            names += [f"b{i + 1}" for i in range(dim)]
+        super().__init__(dim, names, fixed)
+        self.matrix_entries = list(matrix_entries)
+        self.drift = drift
+        rows = [i for i, _ in matrix_entries]
+        cols = [j for _, j in matrix_entries]
+        self._rows, self._cols = rows, cols
 
-    def matrix(self, theta: torch.Tensor) -> torch.Tensor:
-        """System matrices A, shape (B, d, d), from parameters (B, nθ)."""
-        A = theta.new_zeros(theta.shape[0], self.dim, self.dim)
-        A[:, self._rows, self._cols] = theta
-        return A
+    def matrix_and_drift(self, theta: torch.Tensor):
+        """A (N, d, d) and b (N, d) from learned parameters (N, nθ)."""
+        full = self.expand(theta)
+        n_a = len(self.matrix_entries)
+        A = full.new_zeros(full.shape[0], self.dim, self.dim)
+        if n_a:
+            A[:, self._rows, self._cols] = full[:, :n_a]
+        b = full[:, n_a:] if self.drift else full.new_zeros(full.shape[0], self.dim)
+        return A, b
 
     def vector_field(self, u: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """du/dt for states (B, d)."""
-        return torch.einsum("bij,bj->bi", self.matrix(theta), u)
+        A, b = self.matrix_and_drift(theta)
+        return torch.einsum("nij,nj->ni", A, u) + b
 
     def closed_form(
-        self, u0: torch.Tensor, theta: torch.Tensor, t: torch.Tensor
+        self, x0: torch.Tensor, theta: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
-        """u(t) = exp(A t) u0 for times (B, T); returns (B, T, d)."""
-        At = self.matrix(theta)[:, None] * t[..., None, None]
-        return torch.einsum("btij,bj->bti", torch.linalg.matrix_exp(At), u0)
+        """x(t) for starts (N, d), parameters (N, nθ) and offsets (N, M) → (N, M, d).
+
+        Homogeneous systems use exp(A t) x0. With a drift b the solution
+        e^{At}(x0 + c) − c, c = A⁻¹b, is computed as the exponential of the augmented
+        matrix [[A, b], [0, 0]] applied to (x0, 1): the same value where A is
+        invertible, and exact also where A is singular or near-singular (for A = 0
+        it is x0 + b t), so no inverse is ever formed.
+        """
+        A, b = self.matrix_and_drift(theta)
+        if self.drift:
+            n, d = b.shape
+            A = torch.cat(
+                [torch.cat([A, b[:, :, None]], 2), A.new_zeros(n, 1, d + 1)], 1
+            )
+            x0 = torch.cat([x0, x0.new_ones(n, 1)], 1)
+        expm = torch.linalg.matrix_exp(A[:, None] * t[..., None, None])
+        return torch.einsum("nmij,nj->nmi", expm, x0)[..., : self.dim]
 
 
-def diagonal_entries(dim: int) -> list[tuple[int, int]]:
-    return [(i, i) for i in range(dim)]
+class LotkaVolterra(LatentSystem):
+    """du1/dt = α u1 − β u1 u2, du2/dt = γ u1 u2 − δ u2 (BJ 2022 Sec. 5.3).
+
+    By default α and δ are learned and β = γ = 1 are fixed.
+    """
+
+    default_bound = DEFAULT_BOUND["lotka_volterra"]
+    default_fixed = DEFAULT_FIXED["lotka_volterra"]
+
+    def __init__(self, dim: int, fixed: dict | None = None) -> None:
+        if dim != 2:
+            raise ValueError(f"Lotka-Volterra needs latent_dim 2, found {dim}")
+        super().__init__(dim, all_param_names("lotka_volterra", dim), fixed)
+
+    def vector_field(self, u: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        alpha, beta, gamma, delta = self.expand(theta).unbind(-1)
+        u1, u2 = u.unbind(-1)
+        return torch.stack(
+            [alpha * u1 - beta * u1 * u2, gamma * u1 * u2 - delta * u2], -1
+        )
 
 
+class NeuralField(LatentSystem):
+    """A neural ODE: du/dt = MLP([u, θ]) with the individual θ as conditioning.
+
+    The MLP (one tanh hidden layer of width ``hidden``) is shared by all patients
+    and trained with the rest of the model; θ (``n_cond`` values from the parameter
+    net) makes the dynamics individual.
+    """
+
+    def __init__(
+        self, dim: int, n_cond: int = 2, hidden: int = 16, fixed: dict | None = None
+    ) -> None:
+        names = all_param_names("neural", dim, {"n_cond": n_cond})
+        super().__init__(dim, names, fixed)
+        self.net = nn.Sequential(
+            nn.Linear(dim + n_cond, hidden), nn.Tanh(), nn.Linear(hidden, dim)
+        )
+        # Start near the zero field so early solutions stay close to their starts.
+        nn.init.normal_(self.net[2].weight, std=0.01)
+        nn.init.zeros_(self.net[2].bias)
+
+    def vector_field(self, u: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([u, self.expand(theta)], -1))
+
+
+def _linear(name: str):
+    def build(dim: int, fixed: dict | None, options: dict) -> LinearSystem:
+        entries, drift = linear_layout(name, dim)
+        return LinearSystem(dim, entries, drift, fixed)
+
+    return build
+
+
+#: Config name → constructor (dim, fixed, options) of each latent system.
 SYSTEMS = {
-    "linear_diagonal": lambda dim: LinearSystem(dim, diagonal_entries(dim)),
+    **{name: _linear(name) for name in LINEAR},
+    "lotka_volterra": lambda d, fixed, o: LotkaVolterra(d, fixed),
+    "neural": lambda d, fixed, o: NeuralField(
+        d, o.get("n_cond", 2), o.get("hidden", 16), fixed
+    ),
 }
 
 
-def make_system(name: str, dim: int) -> LinearSystem:
-    """The latent system called ``name`` in config, for latent dimension ``dim``."""
+def make_system(
+    name: str, dim: int, fixed: dict | None = None, options: dict | None = None
+) -> LatentSystem:
+    """The latent system called ``name`` in config, for latent dimension ``dim``.
+
+    ``fixed`` maps parameter names to constants (``None``: the system's defaults);
+    ``options`` holds the neural ODE's ``n_cond`` and ``hidden``.
+    """
     if name not in SYSTEMS:
         raise ValueError(
             f"unknown ODE system {name!r}, expected one of {list(SYSTEMS)}"
         )
-    return SYSTEMS[name](dim)
+    return SYSTEMS[name](dim, fixed, options or {})
 
 
-class _BatchField(torch.nn.Module):
-    """Vector field of a batch with fixed per-patient parameters (for torchdiffeq)."""
+class _BatchField(nn.Module):
+    """Vector field of a batch with fixed per-start parameters (for torchdiffeq)."""
 
-    def __init__(self, system, theta: torch.Tensor) -> None:
+    def __init__(self, system: LatentSystem, theta: torch.Tensor) -> None:
         super().__init__()
         self.system = system
         self.theta = theta
@@ -78,9 +226,22 @@ class _BatchField(torch.nn.Module):
         return self.system.vector_field(u, self.theta)
 
 
+def _integrate(system, x0, theta, grid, method, rtol, atol, adjoint):
+    """States on ``grid`` (G,), starting at grid[0] = 0 → (N, G, d)."""
+    field = _BatchField(system, theta)
+    if adjoint:
+        params = (theta, *system.parameters())
+        path = odeint_adjoint(
+            field, x0, grid, rtol=rtol, atol=atol, method=method, adjoint_params=params
+        )
+    else:
+        path = odeint(field, x0, grid, rtol=rtol, atol=atol, method=method)
+    return path.permute(1, 0, 2)
+
+
 def solve(
-    system,
-    u0: torch.Tensor,
+    system: LatentSystem,
+    x0: torch.Tensor,
     theta: torch.Tensor,
     t: torch.Tensor,
     method: str = "closed_form",
@@ -88,25 +249,55 @@ def solve(
     atol: float = 1e-7,
     adjoint: bool = False,
 ) -> torch.Tensor:
-    """Solve the batch's IVPs from u0 (B, d) at t = 0 to times t (B, T) → (B, T, d).
+    """Solutions from starts x0 (N, d) after offsets t (N, M) → (N, M, d).
 
     ``method="closed_form"`` uses the system's exact solution; any other value is a
-    torchdiffeq method (e.g. ``dopri5``) integrating all patients together on the
-    sorted union of their visit times (times must be ≥ 0).
+    torchdiffeq method (e.g. ``dopri5``, ``rk4``) integrating all starts together on
+    the sorted union of the offsets: once forward over the positive offsets and once
+    backward over the negative ones. ``adjoint`` uses ``odeint_adjoint`` (gradients
+    by the adjoint ODE instead of backpropagation through the solver's steps).
     """
     if method == "closed_form":
         if not system.has_closed_form:
             raise ValueError(f"{type(system).__name__} has no closed-form solution")
-        return system.closed_form(u0, theta, t)
-    grid, index = torch.unique(t, sorted=True, return_inverse=True)
-    if grid[0] > 0:
-        grid = torch.cat([grid.new_zeros(1), grid])
-        index = index + 1
-    elif grid[0] < 0:
-        raise ValueError("visit times must be >= 0 (relative to the first visit)")
-    field = _BatchField(system, theta)
-    integrate = odeint_adjoint if adjoint else odeint
-    kwargs = {"adjoint_params": (theta,)} if adjoint else {}
-    path = integrate(field, u0, grid, rtol=rtol, atol=atol, method=method, **kwargs)
-    path = path.permute(1, 0, 2)  # (B, G, d)
-    return torch.gather(path, 1, index[..., None].expand(-1, -1, path.shape[-1]))
+        return system.closed_form(x0, theta, t)
+    out = x0[:, None, :].expand(-1, t.shape[1], -1)
+    for sign in (1.0, -1.0):
+        side = t * sign > 0
+        if not side.any():
+            continue
+        grid, index = torch.unique(
+            torch.where(side, t * sign, 0.0), return_inverse=True
+        )
+        if grid[0] > 0:  # no zero offset on this side: add the start
+            grid = torch.cat([grid.new_zeros(1), grid])
+            index = index + 1
+        path = _integrate(system, x0, theta, grid * sign, method, rtol, atol, adjoint)
+        values = torch.gather(path, 1, index[..., None].expand(-1, -1, path.shape[-1]))
+        out = torch.where(side[..., None], values, out)
+    return out
+
+
+def pairwise_offsets(times: torch.Tensor) -> torch.Tensor:
+    """Offsets t_j − t_k between every start k and target j: (B, T) → (B, T, T)."""
+    return times[:, None, :] - times[:, :, None]
+
+
+def solve_from_every_visit(
+    system: LatentSystem,
+    starts: torch.Tensor,
+    theta: torch.Tensor,
+    times: torch.Tensor,
+    **solver,
+) -> torch.Tensor:
+    """Local solutions μ̃_{k→j} from every visit k to every visit j.
+
+    ``starts`` (B, T, d) are the states at the visits, ``times`` (B, T) their times
+    and ``theta`` (B, nθ) the patients' parameters. Returns (B, T_k, T_j, d), where
+    entry [b, k, k] is the start itself. All B·T starts are solved in one call.
+    """
+    B, T, d = starts.shape
+    offsets = pairwise_offsets(times).reshape(B * T, T)
+    theta_k = theta.repeat_interleave(T, dim=0)
+    local = solve(system, starts.reshape(B * T, d), theta_k, offsets, **solver)
+    return local.reshape(B, T, T, d)

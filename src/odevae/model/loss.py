@@ -14,19 +14,34 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 
 def gaussian_nll(
-    x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, observed: torch.Tensor
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    logvar: torch.Tensor,
+    observed: torch.Tensor,
+    per_visit: bool = False,
 ) -> torch.Tensor:
-    """−log N(x | mean, exp(logvar)) summed over observed entries (B, T, p) → (B,)."""
+    """−log N(x | mean, exp(logvar)) summed over observed entries (B, T, p) → (B,).
+
+    ``per_visit`` keeps the visit axis: (B, T).
+    """
     nll = 0.5 * (LOG_2PI + logvar + (x - mean) ** 2 * torch.exp(-logvar))
-    return torch.where(observed, nll, torch.zeros_like(nll)).sum(dim=(1, 2))
+    nll = torch.where(observed, nll, torch.zeros_like(nll)).sum(-1)
+    return nll if per_visit else nll.sum(1)
 
 
 def kl_standard_normal(
-    mean: torch.Tensor, logvar: torch.Tensor, visits: torch.Tensor
+    mean: torch.Tensor,
+    logvar: torch.Tensor,
+    visits: torch.Tensor,
+    per_visit: bool = False,
 ) -> torch.Tensor:
-    """KL(N(mean, exp(logvar)) ‖ N(0, I)) summed over real visits (B, T, d) → (B,)."""
+    """KL(N(mean, exp(logvar)) ‖ N(0, I)) summed over real visits (B, T, d) → (B,).
+
+    ``per_visit`` keeps the visit axis: (B, T).
+    """
     kl = 0.5 * (torch.exp(logvar) + mean**2 - 1.0 - logvar).sum(-1)
-    return torch.where(visits, kl, torch.zeros_like(kl)).sum(1)
+    kl = torch.where(visits, kl, torch.zeros_like(kl))
+    return kl if per_visit else kl.sum(1)
 
 
 def consistency_penalty(
@@ -37,3 +52,122 @@ def consistency_penalty(
     later = visits.clone()
     later[:, 0] = False
     return torch.where(later, sq, torch.zeros_like(sq)).sum(1)
+
+
+# --- The follow-up paper's statistical (multi-start) loss ---------------------------
+
+#: Sample variances are clamped to this range before they are inverted or logged.
+VAR_CLAMP = (1e-6, 1e3)
+
+
+def _between(visits: torch.Tensor) -> torch.Tensor:
+    """S[b, k, j, l]: visit l is real and lies between k and j (inclusive)."""
+    T = visits.shape[1]
+    idx = torch.arange(T, device=visits.device)
+    k, j, m = idx[:, None, None], idx[None, :, None], idx[None, None, :]
+    inside = (m >= torch.minimum(k, j)) & (m <= torch.maximum(k, j))
+    return inside[None] & visits[:, None, None, :]
+
+
+def _masked_var(x: torch.Tensor, mask: torch.Tensor, dim: int):
+    """Sample variance (n − 1) of x over ``dim`` where ``mask``; and the count.
+
+    ``mask`` broadcasts against x without its last (latent) dimension. Entries with
+    fewer than two values get variance 0 (callers mask them out).
+    """
+    m = mask[..., None].to(x.dtype)
+    count = m.sum(dim)
+    mean = (x * m).sum(dim) / count.clamp(min=1.0)
+    sq = ((x - mean.unsqueeze(dim)) ** 2 * m).sum(dim)
+    return sq / (count - 1.0).clamp(min=1.0), count[..., 0]
+
+
+def start_sets(visits: torch.Tensor, skip_own: bool) -> torch.Tensor:
+    """K[b, k, j]: start k is used for target j (both real; k ≠ j if ``skip_own``)."""
+    K = visits[:, :, None] & visits[:, None, :]
+    if skip_own:
+        K = K & ~torch.eye(visits.shape[1], dtype=torch.bool, device=visits.device)
+    return K
+
+
+def combine_local_solutions(
+    local: torch.Tensor, visits: torch.Tensor, weighting: bool, skip_own: bool
+) -> torch.Tensor:
+    """Combined means μ̄_j from local solutions ``local`` (B, T_k, T_j, d) → (B, T, d).
+
+    Weighted: w_kj = 1 / Var̂{μ̃_{l→j} : l between k and j}, per latent dimension,
+    over starts k ∈ K_j; unweighted: the mean over K_j. A target without starts (a
+    one-visit patient) keeps its own state μ_j = local[j, j].
+    """
+    if weighting and not skip_own:
+        raise ValueError("inverse-variance weighting requires skip_own (skip t0)")
+    K = start_sets(visits, skip_own)  # (B, k, j)
+    if weighting:
+        # values[b, k, j, l, :] = local[b, l, j, :]
+        values = local.permute(0, 2, 1, 3)[:, None].expand(
+            -1, local.shape[1], -1, -1, -1
+        )
+        var, _ = _masked_var(values, _between(visits), dim=3)  # (B, k, j, d)
+        w = 1.0 / var.clamp(*VAR_CLAMP)
+    else:
+        w = torch.ones_like(local)
+    w = torch.where(K[..., None], w, torch.zeros_like(w))
+    total = w.sum(1)
+    combined = (w * local).sum(1) / total.clamp(min=1e-12)
+    own = torch.diagonal(local, dim1=1, dim2=2).permute(0, 2, 1)  # local[b, j, j]
+    return torch.where(total > 0, combined, own)
+
+
+def multistart_mu_penalty(
+    local: torch.Tensor, mu_enc: torch.Tensor, visits: torch.Tensor
+) -> torch.Tensor:
+    """(1/T²) Σ_k Σ_{j≠k} ‖μ̃_{k→j} − μ_j‖₂ per patient (T its number of visits)."""
+    dist = torch.linalg.vector_norm(local - mu_enc[:, None], dim=-1)  # (B, k, j)
+    pairs = start_sets(visits, skip_own=True)
+    T = visits.sum(1).to(local.dtype)
+    return torch.where(pairs, dist, torch.zeros_like(dist)).sum((1, 2)) / T**2
+
+
+def variance_penalty(
+    local: torch.Tensor,
+    mu_enc: torch.Tensor,
+    visits: torch.Tensor,
+    kind: str = "log_diff",
+    offset: float = 0.1,
+    skip_own: bool = True,
+) -> torch.Tensor:
+    """Spread of the local solutions relative to the spread of the encoder means.
+
+    Per patient, with V_jd = Var̂_{k∈K_j} μ̃_{k→j,d} (targets with ≥ 2 starts) and
+    E_d = Var̂_j μ_{j,d} (patients with ≥ 2 visits), both clamped:
+
+    * ``log_diff``: Σ_d [mean_j log(V_jd + off) − log(E_d + off)]
+    * ``ratio_sum``: Σ_d mean_j (V_jd + off) / (E_d + off)
+    * ``sum_ratio``: Σ_d (mean_j V_jd + off) / Σ_d (E_d + off)
+
+    Patients without any term get 0.
+    """
+    K = start_sets(visits, skip_own)
+    V, n_starts = _masked_var(local, K, dim=1)  # (B, j, d), (B, j)
+    V = V.clamp(*VAR_CLAMP)
+    E, n_visits = _masked_var(mu_enc, visits, dim=1)  # (B, d), (B,)
+    E = E.clamp(*VAR_CLAMP)
+    targets = (n_starts >= 2) & visits
+    n_t = targets.sum(1, keepdim=True).clamp(min=1).to(local.dtype)
+
+    def mean_j(x):  # (B, j, d) → (B, d)
+        return torch.where(targets[..., None], x, torch.zeros_like(x)).sum(1) / n_t
+
+    if kind == "log_diff":
+        pen = (mean_j(torch.log(V + offset)) - torch.log(E + offset)).sum(-1)
+    elif kind == "ratio_sum":
+        pen = mean_j((V + offset) / (E[:, None] + offset)).sum(-1)
+    elif kind == "sum_ratio":
+        pen = (mean_j(V) + offset).sum(-1) / (E + offset).sum(-1)
+    else:
+        raise ValueError(
+            f"unknown variance penalty {kind!r}, expected log_diff, ratio_sum or "
+            "sum_ratio"
+        )
+    valid = targets.any(1) & (n_visits >= 2)
+    return torch.where(valid, pen, torch.zeros_like(pen))

@@ -1,13 +1,24 @@
-"""The ODE-VAE as a LightningModule (initial-value loss of the workshop / BJ 2022).
+"""The ODE-VAE as a LightningModule, with the losses of both papers.
 
-Per patient: the encoder maps every visit to a latent mean and log-variance; the
-parameter net maps baseline covariates to individual ODE parameters; the latent IVP
-starts at the encoder mean of the first visit. Loss per patient:
+Per patient: the encoder maps every visit to a latent mean μ_j and log-variance; the
+parameter net maps baseline covariates to individual ODE parameters.
+
+``initial_value`` (workshop / BJ 2022): the latent IVP starts at μ_0. Per patient
 
     −Σ_j [log p(x_j | z_j) − kl_weight · KL_j]
         + consistency_weight · Σ_{j≥1} ‖μ̃_j − μ_j‖²
 
-with z_j ~ N(μ̃_j, σ_j²) (μ̃_0 = μ_0), averaged over the batch's patients, plus
+with z_j ~ N(μ̃_j, σ_j²) (μ̃_0 = μ_0).
+
+``statistical`` (arXiv 2311.16286): the ODE is solved from every visit k to every
+other visit j; the local solutions μ̃_{k→j} are combined per target into μ̄_j (with
+inverse-variance weights, see :func:`~odevae.model.loss.combine_local_solutions`).
+Per patient
+
+    mean_j [−log p(x_j | z_j) + kl_weight · KL_j] + mu_weight · P_μ + var_weight · P_var
+
+with z_j ~ N(μ̄_j, σ_j²). Either way the batch loss is the mean over patients (or
+the weighted sum when the batch carries ``weight``, as similarity batches do), plus
 decoder_l2 · ‖decoder parameters‖².
 """
 
@@ -16,9 +27,18 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from odevae.model.dynamics import make_system, solve
-from odevae.model.loss import consistency_penalty, gaussian_nll, kl_standard_normal
+from odevae.model.dynamics import make_system, solve, solve_from_every_visit
+from odevae.model.loss import (
+    combine_local_solutions,
+    consistency_penalty,
+    gaussian_nll,
+    kl_standard_normal,
+    multistart_mu_penalty,
+    variance_penalty,
+)
 from odevae.model.networks import Decoder, Encoder, ParamNet
+
+LOSSES = ("initial_value", "statistical")
 
 
 class ODEVAE(L.LightningModule):
@@ -36,22 +56,48 @@ class ODEVAE(L.LightningModule):
         q: int,
         latent_dim: int = 2,
         system: str = "linear_diagonal",
-        param_bound: str = "sigmoid",
-        solver: str = "closed_form",
+        fixed_params: dict | None = None,
+        neural: dict | None = None,
+        param_bound: str = "auto",
+        param_scale: float = 1.0,
+        bottleneck: int = 0,
+        solver: str = "auto",
         rtol: float = 1e-6,
         atol: float = 1e-7,
         adjoint: bool = False,
+        loss: str = "initial_value",
         kl_weight: float = 0.5,
         decoder_l2: float = 0.01,
         consistency_weight: float = 1.0,
+        weighting: bool = True,
+        skip_own: bool = True,
+        mu_weight: float = 1.0,
+        var_weight: float = 2.0,
+        var_penalty: str = "log_diff",
+        var_offset: float = 0.1,
         lr: float = 5e-4,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.system = make_system(system, latent_dim)
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}, expected one of {list(LOSSES)}")
+        if loss == "statistical" and weighting and not skip_own:
+            raise ValueError("inverse-variance weighting requires skip_own")
+        self.system = make_system(system, latent_dim, fixed_params, neural)
+        if solver == "auto":
+            solver = "closed_form" if self.system.has_closed_form else "dopri5"
+        self.solver = solver
+        bound = self.system.default_bound if param_bound == "auto" else param_bound
         self.encoder = Encoder(p, latent_dim)
         self.decoder = Decoder(latent_dim, p)
-        self.param_net = ParamNet(q, self.system.n_params, param_bound)
+        self.param_net = ParamNet(
+            q,
+            self.system.n_params,
+            bound,
+            scale=param_scale,
+            bottleneck=bottleneck,
+            small_init=bound == "tanh1",
+        )
         # Scaling statistics (identity unless set from the training folds).
         self.register_buffer("x_mean", torch.zeros(p))
         self.register_buffer("x_std", torch.ones(p))
@@ -92,38 +138,80 @@ class ODEVAE(L.LightningModule):
 
     def solve(self, u0: torch.Tensor, theta: torch.Tensor, t: torch.Tensor):
         """Latent trajectories from u0 (B, d) at the times t (B, T)."""
+        return solve(self.system, u0, theta, t, **self._solver_options())
+
+    def _solver_options(self) -> dict:
         hp = self.hparams
-        return solve(self.system, u0, theta, t, hp.solver, hp.rtol, hp.atol, hp.adjoint)
+        return {
+            "method": self.solver,
+            "rtol": hp.rtol,
+            "atol": hp.atol,
+            "adjoint": hp.adjoint,
+        }
+
+    def _reconstruction(self, batch, mu, logvar, sample):
+        """Per-visit NLL and KL (B, T) of z ~ N(mu, exp(logvar)) (or z = mu)."""
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
+        x_mean, x_logvar = self.decoder(z)
+        observed = batch["observed"] & batch["visits"][..., None]
+        nll = gaussian_nll(batch["values"], x_mean, x_logvar, observed, per_visit=True)
+        kl = kl_standard_normal(mu, logvar, batch["visits"], per_visit=True)
+        return nll, kl
 
     def loss_terms(self, batch: dict, sample: bool) -> dict:
-        """Per-patient loss terms and the batch loss (``loss``)."""
+        """Per-patient loss terms (``per_patient``) and the batch loss (``loss``)."""
         hp = self.hparams
         out = self(batch)
         visits = batch["visits"]
-        first = torch.zeros_like(visits)
-        first[:, 0] = True
-        mu = torch.where(first[..., None], out["mu_enc"], out["mu_ode"])
-        logvar = out["logvar_enc"]
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
-        x_mean, x_logvar = self.decoder(z)
-        observed = batch["observed"] & visits[..., None]
-        nll = gaussian_nll(batch["values"], x_mean, x_logvar, observed)
-        kl = kl_standard_normal(mu, logvar, visits)
-        consistency = consistency_penalty(out["mu_ode"], out["mu_enc"], visits)
+        if hp.loss == "initial_value":
+            first = torch.zeros_like(visits)
+            first[:, 0] = True
+            mu = torch.where(first[..., None], out["mu_enc"], out["mu_ode"])
+            nll, kl = self._reconstruction(batch, mu, out["logvar_enc"], sample)
+            nll, kl = nll.sum(1), kl.sum(1)
+            consistency = consistency_penalty(out["mu_ode"], out["mu_enc"], visits)
+            penalties = {"consistency": consistency}
+            per_patient = nll + hp.kl_weight * kl + hp.consistency_weight * consistency
+        else:
+            local = solve_from_every_visit(
+                self.system,
+                out["mu_enc"],
+                out["theta"],
+                batch["times"],
+                **self._solver_options(),
+            )
+            mu = combine_local_solutions(local, visits, hp.weighting, hp.skip_own)
+            nll, kl = self._reconstruction(batch, mu, out["logvar_enc"], sample)
+            n_visits = visits.sum(1).to(nll.dtype)
+            nll, kl = nll.sum(1) / n_visits, kl.sum(1) / n_visits
+            mu_pen = multistart_mu_penalty(local, out["mu_enc"], visits)
+            var_pen = variance_penalty(
+                local, out["mu_enc"], visits, hp.var_penalty, hp.var_offset, hp.skip_own
+            )
+            penalties = {"mu_penalty": mu_pen, "var_penalty": var_pen}
+            per_patient = (
+                nll
+                + hp.kl_weight * kl
+                + hp.mu_weight * mu_pen
+                + hp.var_weight * var_pen
+            )
         l2 = sum((w**2).sum() for w in self.decoder.parameters())
-        per_patient = nll + hp.kl_weight * kl + hp.consistency_weight * consistency
-        loss = per_patient.mean() + hp.decoder_l2 * l2
-        return {
-            "loss": loss,
-            "nll": nll.mean(),
-            "kl": kl.mean(),
-            "consistency": consistency.mean(),
-        }
+        if "weight" in batch:
+            data_term = (batch["weight"] * per_patient).sum()
+        else:
+            data_term = per_patient.mean()
+        terms = {"loss": data_term + hp.decoder_l2 * l2, "nll": nll.mean()}
+        terms["kl"] = kl.mean()
+        terms.update({key: value.mean() for key, value in penalties.items()})
+        terms["per_patient"] = per_patient
+        return terms
 
     def _shared_step(self, batch: dict, stage: str) -> torch.Tensor:
         terms = self.loss_terms(self.scale(batch), sample=stage == "train")
         size = batch["visits"].shape[0]
         for key, value in terms.items():
+            if key == "per_patient":
+                continue
             self.log(
                 f"{stage}/{key}",
                 value,

@@ -65,28 +65,61 @@ class Decoder(nn.Module):
 
 
 BOUNDS = {
-    # sigmoid(x) - 0.5 ∈ (-0.5, 0.5): linear systems in the workshop and BJ 2022.
+    # sigmoid(x) - 0.5 ∈ (-0.5, 0.5): linear systems in the workshop and BJ 2022
+    # (divided by ``param_scale``: the follow-up paper's registry run uses 2).
     "sigmoid": lambda x: torch.sigmoid(x) - 0.5,
     # tanh(x) + 1 ∈ (0, 2): Lotka-Volterra rates in BJ 2022.
-    "tanh": lambda x: torch.tanh(x) + 1.0,
+    "tanh1": lambda x: torch.tanh(x) + 1.0,
+    # tanh(x) ∈ (-1, 1).
+    "tanh": torch.tanh,
 }
 
 
 class ParamNet(nn.Module):
     """Baseline covariates → individual ODE parameters.
 
-    ``Dense(q,q, tanh)`` → ``Dense(q,nθ, bounded)`` → trainable scale/shift.
+    ``Dense(q,q, tanh)`` → ``Dense(q,nθ)`` → bounded activation / ``scale`` →
+    trainable scale/shift. With ``bottleneck`` > 0 the output layer is replaced by
+    ``Dense(q,nθ, tanh)`` → ``Dense(nθ,bottleneck, tanh)`` → ``Dense(bottleneck,nθ)``
+    (the follow-up paper's option). ``small_init`` draws the output layer's weights
+    from (U − 0.5)·sqrt(0.01 / (fan_in + fan_out)), as BJ 2022 does for
+    Lotka-Volterra, so the rates start near the bound's centre.
     """
 
-    def __init__(self, q: int, n_params: int, bound: str = "sigmoid") -> None:
+    def __init__(
+        self,
+        q: int,
+        n_params: int,
+        bound: str = "sigmoid",
+        scale: float = 1.0,
+        bottleneck: int = 0,
+        small_init: bool = False,
+    ) -> None:
         super().__init__()
         if bound not in BOUNDS:
             raise ValueError(f"unknown bound {bound!r}, expected one of {list(BOUNDS)}")
         self.hidden = dense(q, q)
-        self.out = dense(q, n_params)
+        if bottleneck:
+            self.out = nn.Sequential(
+                dense(q, n_params),
+                nn.Tanh(),
+                dense(n_params, bottleneck),
+                nn.Tanh(),
+                dense(bottleneck, n_params),
+            )
+        else:
+            self.out = dense(q, n_params)
+        if small_init:
+            last = self.out[-1] if bottleneck else self.out
+            with torch.no_grad():
+                fan = last.weight.shape[0] + last.weight.shape[1]
+                last.weight.copy_(
+                    (torch.rand_like(last.weight) - 0.5) * (0.01 / fan) ** 0.5
+                )
         self.bound = BOUNDS[bound]
+        self.scale = scale
         self.affine = ScaleShift(n_params)
 
     def forward(self, baseline: torch.Tensor) -> torch.Tensor:
         h = torch.tanh(self.hidden(baseline))
-        return self.affine(self.bound(self.out(h)))
+        return self.affine(self.bound(self.out(h)) / self.scale)
