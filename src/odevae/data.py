@@ -34,15 +34,28 @@ class CohortDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         return {key: value[i] for key, value in self.tensors.items()} | {"index": i}
 
+    def __getitems__(self, indices: list[int]) -> dict:
+        """A whole batch by one gather per tensor (the DataLoader's batched fetch)."""
+        index = torch.as_tensor(indices)
+        return {key: value[index] for key, value in self.tensors.items()} | {
+            "index": index
+        }
 
-def collate(items: list[dict]) -> dict:
-    """Stack patients and trim the padding to the batch's largest visit count."""
-    batch = {
-        key: torch.stack([item[key] for item in items])
-        for key in items[0]
-        if key != "index"
-    }
-    batch["index"] = torch.tensor([item["index"] for item in items])
+
+def collate(items: list[dict] | dict) -> dict:
+    """Stack patients and trim the padding to the batch's largest visit count.
+
+    Accepts a list of items or a batch already stacked by ``__getitems__``.
+    """
+    if isinstance(items, dict):
+        batch = dict(items)
+    else:
+        batch = {
+            key: torch.stack([item[key] for item in items])
+            for key in items[0]
+            if key != "index"
+        }
+        batch["index"] = torch.tensor([item["index"] for item in items])
     width = int(batch["visits"].sum(1).max())
     for key in ("times", "values", "observed", "visits"):
         batch[key] = batch[key][:, :width]
