@@ -64,3 +64,68 @@ def test_bad_config_names_the_key(default_config, override, words):
         validate(merge(default_config, override), SCHEMA)
     for word in words:
         assert word in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "words"),
+    [
+        (
+            {"loss": {"kind": "statistical", "statistical": {"skip_own": False}}},
+            "loss.statistical.weighting",
+            "needs skip_own: true",
+        ),
+        (
+            {"model": {"system": "lotka_volterra", "solver": "closed_form"}},
+            "model.solver",
+            "no closed-form",
+        ),
+        (
+            {"model": {"system": "lotka_volterra", "latent_dim": 3}},
+            "model.latent_dim",
+            "2-d system",
+        ),
+        (
+            {"model": {"fixed_params": {"alpha": 1.0}}},
+            "model.fixed_params",
+            "no parameter(s) ['alpha']",
+        ),
+        (
+            {"model": {"system": "linear_drift", "fixed_params": {"b1": 0, "b2": 0}}},
+            "model.fixed_params",
+            "nothing is left to learn",
+        ),
+        ({"model": {"adjoint": True}}, "model.adjoint", "torchdiffeq solvers"),
+    ],
+)
+def test_invalid_model_combinations_name_the_key(default_config, override, key, words):
+    from odevae.errors import InputError
+    from odevae.systems import check_model_config
+    from tests.conftest import merge
+
+    config = merge(default_config, override)
+    validate(config, SCHEMA)
+    with pytest.raises(InputError) as err:
+        check_model_config(config)
+    assert err.value.key == key and f"config key '{key}'" in str(err.value)
+    assert words in str(err.value)
+
+
+def test_valid_model_combinations_pass(default_config):
+    from odevae.systems import check_model_config
+    from tests.conftest import merge
+
+    for override in (
+        {"model": {"system": "lotka_volterra"}},
+        {"model": {"system": "neural", "solver": "rk4", "adjoint": True}},
+        {"loss": {"kind": "statistical"}},
+        {
+            "loss": {
+                "kind": "statistical",
+                "statistical": {"weighting": False, "skip_own": False},
+            }
+        },
+        {"model": {"system": "linear_full", "fixed_params": {"a12": 0.0}}},
+    ):
+        config = merge(default_config, override)
+        validate(config, SCHEMA)
+        check_model_config(config)

@@ -98,6 +98,18 @@ def test_cross_key_config_error_names_both_keys(workdir):
     assert "'model.latent_dim' = 3 must equal" in text and "simulation.u0" in text
 
 
+def test_invalid_loss_combination_fails_before_any_job(workdir):
+    bad = merge(
+        TINY, {"loss": {"kind": "statistical", "statistical": {"skip_own": False}}}
+    )
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(bad))
+    result = snakemake(workdir, "--configfile", "bad.yaml", "-n", check=False)
+    text = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "config key 'loss.statistical.weighting'" in text
+    assert "Traceback" not in text
+
+
 @pytest.mark.slow
 def test_default_run_recovers_the_simulated_groups(tmp_path):
     """The README's claim: the default config separates the groups (>= 0.95)."""
