@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from odevae.evaluation import (
     align_folds,
@@ -15,10 +16,24 @@ def test_alignment_undoes_permutation_sign_and_scale():
     rng = np.random.default_rng(0)
     true = rng.normal(size=(200, 2)) * [1.0, 3.0] + [2.0, 0.0]
     learned = np.column_stack([-0.5 * true[:, 1] + 1.0, 2.0 * true[:, 0] - 3.0])
-    maps = fit_alignment(learned, true)
-    assert [src for src, _, _ in maps] == [1, 0]
-    assert maps[1][1] < 0  # dimension 2 came from a sign flip
-    np.testing.assert_allclose(apply_alignment(learned, maps), true, atol=1e-8)
+    W, c = fit_alignment(learned, true)
+    # true dimension 1 from learned dimension 2 (positive), 2 from 1 (sign flip)
+    assert W[1, 0] > 0 and W[0, 1] < 0 and W[0, 0] == W[1, 1] == 0
+    np.testing.assert_allclose(apply_alignment(learned, (W, c)), true, atol=1e-8)
+
+
+def test_affine_alignment_undoes_a_rotation_that_axis_alignment_cannot():
+    rng = np.random.default_rng(1)
+    true = rng.normal(size=(300, 2)) * [1.0, 2.0]
+    angle = 0.6
+    R = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    learned = true @ R + [0.5, -1.0]
+    affine = apply_alignment(learned, fit_alignment(learned, true, "affine"))
+    np.testing.assert_allclose(affine, true, atol=1e-8)
+    axis = apply_alignment(learned, fit_alignment(learned, true, "axis"))
+    assert np.abs(axis - true).max() > 0.1
+    with pytest.raises(ValueError, match="unknown alignment"):
+        fit_alignment(learned, true, "rotation")
 
 
 def test_group_recovery_per_fold_and_mean():

@@ -81,34 +81,46 @@ def _affine(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(a), float(b)
 
 
-def fit_alignment(
-    learned: np.ndarray, true: np.ndarray
-) -> list[tuple[int, float, float]]:
-    """The map of learned latents (N, d) onto true ones (N, d) with the least error.
+ALIGNMENTS = ("axis", "affine")
 
-    Tries every axis order and sign; each aligned dimension k is then a positive
-    least-squares rescaling of one learned dimension. Returns, per true dimension k,
-    ``(source dimension, slope, intercept)``: aligned_k = slope * learned[:, src] + b.
+
+def fit_alignment(
+    learned: np.ndarray, true: np.ndarray, kind: str = "axis"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The map ``aligned = learned @ W + c`` of learned latents (N, d) onto true ones.
+
+    ``axis`` (systems whose parameters act per axis, e.g. diagonal A): tries every
+    axis order and sign; each aligned dimension is then a positive least-squares
+    rescaling of one learned dimension. ``affine`` (full or non-diagonal systems,
+    whose latent space is identified only up to an invertible linear map): ordinary
+    least squares of the true states on all learned dimensions. Returns (W, c).
     """
     d = learned.shape[1]
+    if kind == "affine":
+        design = np.column_stack([learned, np.ones(len(learned))])
+        coef, *_ = np.linalg.lstsq(design, true, rcond=None)
+        return coef[:d], coef[d]
+    if kind != "axis":
+        raise ValueError(f"unknown alignment {kind!r}, expected one of {ALIGNMENTS}")
     best, best_err = None, np.inf
     for perm in itertools.permutations(range(d)):
         for signs in itertools.product((1.0, -1.0), repeat=d):
-            maps, err = [], 0.0
+            W, c, err = np.zeros((d, d)), np.zeros(d), 0.0
             for k in range(d):
                 slope, icpt = _affine(signs[k] * learned[:, perm[k]], true[:, k])
                 slope = max(slope, 0.0)  # keep the chosen sign
                 fit = slope * signs[k] * learned[:, perm[k]] + icpt
                 err += float(np.sum((fit - true[:, k]) ** 2))
-                maps.append((perm[k], slope * signs[k], icpt))
+                W[perm[k], k], c[k] = slope * signs[k], icpt
             if err < best_err:
-                best, best_err = maps, err
+                best, best_err = (W, c), err
     return best
 
 
-def apply_alignment(learned: np.ndarray, maps) -> np.ndarray:
-    """Apply the map of :func:`fit_alignment` to latents (N, d)."""
-    return np.column_stack([slope * learned[:, src] + b for src, slope, b in maps])
+def apply_alignment(learned: np.ndarray, alignment) -> np.ndarray:
+    """Apply the map (W, c) of :func:`fit_alignment` to latents (N, d)."""
+    W, c = alignment
+    return learned @ W + c
 
 
 def true_at(truth_traj: pd.DataFrame, groups, times) -> np.ndarray:
@@ -128,15 +140,17 @@ def align_folds(
     latents: pd.DataFrame,
     truth_patients: pd.DataFrame,
     truth_traj: pd.DataFrame,
+    kind: str = "axis",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Map each fold's held-out latents onto the true axes.
 
-    Per fold, the map of :func:`fit_alignment` is fitted on the fold's *training*
-    patients (their ODE trajectories ``z*`` up to their last visit against their
-    group's true trajectory) and applied to the held-out patients' trajectories,
-    encoder means (``mu*``) and ODE solutions at visits (``ode*``), so nothing about
-    the held-out patients' truth enters the map. Returns the held-out rows of both
-    tables, aligned, with ``group`` and the true states ``u*`` added.
+    Per fold, the map of :func:`fit_alignment` (of ``kind``) is fitted on the
+    fold's *training* patients (their ODE trajectories ``z*`` up to their last
+    visit against their group's true trajectory) and applied to the held-out
+    patients' trajectories, encoder means (``mu*``) and ODE solutions at visits
+    (``ode*``), so nothing about the held-out patients' truth enters the map.
+    Returns the held-out rows of both tables, aligned, with ``group`` and the true
+    states ``u*`` added.
     """
     zcols = latent_columns(trajectories, "z")
     ucols = latent_columns(truth_traj, "u")
@@ -159,7 +173,7 @@ def align_folds(
         test = with_truth(traj[traj["split"] == "test"])
         lat = latents[(latents["fold"] == fold) & (latents["split"] == "test")]
         lat = with_truth(lat)
-        maps = fit_alignment(train[zcols].to_numpy(), train[ucols].to_numpy())
+        maps = fit_alignment(train[zcols].to_numpy(), train[ucols].to_numpy(), kind)
         test[zcols] = apply_alignment(test[zcols].to_numpy(), maps)
         for prefix in ("mu", "ode"):
             cols = latent_columns(lat, prefix)

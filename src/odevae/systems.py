@@ -37,6 +37,17 @@ SYSTEM_NAMES = (*LINEAR, *NONLINEAR)
 DEFAULT_FIXED = {"lotka_volterra": {"beta": 1.0, "gamma": 1.0}}
 #: The parameter net's output bound for ``param_bound: auto``.
 DEFAULT_BOUND = {"lotka_volterra": "tanh1"}
+#: Systems whose parameters act per latent axis: learned and true latents match up
+#: to axis order, sign and scale. Every other system needs a general linear map.
+AXIS_ALIGNED = ("linear_diagonal", "linear_diagonal_inhomogeneous", "linear_drift")
+
+
+def alignment_kind(config: dict) -> str:
+    """The alignment of learned onto true latents: ``evaluation.alignment`` or auto."""
+    kind = config["evaluation"]["alignment"]
+    if kind != "auto":
+        return kind
+    return "axis" if config["model"]["system"] in AXIS_ALIGNED else "affine"
 
 
 def linear_layout(name: str, dim: int) -> tuple[list[tuple[int, int]], bool]:

@@ -8,7 +8,7 @@ from snakemake.utils import min_version, validate
 # The odevae library of this checkout (torch-free modules only in this process).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from odevae.errors import InputError
-from odevae.systems import check_model_config
+from odevae.systems import alignment_kind, check_model_config
 
 min_version("9.0")
 

@@ -11,5 +11,7 @@ rule recovery:
         f"{LOGS}/recovery/recovery.log",
     conda:
         "../envs/odevae.yaml"
+    params:
+        alignment=alignment_kind(config),
     script:
         "../scripts/recovery.py"

@@ -42,6 +42,7 @@ rule plot_latent:
         "../envs/odevae.yaml"
     params:
         dpi=config["figures"]["dpi"],
+        alignment=alignment_kind(config),
     script:
         "../scripts/plot_latent.py"
 

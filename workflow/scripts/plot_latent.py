@@ -13,6 +13,7 @@ def main(snakemake):
         read_tsvs(snakemake.input.latents),
         read_tsv(snakemake.input.truth_patients),
         truth_traj,
+        snakemake.params.alignment,
     )
     dpi = snakemake.params.dpi
     plot_latent_trajectories(traj, truth_traj).savefig(

@@ -24,6 +24,7 @@ def main(snakemake):
         read_tsvs(snakemake.input.latents),
         truth,
         read_tsv(snakemake.input.truth_trajectories),
+        snakemake.params.alignment,
     )
     table = groups.merge(trajectory_recovery(aligned), on="fold")
     write_tsv(with_mean_row(table), snakemake.output.recovery, digits=4)
