@@ -1,8 +1,9 @@
-"""Simulated cohorts with known latent dynamics (the workshop's generator).
+"""Simulated cohorts with known latent dynamics (the workshop's and papers' generator).
 
-Each patient belongs to one of several groups; every group has its own linear latent
-system du/dt = A u started from the same u0. Visits: a baseline at t = 0 plus
-1..maxntps follow-ups drawn on a dt grid in [t_start, t_end]. Measurement j is the
+Each patient belongs to one of several groups; every group has its own latent system
+started from the same u0: linear du/dt = A u (+ b), or Lotka-Volterra with rates
+(α, β, γ, δ). Visits: a baseline at t = 0 plus minntps..maxntps follow-ups drawn on a
+dt grid in [t_start, t_end] (times > 0). Measurement j is the
 true latent dimension it is tied to (consecutive blocks of p/d variables per
 dimension) plus a per-variable offset and individual noise. Baseline covariates either
 carry the group's true ODE parameters (``trueparams``) or only the group label
@@ -16,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.integrate import solve_ivp
 from scipy.linalg import expm
 
 from odevae.errors import InputError
 
-PARAM_NAMES_2D = ("a11", "a12", "a21", "a22")
+LV_NAMES = ["alpha", "beta", "gamma", "delta"]
 
 # Defaults for the spread of baseline covariates when the config leaves them empty.
 SIGMA_DEFAULTS = {"trueparams": (0.1, 0.1), "groupsonly": (1.0, 1.0)}
@@ -36,14 +38,82 @@ class SimulatedCohort:
     truth_trajectories: pd.DataFrame
 
 
-def param_names(dim: int) -> list[str]:
-    """Names a{i}{j} of the entries of a dim × dim system matrix, row-major."""
-    return [f"a{i + 1}{j + 1}" for i in range(dim) for j in range(dim)]
+def param_names(dim: int, cfg: dict | None = None) -> list[str]:
+    """Names of the true parameters in ``truth_patients.tsv``.
+
+    Linear: a{i}{j} of A row-major (and b1..bd when a group has a drift b);
+    Lotka-Volterra: alpha, beta, gamma, delta.
+    """
+    if cfg is not None and cfg.get("system", "linear") == "lotka_volterra":
+        return list(LV_NAMES)
+    names = [f"a{i + 1}{j + 1}" for i in range(dim) for j in range(dim)]
+    if cfg is not None and any("b" in group for group in cfg["groups"]):
+        names += [f"b{i + 1}" for i in range(dim)]
+    return names
 
 
-def linear_solution(A: np.ndarray, u0: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """Exact solution exp(A t) u0 of du/dt = A u at each time; shape (len(times), d)."""
-    return np.stack([expm(A * t) @ u0 for t in np.asarray(times, dtype=float)])
+def linear_solution(
+    A: np.ndarray, u0: np.ndarray, times: np.ndarray, b: np.ndarray | None = None
+) -> np.ndarray:
+    """Exact solution of du/dt = A u + b at each time; shape (len(times), d).
+
+    Uses the exponential of the augmented matrix [[A, b], [0, 0]], exact also for
+    singular A.
+    """
+    d = len(u0)
+    M = np.zeros((d + 1, d + 1))
+    M[:d, :d] = A
+    if b is not None:
+        M[:d, d] = b
+    x0 = np.append(u0, 1.0)
+    return np.stack([(expm(M * t) @ x0)[:d] for t in np.asarray(times, dtype=float)])
+
+
+def lotka_volterra_solution(
+    rates: np.ndarray, u0: np.ndarray, times: np.ndarray
+) -> np.ndarray:
+    """du1 = α u1 − β u1 u2, du2 = γ u1 u2 − δ u2 solved to 1e-10 at ``times``."""
+    alpha, beta, gamma, delta = rates
+
+    def field(t, u):
+        return [alpha * u[0] - beta * u[0] * u[1], gamma * u[0] * u[1] - delta * u[1]]
+
+    times = np.asarray(times, dtype=float)
+    order = np.argsort(times)
+    sol = solve_ivp(
+        field,
+        (0.0, float(times.max(initial=0.0))),
+        u0,
+        t_eval=times[order],
+        method="DOP853",
+        rtol=1e-10,
+        atol=1e-10,
+    )
+    out = np.empty((len(times), 2))
+    out[order] = sol.y.T
+    return out
+
+
+def group_parameters(cfg: dict, group: dict) -> np.ndarray:
+    """A group's true parameters in the order of :func:`param_names`."""
+    if cfg["system"] == "lotka_volterra":
+        return np.asarray(group["params"], dtype=float)
+    dim = len(cfg["u0"])
+    A = np.asarray(group["A"], dtype=float).ravel()
+    if any("b" in g for g in cfg["groups"]):
+        return np.concatenate([A, np.asarray(group.get("b", [0.0] * dim), float)])
+    return A
+
+
+def group_solution(cfg: dict, group: dict, times: np.ndarray) -> np.ndarray:
+    """The true latent trajectory of ``group`` at ``times``: (len(times), d)."""
+    u0 = np.asarray(cfg["u0"], dtype=float)
+    if cfg["system"] == "lotka_volterra":
+        return lotka_volterra_solution(np.asarray(group["params"], float), u0, times)
+    b = group.get("b")
+    return linear_solution(
+        np.asarray(group["A"], float), u0, times, None if b is None else np.asarray(b)
+    )
 
 
 def time_grid(t_start: float, t_end: float, dt: float) -> np.ndarray:
@@ -52,17 +122,60 @@ def time_grid(t_start: float, t_end: float, dt: float) -> np.ndarray:
     return np.round(t_start + dt * np.arange(n), 10)
 
 
-def _check(cfg: dict) -> None:
-    groups = cfg["groups"]
+def _check_groups(cfg: dict) -> None:
     dim = len(cfg["u0"])
-    for g, group in enumerate(groups):
+    lv = cfg["system"] == "lotka_volterra"
+    if lv and dim != 2:
+        raise InputError(
+            f"Lotka-Volterra is 2-d: u0 needs 2 values, found {dim}",
+            key="simulation.u0",
+        )
+    for g, group in enumerate(cfg["groups"]):
+        need, other = ("params", "A") if lv else ("A", "params")
+        key = f"simulation.groups[{g}]"
+        if need not in group:
+            raise InputError(
+                f"a {cfg['system']} group needs '{need}', found keys {sorted(group)}",
+                key=key,
+            )
+        extra = [k for k in (other, "b") if k in group and (lv or k != "b")]
+        if extra:
+            raise InputError(
+                f"'{extra[0]}' does not apply to a {cfg['system']} system",
+                key=f"{key}.{extra[0]}",
+            )
+        if lv:
+            if len(group["params"]) != 4:
+                raise InputError(
+                    "expected 4 rates [alpha, beta, gamma, delta], found "
+                    f"{len(group['params'])}",
+                    key=f"{key}.params",
+                )
+            continue
         A = np.asarray(group["A"], dtype=float)
         if A.shape != (dim, dim):
             raise InputError(
                 f"expected a {dim}x{dim} matrix (latent dimension = len(u0)), "
                 f"found shape {A.shape}",
-                key=f"simulation.groups[{g}].A",
+                key=f"{key}.A",
             )
+        if "b" in group and len(group["b"]) != dim:
+            raise InputError(
+                f"expected {dim} values (latent dimension = len(u0)), found "
+                f"{len(group['b'])}",
+                key=f"{key}.b",
+            )
+
+
+def followup_grid(cfg: dict) -> np.ndarray:
+    """Possible follow-up times: the dt grid on [t_start, t_end] without 0."""
+    grid = time_grid(cfg["t_start"], cfg["t_end"], cfg["dt"])
+    return grid[grid > 0]
+
+
+def _check(cfg: dict) -> None:
+    _check_groups(cfg)
+    dim = len(cfg["u0"])
     if cfg["p"] % dim:
         raise InputError(
             f"p = {cfg['p']} must be a multiple of the latent dimension {dim}",
@@ -84,14 +197,20 @@ def _check(cfg: dict) -> None:
             "informative parameters",
             key="simulation.q_info",
         )
-    names = param_names(dim)
-    for name in cfg["baseline"]["informative_params"]:
+    names = param_names(dim, cfg)
+    trueparams = cfg["baseline"]["mode"] == "trueparams"
+    for name in cfg["baseline"]["informative_params"] if trueparams else []:
         if name not in names:
             raise InputError(
                 f"unknown parameter '{name}', expected one of {names}",
                 key="simulation.baseline.informative_params",
             )
-    grid = time_grid(cfg["t_start"], cfg["t_end"], cfg["dt"])
+    if cfg["minntps"] > cfg["maxntps"]:
+        raise InputError(
+            f"minntps = {cfg['minntps']} exceeds maxntps = {cfg['maxntps']}",
+            key="simulation.minntps",
+        )
+    grid = followup_grid(cfg)
     if not cfg["times_with_replacement"] and cfg["maxntps"] > len(grid):
         raise InputError(
             f"maxntps = {cfg['maxntps']} distinct follow-up times do not fit on the "
@@ -108,17 +227,17 @@ def simulate_cohort(cfg: dict, seed: int) -> SimulatedCohort:
     _check(cfg)
     rng = np.random.default_rng(seed)
     n, p, q, q_info = cfg["n"], cfg["p"], cfg["q"], cfg["q_info"]
-    u0 = np.asarray(cfg["u0"], dtype=float)
-    dim = len(u0)
-    mats = [np.asarray(g["A"], dtype=float) for g in cfg["groups"]]
-    n_groups = len(mats)
+    dim = len(cfg["u0"])
+    specs = cfg["groups"]
+    params = [group_parameters(cfg, g) for g in specs]
+    n_groups = len(specs)
 
     # Balanced groups in random order: as equal as n allows.
     groups = rng.permutation(np.arange(n) % n_groups)
 
     # Visit times: baseline at 0 plus 1..maxntps sorted follow-ups on the grid.
-    grid = time_grid(cfg["t_start"], cfg["t_end"], cfg["dt"])
-    ntps = rng.integers(1, cfg["maxntps"], endpoint=True, size=n)
+    grid = followup_grid(cfg)
+    ntps = rng.integers(cfg["minntps"], cfg["maxntps"], endpoint=True, size=n)
     times = [
         np.concatenate(
             [[0.0], np.sort(rng.choice(grid, k, replace=cfg["times_with_replacement"]))]
@@ -131,27 +250,27 @@ def simulate_cohort(cfg: dict, seed: int) -> SimulatedCohort:
     offsets = rng.normal(0.0, cfg["sigma_var"], size=p)
     rows = []
     for i in range(n):
-        latent = linear_solution(mats[groups[i]], u0, times[i])
+        latent = group_solution(cfg, specs[groups[i]], times[i])
         noise = rng.normal(0.0, cfg["sigma_ind"], size=(len(times[i]), p))
         x = latent[:, var_dim] + offsets + noise
         for t, xt in zip(times[i], x, strict=True):
             rows.append([_pid(i, n), t, *xt])
     visits = pd.DataFrame(rows, columns=["patient_id", "time", *_xnames(p)])
 
-    baseline = _baseline(cfg, rng, groups, mats, n, q, q_info)
+    baseline = _baseline(cfg, rng, groups, params, n, q, q_info)
     baseline.insert(0, "patient_id", [_pid(i, n) for i in range(n)])
 
-    names = param_names(dim)
+    names = param_names(dim, cfg)
     truth_patients = pd.DataFrame(
         {"patient_id": [_pid(i, n) for i in range(n)], "group": groups + 1}
     )
     for k, name in enumerate(names):
-        truth_patients[name] = [mats[g].ravel()[k] for g in groups]
+        truth_patients[name] = [params[g][k] for g in groups]
 
     dense = time_grid(0.0, cfg["t_end"], cfg["dt"])
     traj = []
-    for g, A in enumerate(mats):
-        sol = linear_solution(A, u0, dense)
+    for g, spec in enumerate(specs):
+        sol = group_solution(cfg, spec, dense)
         frame = pd.DataFrame(sol, columns=[f"u{d + 1}" for d in range(dim)])
         frame.insert(0, "time", dense)
         frame.insert(0, "group", g + 1)
@@ -161,7 +280,7 @@ def simulate_cohort(cfg: dict, seed: int) -> SimulatedCohort:
     )
 
 
-def _baseline(cfg, rng, groups, mats, n, q, q_info) -> pd.DataFrame:
+def _baseline(cfg, rng, groups, params, n, q, q_info) -> pd.DataFrame:
     base = cfg["baseline"]
     mode = base["mode"]
     sd_info = base["sigma_info"]
@@ -171,15 +290,15 @@ def _baseline(cfg, rng, groups, mats, n, q, q_info) -> pd.DataFrame:
     sd_noise = default_noise if sd_noise is None else sd_noise
     z = np.empty((n, q))
     if mode == "trueparams":
-        names = param_names(mats[0].shape[0])
+        names = param_names(len(cfg["u0"]), cfg)
         idx = [names.index(name) for name in base["informative_params"]]
         per = q_info // len(idx)
         for k, param in enumerate(idx):
-            means = np.array([mats[g].ravel()[param] for g in groups])
+            means = np.array([params[g][param] for g in groups])
             cols = slice(k * per, (k + 1) * per)
             z[:, cols] = rng.normal(means[:, None], sd_info, size=(n, per))
     else:  # groupsonly: ∓1 by group (evenly spaced in [-1, 1] for > 2 groups)
-        centres = np.linspace(-1.0, 1.0, len(mats))
+        centres = np.linspace(-1.0, 1.0, len(params))
         z[:, :q_info] = rng.normal(centres[groups][:, None], sd_info, size=(n, q_info))
     z[:, q_info:] = rng.normal(0.0, sd_noise, size=(n, q - q_info))
     return pd.DataFrame(z, columns=[f"z{k + 1}" for k in range(q)])

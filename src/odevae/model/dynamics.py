@@ -33,6 +33,8 @@ class LatentSystem(nn.Module):
     default_bound = "sigmoid"
     #: Entries fixed unless config says otherwise: {name: value}.
     default_fixed: dict[str, float] = {}
+    #: States live in the positive orthant (the encoder's means are made positive).
+    positive_states = False
 
     def __init__(self, dim: int, all_names: list[str], fixed: dict | None) -> None:
         super().__init__()
@@ -138,8 +140,13 @@ class LinearSystem(LatentSystem):
 class LotkaVolterra(LatentSystem):
     """du1/dt = α u1 − β u1 u2, du2/dt = γ u1 u2 − δ u2 (BJ 2022 Sec. 5.3).
 
-    By default α and δ are learned and β = γ = 1 are fixed.
+    By default α and δ are learned and β = γ = 1 are fixed. States are populations:
+    the positive orthant is invariant (solutions stay bounded on their closed
+    orbits), while from a negative state the system can blow up in finite time, so
+    the encoder's means are kept positive (``positive_states``).
     """
+
+    positive_states = True
 
     default_bound = DEFAULT_BOUND["lotka_volterra"]
     default_fixed = DEFAULT_FIXED["lotka_volterra"]

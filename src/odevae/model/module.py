@@ -88,7 +88,7 @@ class ODEVAE(L.LightningModule):
             solver = "closed_form" if self.system.has_closed_form else "dopri5"
         self.solver = solver
         bound = self.system.default_bound if param_bound == "auto" else param_bound
-        self.encoder = Encoder(p, latent_dim)
+        self.encoder = Encoder(p, latent_dim, positive=self.system.positive_states)
         self.decoder = Decoder(latent_dim, p)
         self.param_net = ParamNet(
             q,

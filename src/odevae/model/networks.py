@@ -35,10 +35,13 @@ class Encoder(nn.Module):
     """Per-visit encoder: ``Dense(p,p, tanh+1)`` → mean and log-variance heads.
 
     The log-variance head is ``Dense(p,d, -relu)`` followed by a trainable scale/shift.
+    With ``positive`` the mean head ends in a softplus, for latent systems whose
+    states live in the positive orthant (Lotka-Volterra populations).
     """
 
-    def __init__(self, p: int, latent_dim: int) -> None:
+    def __init__(self, p: int, latent_dim: int, positive: bool = False) -> None:
         super().__init__()
+        self.positive = positive
         self.hidden = dense(p, p)
         self.mean = dense(p, latent_dim)
         self.logvar = dense(p, latent_dim)
@@ -47,7 +50,8 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = torch.tanh(self.hidden(x)) + 1.0
         logvar = self.logvar_affine(-torch.relu(self.logvar(h)))
-        return self.mean(h), logvar
+        mean = self.mean(h)
+        return (nn.functional.softplus(mean) if self.positive else mean), logvar
 
 
 class Decoder(nn.Module):
