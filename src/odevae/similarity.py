@@ -37,8 +37,10 @@ def trajectory_distances(trajectories: np.ndarray) -> np.ndarray:
     """
     x = np.asarray(trajectories, dtype=float)
     x = x - x.mean(0, keepdims=True)
-    gaps = np.linalg.norm(x[:, None] - x[None], axis=-1)  # (n, n, T)
-    return gaps.sum(-1) / np.sqrt(x.shape[1])
+    total = np.zeros((len(x), len(x)))
+    for t in range(x.shape[1]):  # one time at a time: memory n² · d
+        total += np.linalg.norm(x[:, None, t] - x[None, :, t], axis=-1)
+    return total / np.sqrt(x.shape[1])
 
 
 def neighbour_batches(distances: np.ndarray, k: int) -> np.ndarray:
