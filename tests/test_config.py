@@ -38,6 +38,7 @@ def test_defaults_fill_an_empty_config(default_config):
     assert config["train"]["epochs"] == default_config["train"]["epochs"]
     assert config["simulation"]["baseline"]["mode"] == "trueparams"
     assert config["simulation"]["groups"] == default_config["simulation"]["groups"]
+    assert config["train"]["similarity"] == default_config["train"]["similarity"]
 
 
 @pytest.mark.parametrize(
@@ -55,6 +56,17 @@ def test_defaults_fill_an_empty_config(default_config):
             ["'rk45' is not one of", "['model']['solver']"],
         ),
         ({"name": "a b"}, ["does not match", "['name']"]),
+        (
+            {"train": {"similarity": {"neighbours": 0}}},
+            [
+                "0 is less than the minimum of 1",
+                "['train']['similarity']['neighbours']",
+            ],
+        ),
+        (
+            {"train": {"batching": "knn"}},
+            ["'knn' is not one of", "['train']['batching']"],
+        ),
     ],
 )
 def test_bad_config_names_the_key(default_config, override, words):

@@ -6,7 +6,9 @@ import torch
 
 from odevae.folds import make_folds
 from odevae.model import make_system, solve
+from odevae.tables import read_tsv
 from odevae.training import train_fold
+from tests.conftest import merge
 
 pytestmark = [
     pytest.mark.gpu,
@@ -37,3 +39,19 @@ def test_auto_accelerator_trains_on_the_gpu(tiny_cohort, tiny_config, tmp_path):
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert metrics["val/loss"].dropna().notna().all()
     assert (tmp_path / "model.ckpt").is_file()
+
+
+def test_similarity_batches_train_on_the_gpu(
+    tiny_cohort, tiny_tables, tiny_config, tmp_path
+):
+    config = merge(
+        tiny_config,
+        {"train": {"batching": "similarity", "similarity": {"neighbours": 3}}},
+    )
+    groups = read_tsv(tiny_tables["truth_patients"]).set_index("patient_id")["group"]
+    folds = make_folds(tiny_cohort.patient_ids, 2, seed=0)
+    model = train_fold(tiny_cohort, folds, 0, config, tmp_path / "run", groups=groups)
+    assert model.trainer.strategy.root_device.type == "cuda"
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert len(metrics["train/batch_purity"].dropna()) == config["train"]["epochs"]
+    assert metrics["train/loss"].dropna().notna().all()

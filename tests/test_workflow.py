@@ -70,6 +70,18 @@ def test_whole_dag_runs_and_second_run_has_nothing_to_do(workdir):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+def test_similarity_batches_log_purity_from_the_simulated_groups(workdir):
+    config = merge(
+        TINY, {"train": {"batching": "similarity", "similarity": {"neighbours": 3}}}
+    )
+    (workdir / "similarity.yaml").write_text(yaml.safe_dump(config))
+    target = "results/tiny/train/fold_0/metrics.csv"
+    snakemake(workdir, target, "--configfile", "similarity.yaml")
+    metrics = pd.read_csv(workdir / target)
+    purity = metrics["train/batch_purity"].dropna()
+    assert len(purity) == TINY["train"]["epochs"] and purity.between(0, 1).all()
+
+
 def test_dry_run_and_lint(workdir):
     dry = snakemake(workdir, "--configfile", "tiny.yaml", "-n")
     text = dry.stdout + dry.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
@@ -14,6 +15,7 @@ from odevae.cohort import Cohort
 from odevae.data import CohortDataModule, scaling_stats
 from odevae.folds import fold_members
 from odevae.model import ODEVAE
+from odevae.similarity import SimilarityBatching, SimilarityDataModule
 
 log = logging.getLogger(__name__)
 
@@ -66,18 +68,38 @@ def train_fold(
     config: dict,
     out_dir: str | Path,
     fast_dev_run: bool = False,
+    groups: Mapping | None = None,
 ) -> ODEVAE:
     """Train on all folds but ``fold`` and validate on ``fold``.
 
     Writes ``metrics.csv`` (per-epoch ``train/*`` and ``val/*``) and ``model.ckpt``
     (the model after the last epoch: no selection on the held-out fold) to
     ``out_dir``. Seeds everything from ``config['seed']`` and the fold.
+    ``train.batching`` picks random mini-batches or similarity batches; with the
+    latter, ``groups`` (patient id → true group) adds ``train/batch_purity``.
     """
     model_cfg, train_cfg = config["model"], config["train"]
     seed = config["seed"] + fold
     L.seed_everything(seed, workers=True)
     train_ids, val_ids = fold_members(folds, fold)
-    data = CohortDataModule(cohort, train_ids, val_ids, train_cfg["batch_size"], seed)
+    callbacks = []
+    if train_cfg["batching"] == "similarity":
+        sim = train_cfg["similarity"]
+        data = SimilarityDataModule(
+            cohort,
+            train_ids,
+            val_ids,
+            seed,
+            sim["neighbours"],
+            sim["bandwidth"],
+            sim["times"],
+            groups,
+        )
+        callbacks.append(SimilarityBatching(data))
+    else:
+        data = CohortDataModule(
+            cohort, train_ids, val_ids, train_cfg["batch_size"], seed
+        )
     model = build_model(cohort, model_cfg, config["loss"], train_cfg["lr"])
     model.set_scaling(
         *scaling_stats(
@@ -94,13 +116,14 @@ def train_fold(
         deterministic=train_cfg["deterministic"],
         logger=CSVLogger(save_dir=out_dir, name="", version=""),
         callbacks=[
+            *callbacks,
             ModelCheckpoint(
                 dirpath=out_dir,
                 filename="model",
                 save_top_k=1,
                 monitor=None,
                 enable_version_counter=False,
-            )
+            ),
         ],
         default_root_dir=out_dir,
         enable_progress_bar=train_cfg["progress_bar"],

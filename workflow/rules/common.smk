@@ -41,6 +41,14 @@ def training_config():
     return {**sections, "train": train}
 
 
+def train_inputs(wildcards):
+    """The train rule's inputs: the true groups too where the cohort is simulated."""
+    inputs = {"cohort": f"{OUT}/preprocessed/cohort.npz", "folds": f"{OUT}/folds.tsv"}
+    if simulated():
+        inputs["truth_patients"] = f"{OUT}/data/truth_patients.tsv"
+    return inputs
+
+
 def fold_outputs(pattern):
     """``pattern`` (with a {fold} wildcard) for every cross-validation fold."""
     return expand(pattern, fold=FOLDS)

@@ -1,7 +1,6 @@
 rule train:
     input:
-        cohort=f"{OUT}/preprocessed/cohort.npz",
-        folds=f"{OUT}/folds.tsv",
+        unpack(train_inputs),
     output:
         checkpoint=f"{OUT}/train/fold_{{fold}}/model.ckpt",
         metrics=f"{OUT}/train/fold_{{fold}}/metrics.csv",

@@ -9,12 +9,15 @@ from odevae.training import train_fold, with_progress_bar
 
 
 def main(snakemake):
+    truth = getattr(snakemake.input, "truth_patients", None)
+    groups = None if truth is None else read_tsv(truth).set_index("patient_id")["group"]
     train_fold(
         Cohort.load(snakemake.input.cohort),
         read_tsv(snakemake.input.folds),
         int(snakemake.wildcards.fold),
         with_progress_bar(snakemake.params.config, snakemake.config),
         Path(snakemake.output.checkpoint).parent,
+        groups=groups,
     )
 
 

@@ -1,0 +1,199 @@
+"""BJ 2022's similarity-weighted batches: each patient trains with its neighbours.
+
+At every epoch start each training patient's latent trajectory is solved from its
+first-visit encoder mean μ0 with its current ODE parameters at fixed times. A
+patient's batch is itself and its k nearest neighbours by trajectory distance, each
+weighted by a normalised tricube kernel of distance / bandwidth; the batch loss is
+the weighted sum of per-patient losses (``batch["weight"]``, see
+:meth:`odevae.model.ODEVAE.loss_terms`). An epoch takes one optimiser step per
+training patient, in an order shuffled with the fold's seed.
+
+The pure functions work on numpy arrays; :class:`SimilarityDataModule` and the
+:class:`SimilarityBatching` callback connect them to Lightning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from sklearn.neighbors import NearestNeighbors
+from torch.utils.data import DataLoader, Sampler
+
+from odevae.cohort import Cohort
+from odevae.data import CohortDataModule, CohortDataset, collate
+from odevae.errors import InputError
+
+
+def trajectory_distances(trajectories: np.ndarray) -> np.ndarray:
+    """Distances (n, n) between trajectories (n, T, d) sampled at T common times.
+
+    Values are centred per time and dimension across patients (as BJ 2022 do; a
+    common shift, so distances are unchanged); the distance is
+    (1/√T)·Σ_t ‖x_i(t) − x_j(t)‖₂.
+    """
+    x = np.asarray(trajectories, dtype=float)
+    x = x - x.mean(0, keepdims=True)
+    total = np.zeros((len(x), len(x)))
+    for t in range(x.shape[1]):  # one time at a time: memory n² · d
+        total += np.linalg.norm(x[:, None, t] - x[None, :, t], axis=-1)
+    return total / np.sqrt(x.shape[1])
+
+
+def neighbour_batches(distances: np.ndarray, k: int) -> np.ndarray:
+    """Per patient its batch (n, k + 1): itself, then its k nearest by ``distances``."""
+    n = len(distances)
+    if not 1 <= k < n:
+        raise ValueError(f"need 1 <= k < n = {n} neighbours, found k = {k}")
+    search = NearestNeighbors(n_neighbors=k, metric="precomputed").fit(distances)
+    nearest = search.kneighbors(return_distance=False)  # excludes the query itself
+    return np.column_stack([np.arange(n), nearest])
+
+
+def tricube(u: np.ndarray) -> np.ndarray:
+    """(1 − u³)³ for 0 ≤ u < 1, else 0."""
+    u = np.asarray(u, dtype=float)
+    return np.where(u < 1, (1 - np.clip(u, 0, 1) ** 3) ** 3, 0.0)
+
+
+def batch_weights(batch_distances: np.ndarray, bandwidth: float) -> np.ndarray:
+    """Normalised tricube weights per row of distances to the batch's own patient.
+
+    Column 0 is the patient itself (distance 0, kernel 1), so every row sums to 1.
+    """
+    kernel = tricube(np.asarray(batch_distances) / bandwidth)
+    return kernel / kernel.sum(1, keepdims=True)
+
+
+def batch_purity(batches: np.ndarray, groups: np.ndarray) -> float:
+    """Share of neighbours in their batch's own group, averaged over batches.
+
+    ``batches`` (n, k + 1) hold the batch's patient first; it is left out.
+    """
+    groups = np.asarray(groups)
+    same = groups[batches[:, 1:]] == groups[batches[:, :1]]
+    return float(same.mean(1).mean())
+
+
+@torch.no_grad()
+def latent_trajectories(model, tensors: Mapping, times: Sequence[float]) -> np.ndarray:
+    """Latent trajectories (n, T, d) of all patients from μ0 at ``times``.
+
+    ``tensors`` are the padded raw-unit tensors of :class:`CohortDataset`; the ODE
+    starts at the encoder mean of visit 0 with the parameter net's parameters.
+    """
+    first = {
+        key: tensors[key][:, :1].to(model.device) for key in ("values", "observed")
+    }
+    batch = model.scale({**first, "baseline": tensors["baseline"].to(model.device)})
+    mu, _ = model.encoder(batch["values"])
+    theta = model.param_net(batch["baseline"])
+    t = torch.as_tensor(times, dtype=mu.dtype, device=mu.device)
+    return model.solve(mu[:, 0], theta, t.expand(len(mu), -1)).cpu().numpy()
+
+
+class SimilarityBatches(Sampler[list[int]]):
+    """Batch sampler: every patient's neighbour batch once per epoch, seeded order.
+
+    :meth:`update` sets the batches and weights (before each epoch); :meth:`collate`
+    adds the weights of the batch's own patient (its first index) as ``weight``.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.generator = torch.Generator().manual_seed(seed)
+        self.batches: np.ndarray | None = None
+        self.weights: np.ndarray | None = None
+
+    def update(self, batches: np.ndarray, weights: np.ndarray) -> None:
+        self.batches, self.weights = batches, weights
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if self.batches is None:
+            raise RuntimeError("similarity batches are iterated before being built")
+        for i in torch.randperm(self.n, generator=self.generator).tolist():
+            yield self.batches[i].tolist()
+
+    def collate(self, items: list[dict] | dict) -> dict:
+        batch = collate(items)
+        own = int(batch["index"][0])
+        batch["weight"] = torch.as_tensor(self.weights[own], dtype=torch.float32)
+        return batch
+
+
+class SimilarityDataModule(CohortDataModule):
+    """A fold's patients with similarity batches for training.
+
+    ``groups`` (patient id → group label, simulated cohorts only) enables
+    :meth:`rebuild`'s batch purity.
+    """
+
+    def __init__(
+        self,
+        cohort: Cohort,
+        train_ids,
+        val_ids,
+        seed: int = 0,
+        neighbours: int = 9,
+        bandwidth: float = 1.0,
+        times: Sequence[float] = tuple(range(1, 11)),
+        groups: Mapping | None = None,
+    ) -> None:
+        super().__init__(cohort, train_ids, val_ids, neighbours + 1, seed)
+        n = self.train.n
+        if neighbours >= n:
+            raise InputError(
+                f"{neighbours} neighbours per batch need more than {neighbours} "
+                f"training patients, found {n}",
+                key="train.similarity.neighbours",
+            )
+        self.neighbours, self.bandwidth, self.times = neighbours, bandwidth, times
+        self.dataset = CohortDataset(self.train)
+        self.batches = SimilarityBatches(n, seed)
+        self.groups = None
+        if groups is not None:
+            self.groups = np.array([groups[pid] for pid in self.train.patient_ids])
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.dataset, batch_sampler=self.batches, collate_fn=self.batches.collate
+        )
+
+    def rebuild(self, model) -> float | None:
+        """Batches and weights from ``model``'s current trajectories.
+
+        Returns the batch purity, or None without groups.
+        """
+        trajectories = latent_trajectories(model, self.dataset.tensors, self.times)
+        distances = trajectory_distances(trajectories)
+        batches = neighbour_batches(distances, self.neighbours)
+        weights = batch_weights(
+            np.take_along_axis(distances, batches, 1), self.bandwidth
+        )
+        self.batches.update(batches, weights)
+        if self.groups is None:
+            return None
+        return batch_purity(batches, self.groups)
+
+
+class SimilarityBatching(Callback):
+    """Rebuild a :class:`SimilarityDataModule`'s batches at every epoch start.
+
+    Logs ``train/batch_purity`` when the data module knows the patients' groups.
+    """
+
+    def __init__(self, data: SimilarityDataModule) -> None:
+        self.data = data
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module) -> None:
+        purity = self.data.rebuild(pl_module)
+        if purity is not None:
+            pl_module.log(
+                "train/batch_purity", purity, on_step=False, on_epoch=True, batch_size=1
+            )
