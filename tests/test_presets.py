@@ -77,7 +77,11 @@ def test_preset_trains_on_a_tiny_cohort(name, default_config, tmp_path):
         config,
         {
             "simulation": {"n": 12, "q": 8, "q_info": 4},
-            "train": {"epochs": 1, "progress_bar": False},
+            "train": {
+                "epochs": 1,
+                "progress_bar": False,
+                "similarity": {"neighbours": 3},
+            },
         },
     )
     cohort_tables = simulate_cohort(config["simulation"], seed=1)
