@@ -70,16 +70,29 @@ def test_whole_dag_runs_and_second_run_has_nothing_to_do(workdir):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_similarity_batches_log_purity_from_the_simulated_groups(workdir):
+def test_model_family_variant_runs_through_the_same_rules(workdir):
+    """Similarity batches, a full system and the statistical loss, end to end."""
     config = merge(
-        TINY, {"train": {"batching": "similarity", "similarity": {"neighbours": 3}}}
+        TINY,
+        {
+            "model": {"system": "linear_full"},
+            "loss": {"kind": "statistical"},
+            "train": {"batching": "similarity", "similarity": {"neighbours": 3}},
+        },
     )
     (workdir / "similarity.yaml").write_text(yaml.safe_dump(config))
-    target = "results/tiny/train/fold_0/metrics.csv"
-    snakemake(workdir, target, "--configfile", "similarity.yaml")
-    metrics = pd.read_csv(workdir / target)
+    snakemake(workdir, "--configfile", "similarity.yaml")
+    out = workdir / "results" / "tiny"
+    metrics = pd.read_csv(out / "train" / "fold_0" / "metrics.csv")
     purity = metrics["train/batch_purity"].dropna()
     assert len(purity) == TINY["train"]["epochs"] and purity.between(0, 1).all()
+    assert {"train/mu_penalty", "train/var_penalty"} <= set(metrics.columns)
+    params = pd.read_csv(out / "predict" / "fold_0" / "params.tsv", sep="\t")
+    assert ["a11", "a21", "a12", "a22"] == list(params.columns[3:])
+    table = pd.read_csv(out / "figures" / "batch_purity.tsv", sep="\t")
+    assert sorted(table["fold"].unique()) == [0, 1]
+    assert (out / "figures" / "batch_purity.png").is_file()
+    assert (out / "recovery.tsv").is_file()
 
 
 def test_dry_run_and_lint(workdir):

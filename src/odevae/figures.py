@@ -181,3 +181,24 @@ def plot_loss_curves(losses: pd.DataFrame) -> plt.Figure:
     ax.set_ylabel("loss per patient")
     fig.tight_layout()
     return fig
+
+
+def purity_table(metrics: dict[int, pd.DataFrame]) -> pd.DataFrame:
+    """Per-epoch similarity-batch purity of each fold, long format."""
+    rows = [
+        table.dropna(subset=["train/batch_purity"])[["epoch", "train/batch_purity"]]
+        .rename(columns={"train/batch_purity": "purity"})
+        .assign(fold=str(fold))
+        for fold, table in metrics.items()
+    ]
+    return pd.concat(rows, ignore_index=True)
+
+
+def plot_batch_purity(purity: pd.DataFrame) -> plt.Figure:
+    """Share of same-group neighbours in the similarity batches, per epoch and fold."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.lineplot(data=purity, x="epoch", y="purity", hue="fold", marker="o", ax=ax)
+    ax.set_ylabel("batch purity (same-group neighbours)")
+    ax.set_ylim(0, 1.02)
+    fig.tight_layout()
+    return fig

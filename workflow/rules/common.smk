@@ -68,6 +68,8 @@ def all_outputs():
             f"{OUT}/figures/latent_trajectories.png",
             f"{OUT}/figures/individual_fits.png",
         ]
+        if config["train"]["batching"] == "similarity":
+            outputs.append(f"{OUT}/figures/batch_purity.png")
     return outputs
 
 

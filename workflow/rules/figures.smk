@@ -66,3 +66,24 @@ rule plot_losses:
         dpi=config["figures"]["dpi"],
     script:
         "../scripts/plot_losses.py"
+
+
+rule plot_purity:
+    input:
+        metrics=fold_outputs(f"{OUT}/train/fold_{{fold}}/metrics.csv"),
+    output:
+        figure=report(
+            f"{OUT}/figures/batch_purity.png",
+            caption="../report/batch_purity.rst",
+            category="Training",
+        ),
+        table=f"{OUT}/figures/batch_purity.tsv",
+    log:
+        f"{LOGS}/plot_purity/plot_purity.log",
+    conda:
+        "../envs/odevae.yaml"
+    params:
+        folds=FOLDS,
+        dpi=config["figures"]["dpi"],
+    script:
+        "../scripts/plot_purity.py"
