@@ -13,6 +13,7 @@ def write(tmp_path, name, text):
 
 
 BASELINE = "patient_id\tage\nA\t1.0\nB\t2.0\n"
+ONE = {"min_visits": 1}  # keep one-visit patients (the default drops them)
 
 
 def test_sorts_visits_and_shifts_times_to_first_visit(tmp_path):
@@ -41,7 +42,7 @@ def test_missing_values_are_masked_not_imputed(tmp_path):
     visits = write(
         tmp_path, "v.csv", "patient_id,time,x1,x2\nA,0,1.0,\nA,1,,4.0\nB,0,2.0,3.0\n"
     )
-    cohort = preprocess(visits, write(tmp_path, "b.tsv", BASELINE))
+    cohort = preprocess(visits, write(tmp_path, "b.tsv", BASELINE), options=ONE)
     assert cohort.observed[0].tolist() == [[True, False], [False, True]]
     assert cohort.values[0, 0, 1] == 0.0 and cohort.values[0, 1, 0] == 0.0
     assert not cohort.observed[1, 1].any()  # padding slot of B
@@ -120,8 +121,13 @@ def test_simulated_tables_feed_the_contract(tiny_cohort, tiny_tables):
         ),
         (
             "patient_id\ttime\tx1\nA\t0\t1\nB\t0\t1\n",
-            "patient_id\tage\nA\t1\nB\t\n",
-            r"b.tsv, column 'age', line 3: expected a covariate value",
+            "patient_id\tage\nA\t\nB\t\n",
+            r"b.tsv, column 'age': every value is missing",
+        ),
+        (
+            "patient_id\ttime\tx1\nA\t0\t1\nA\t-1\t1\n",
+            BASELINE,
+            r"column 'time', line 3: expected a visit time >= 0, found -1",
         ),
     ],
 )
@@ -129,7 +135,7 @@ def test_bad_input_names_file_column_and_line(tmp_path, visits, baseline, patter
     v = write(tmp_path, "v.tsv", visits)
     b = write(tmp_path, "b.tsv", baseline)
     with pytest.raises(InputError, match=pattern):
-        preprocess(v, b)
+        preprocess(v, b, options=ONE)
 
 
 def test_ids_are_text_and_empty_visits_are_dropped(tmp_path, caplog):
@@ -140,11 +146,11 @@ def test_ids_are_text_and_empty_visits_are_dropped(tmp_path, caplog):
     )
     baseline = write(tmp_path, "b.tsv", "patient_id\tage\n1\t3\n01\t4\n")
     with caplog.at_level("WARNING"):
-        cohort = preprocess(visits, baseline)
+        cohort = preprocess(visits, baseline, options=ONE)
     assert list(cohort.patient_ids) == ["01", "1"]  # "01" and "1" stay two patients
     assert cohort.visits.sum(1).tolist() == [1, 2]  # the empty visit of 01 is gone
     np.testing.assert_allclose(cohort.times[1], [0.0, 1.0])
     np.testing.assert_allclose(cohort.baseline[:, 0], [4.0, 3.0])
-    assert "dropped 1 visits without any observed measurement (first at line 3)" in (
+    assert "1 visits without any observed measurement (first at line 3)" in (
         caplog.text
     )
