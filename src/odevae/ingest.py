@@ -51,9 +51,16 @@ def _recode(x, levels):
 
 
 def _decode(y, levels):
-    """Inverse of the item recoding: model units → item score (continuous)."""
+    """Inverse of the item recoding: model units → item score (continuous).
+
+    0..2 items: the paper's back-transform (sigmoid − 0.1) · 2.5; 0..6 items: the
+    piecewise-linear inverse of their map (clamped to 0..6).
+    """
+    p = expit(np.asarray(y, dtype=float))
+    if levels == 2:
+        return (p - 0.1) * 2.5
     grid = _item_map(levels)
-    return np.interp(expit(np.asarray(y, dtype=float)), grid, np.arange(len(grid)))
+    return np.interp(p, grid, np.arange(len(grid)))
 
 
 # name → (forward, inverse, valid-domain test, domain in words)
@@ -111,15 +118,17 @@ def resolve_transforms(spec: dict[str, str], columns: list[str]) -> dict[str, st
 
 
 def apply_transforms(
-    table: pd.DataFrame, transforms: dict[str, str], file: str, key: str
+    table: pd.DataFrame, transforms: dict[str, str], file: str, key: str | None
 ) -> pd.DataFrame:
-    """Apply per-column transforms; a value outside the domain names its cell."""
+    """Apply per-column transforms; a value outside the domain names its cell (and
+    the config key ``key.<column>`` that chose the transform, if any)."""
     table = table.copy()
     for col, name in transforms.items():
+        col_key = f"{key}.{col}" if key else None
         if name not in TRANSFORMS:
             raise InputError(
                 f"unknown transform {name!r}; expected one of {sorted(TRANSFORMS)}",
-                key=f"{key}.{col}",
+                key=col_key,
             )
         forward, _, valid, domain = TRANSFORMS[name]
         x = table[col].to_numpy(dtype=float)
@@ -130,7 +139,7 @@ def apply_transforms(
                 f"transform {name!r} needs {domain}, found {x[bad][0]:g}",
                 file=file,
                 column=col,
-                key=f"{key}.{col}",
+                key=col_key,
                 **where(file, idx),
             )
         with np.errstate(divide="ignore", invalid="ignore"):

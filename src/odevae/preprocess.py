@@ -113,8 +113,9 @@ def numeric(table: pd.DataFrame, cols: list[str], file: str) -> pd.DataFrame:
         inf = np.isinf(num.to_numpy(dtype=float))
         if inf.any():
             idx = table.index[inf][0]
+            value = raw.loc[idx]
             raise InputError(
-                f"expected a finite number, found {raw.loc[idx]!r}",
+                f"expected a finite number, found {value if isinstance(value, str) else float(value)!r}",
                 file=file,
                 column=col,
                 **where(file, idx),

@@ -124,7 +124,7 @@ def read_registry(
             **where(vfile, idx),
         )
     transforms = item_transforms(items, cfg["items_0_6"])
-    apply_transforms(values, transforms, vfile, "registry.items_0_6")  # checks only
+    apply_transforms(values, transforms, vfile, None)  # checks the scores only
     long = pd.concat([ids[done].rename("patient_id"), values], axis=1)
     long["time"] = t * DAYS_PER["months"] / DAYS_PER[out_unit]
     long, n_exact, n_avg = collapse_duplicates(
@@ -163,7 +163,7 @@ def read_registry(
             file=vfile,
             key="preprocess.min_visits",
         )
-    long = apply_transforms(long, transforms, vfile, "registry.items_0_6")
+    long = apply_transforms(long, transforms, vfile, None)
     visits = long[["patient_id", "time", *items]].reset_index(drop=True)
     baseline = _registry_baseline(bfile, set(ids), visits, cfg["categorical"])
     return visits, baseline, drops.table()
