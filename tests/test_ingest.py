@@ -169,8 +169,10 @@ def test_dates_count_from_the_baseline_date(tmp_path):
             r"different values \(line 4, line 5\)",
         ),
         (
-            VISITS.replace("10,0.5", "10,").replace("20,0.25", "20,")
-            .replace("1,0.5", "1,").replace(",0.75", ","),
+            VISITS.replace("10,0.5", "10,")
+            .replace("20,0.25", "20,")
+            .replace("1,0.5", "1,")
+            .replace(",0.75", ","),
             {},
             r"column 'score': every value is missing",
         ),

@@ -92,7 +92,9 @@ def test_item_recoding_and_its_inverse():
         (1 / (1 + np.exp(-y)) - 0.1) * 2.5, [0, 1, 2], atol=1e-12
     )
     np.testing.assert_allclose(inverse(y), [0, 1, 2], atol=1e-12)
-    np.testing.assert_allclose(inverse(np.array([5.0])), (1 / (1 + np.exp(-5)) - 0.1) * 2.5)
+    np.testing.assert_allclose(
+        inverse(np.array([5.0])), (1 / (1 + np.exp(-5)) - 0.1) * 2.5
+    )
     six = TRANSFORMS["item_0_6"][0](np.arange(7.0))
     np.testing.assert_allclose(
         1 / (1 + np.exp(-six)), [0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9]
@@ -116,7 +118,8 @@ def _break(paths, table, edit):
         (
             "visits",
             lambda f: f.loc.__setitem__((0, "RULM_C"), 5),
-            r"visits.tsv, column 'RULM_C', line 2: transform 'item_0_2' needs an item score 0, 1 or 2, found 5",
+            r"visits.tsv, column 'RULM_C', line 2: transform 'item_0_2' needs an item "
+            r"score 0, 1 or 2, found 5",
         ),
         (
             "baseline",

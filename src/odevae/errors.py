@@ -6,8 +6,9 @@ from __future__ import annotations
 class InputError(ValueError):
     """Bad user input (a table or a config value).
 
-    The message names where the problem is (file, column and line — row for Parquet files —, or config key), what
-    was expected and what was found. Workflow scripts print it without a traceback.
+    The message names where the problem is (file, column and line — row for Parquet
+    files —, or config key), what was expected and what was found. Workflow scripts
+    print it without a traceback.
     """
 
     def __init__(

@@ -347,9 +347,7 @@ def _covariates(cfg, visits, vfile, baseline, bfile, long) -> pd.DataFrame:
     )
     if not names:
         raise InputError("expected at least one covariate column", file=file)
-    categorical = expand_columns(
-        cfg["categorical"], names, file, "table.categorical"
-    )
+    categorical = expand_columns(cfg["categorical"], names, file, "table.categorical")
     encoded, columns = one_hot(source[names], categorical)
     plain = [c for c in names if c not in categorical]
     encoded[plain] = numeric(source, plain, file)

@@ -114,8 +114,9 @@ def numeric(table: pd.DataFrame, cols: list[str], file: str) -> pd.DataFrame:
         if inf.any():
             idx = table.index[inf][0]
             value = raw.loc[idx]
+            shown = value if isinstance(value, str) else float(value)
             raise InputError(
-                f"expected a finite number, found {value if isinstance(value, str) else float(value)!r}",
+                f"expected a finite number, found {shown!r}",
                 file=file,
                 column=col,
                 **where(file, idx),
@@ -305,9 +306,7 @@ def prepare_visits(
             "%s: %d visits without any observed measurement (first at %s)",
             file,
             int(empty.sum()),
-            " ".join(
-                f"{k} {v}" for k, v in where(file, table.index[empty][0]).items()
-            ),
+            " ".join(f"{k} {v}" for k, v in where(file, table.index[empty][0]).items()),
         )
     table = table[~empty]
     gone = ids.nunique() - table[id_col].nunique()

@@ -138,8 +138,12 @@ def read_registry(
 
     def drop_patients(mask: pd.Series, reason: str) -> None:
         nonlocal long
-        drops.add("ingest", reason, int(long.loc[mask, "patient_id"].nunique()),
-                  int(mask.sum()))
+        drops.add(
+            "ingest",
+            reason,
+            int(long.loc[mask, "patient_id"].nunique()),
+            int(mask.sum()),
+        )
         long = long[~mask.to_numpy()]
 
     def too_few(suffix: str = "") -> None:

@@ -19,14 +19,24 @@ def cohort_report(drops: pd.DataFrame, cohort: Cohort) -> pd.DataFrame:
     imputation).
     """
     rows = [
-        {"section": "dropped", "step": r.step, "item": r.reason,
-         "patients": r.patients, "visits": r.visits}
+        {
+            "section": "dropped",
+            "step": r.step,
+            "item": r.reason,
+            "patients": r.patients,
+            "visits": r.visits,
+        }
         for r in drops.itertuples()
     ]
     n_visits = cohort.visits.sum(1)
     rows.append(
-        {"section": "kept", "step": "all", "item": "cohort", "patients": cohort.n,
-         "visits": int(n_visits.sum())}
+        {
+            "section": "kept",
+            "step": "all",
+            "item": "cohort",
+            "patients": cohort.n,
+            "visits": int(n_visits.sum()),
+        }
     )
     follow_up = np.where(cohort.visits, cohort.times, 0.0).max(1)
     for section, values in (("visits per patient", n_visits), ("follow-up", follow_up)):
@@ -35,13 +45,21 @@ def cohort_report(drops: pd.DataFrame, cohort: Cohort) -> pd.DataFrame:
     seen = cohort.observed[cohort.visits]
     for j, name in enumerate(cohort.measurement_names):
         rows.append(
-            {"section": "missing share", "step": "measurement", "item": name,
-             "value": 1.0 - seen[:, j].mean()}
+            {
+                "section": "missing share",
+                "step": "measurement",
+                "item": name,
+                "value": 1.0 - seen[:, j].mean(),
+            }
         )
     for j, name in enumerate(cohort.covariate_names):
         rows.append(
-            {"section": "missing share", "step": "covariate", "item": name,
-             "value": float(np.isnan(cohort.baseline[:, j]).mean())}
+            {
+                "section": "missing share",
+                "step": "covariate",
+                "item": name,
+                "value": float(np.isnan(cohort.baseline[:, j]).mean()),
+            }
         )
     table = pd.DataFrame(rows, columns=COLUMNS)
     return table.astype({"patients": "Int64", "visits": "Int64"})
