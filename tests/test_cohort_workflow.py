@@ -189,3 +189,11 @@ def test_config_errors_name_the_key(workdir, table, words):  # noqa: F811
     assert result.returncode != 0
     for word in words:
         assert word in text, text
+
+
+def test_smartcare_source_needs_its_files(workdir):  # noqa: F811
+    write_config(workdir, "sc.yaml", FAST | {"data": {"source": "smartcare"}})
+    result = snakemake(workdir, "--configfile", "sc.yaml", "-n", check=False)
+    text = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "'registry.visits' is required when data.source is smartcare" in text

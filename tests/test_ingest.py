@@ -293,3 +293,30 @@ def test_pbcseq_counts_27_one_visit_patients_dropped(tmp_path):
     assert 0.4 < kept_missing < 0.45  # masked, not imputed
     assert list(result.cohort.covariate_names) == ["age", "sex_m", "trt"]
     assert result.visits["time"].max() == pytest.approx(5152 / 365.25, abs=0.2)
+
+
+def test_parquet_errors_name_the_row(tmp_path):
+    frame = pd.DataFrame(
+        {"pid": ["a", "a", "b"], "t": [0.0, 1.0, 0.0], "x": ["1", "2", "n.d."]}
+    )
+    frame.to_parquet(tmp_path / "v.parquet")
+    cfg = table_cfg(
+        visits=str(tmp_path / "v.parquet"),
+        id_column="pid",
+        time_column="t",
+        time_unit="years",
+        measurements=["x"],
+        covariates=["x"],
+    )
+    with pytest.raises(
+        InputError,
+        match=r"v.parquet, column 'x', row 3: expected a number, found 'n.d.'",
+    ):
+        ingest_table(cfg, "years")
+
+
+def test_conflicting_duplicates_pass_ingestion_when_averaged(tmp_path):
+    text = VISITS.replace("p2,60,,0.75", "p2,30,5,0.75")
+    cfg = cfg_for(write(tmp_path, "v.csv", text))
+    visits, _ = ingest_table(cfg, "years", duplicates="average")
+    assert len(visits) == 4  # averaged later, in preprocess
