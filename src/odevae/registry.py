@@ -236,7 +236,7 @@ def simulate_registry(cfg: dict, seed: int) -> dict[str, pd.DataFrame]:
     levels = np.array([6] + [2] * 19)
     loading = np.zeros((20, 2))
     loading[np.arange(20), np.arange(20) % 2] = rng.uniform(1.5, 3.0, 20)
-    offset = rng.normal(0.0, 0.5, 20)
+    offset = rng.normal(-1.0, 0.5, 20)  # items spread over their range
     group = np.arange(n) % 2
     means = np.array([[-0.3, -0.1], [-0.1, 0.3]])
     rates = means[group] + rng.normal(0.0, 0.03, (n, 2))
