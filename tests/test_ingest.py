@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -119,6 +121,23 @@ def test_dates_count_from_the_baseline_date(tmp_path):
     long, baseline = ingest_table(cfg, "days")
     assert long["time"].tolist() == [10.0, 30.0, 0.0, 10.0]
     assert list(baseline.columns) == ["patient_id", "age"]  # the date is no covariate
+    # without a baseline table: the baseline date and covariates from the visits
+    inline = write(
+        tmp_path,
+        "w.csv",
+        "pid,date,start,x,age\na,2020-01-11,2020-01-01,1,3\na,2020-01-31,2020-01-01,"
+        "2,3\nb,2021-03-05,2021-03-01,3,4\nb,2021-03-11,2021-03-01,4,4\n",
+    )
+    cfg = cfg | {"visits": inline, "baseline": None, "covariates": ["age"]}
+    long, baseline = ingest_table(cfg, "weeks")
+    np.testing.assert_allclose(long["time"], np.array([10, 30, 4, 10]) / 7)
+    assert baseline["age"].tolist() == [3.0, 4.0]
+    early = inline.replace("w.csv", "e.csv")
+    Path(early).write_text(Path(inline).read_text().replace("2021-03-05", "2021-02-05"))
+    with pytest.raises(
+        InputError, match=r"e.csv, column 'date', line 4: visit date 2021-02-05 is"
+    ):
+        ingest_table(cfg | {"visits": early}, "weeks")
 
 
 @pytest.mark.parametrize(
@@ -165,7 +184,7 @@ def test_dates_count_from_the_baseline_date(tmp_path):
         (
             VISITS.replace("p2,60,,0.75", "p2,30,5,0.75"),
             {},
-            r"v.csv, column 'crp': patient 'p2' has 2 visits at time 0.0821355 with "
+            r"v.csv, column 'crp': patient 'p2' has 2 visits at time 30 with "
             r"different values \(line 4, line 5\)",
         ),
         (

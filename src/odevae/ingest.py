@@ -316,8 +316,10 @@ def ingest_table(
     long = pd.concat(
         [ids.rename("patient_id"), time.rename("time"), values[measurements]], axis=1
     )
-    if duplicates == "error":
-        collapse_duplicates(long, measurements, vfile, "error")
+    if duplicates == "error":  # reported with the time as the user wrote it
+        raw_time = visits[time_col].rename("time")
+        check = pd.concat([long.drop(columns="time"), raw_time], axis=1)
+        collapse_duplicates(check, measurements, vfile, "error")
     covariates = _covariates(cfg, visits, vfile, baseline, bfile, long)
     return long, covariates
 

@@ -161,6 +161,10 @@ def check_measurements_present(table: pd.DataFrame, cols: list[str], file: str):
             )
 
 
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float | int) else str(value)
+
+
 def collapse_duplicates(
     table: pd.DataFrame,
     cols: list[str],
@@ -194,7 +198,7 @@ def collapse_duplicates(
         differ = [c for c in cols if rows[c].nunique(dropna=False) > 1]
         raise InputError(
             f"patient {first[id_col]!r} has {len(rows)} visits at time "
-            f"{first[time_col]:g} with different values ({places}); expected one "
+            f"{_shown(first[time_col])} with different values ({places}); expected one "
             "visit per patient and time (set preprocess.duplicates: average to "
             "average them)",
             file=file,
