@@ -12,6 +12,7 @@ configfile: "config/config.yaml"
 # ===== rules ===========================================================
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/cohort.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from odevae.errors import InputError
-from odevae.preprocess import preprocess
+from odevae.preprocess import preprocess, preprocess_tables
 
 
 def write(tmp_path, name, text):
@@ -13,6 +13,7 @@ def write(tmp_path, name, text):
 
 
 BASELINE = "patient_id\tage\nA\t1.0\nB\t2.0\n"
+ONE = {"min_visits": 1}  # keep one-visit patients (the default drops them)
 
 
 def test_sorts_visits_and_shifts_times_to_first_visit(tmp_path):
@@ -41,7 +42,7 @@ def test_missing_values_are_masked_not_imputed(tmp_path):
     visits = write(
         tmp_path, "v.csv", "patient_id,time,x1,x2\nA,0,1.0,\nA,1,,4.0\nB,0,2.0,3.0\n"
     )
-    cohort = preprocess(visits, write(tmp_path, "b.tsv", BASELINE))
+    cohort = preprocess(visits, write(tmp_path, "b.tsv", BASELINE), options=ONE)
     assert cohort.observed[0].tolist() == [[True, False], [False, True]]
     assert cohort.values[0, 0, 1] == 0.0 and cohort.values[0, 1, 0] == 0.0
     assert not cohort.observed[1, 1].any()  # padding slot of B
@@ -120,8 +121,13 @@ def test_simulated_tables_feed_the_contract(tiny_cohort, tiny_tables):
         ),
         (
             "patient_id\ttime\tx1\nA\t0\t1\nB\t0\t1\n",
-            "patient_id\tage\nA\t1\nB\t\n",
-            r"b.tsv, column 'age', line 3: expected a covariate value",
+            "patient_id\tage\nA\t\nB\t\n",
+            r"b.tsv, column 'age': every value is missing",
+        ),
+        (
+            "patient_id\ttime\tx1\nA\t0\t1\nA\t-1\t1\n",
+            BASELINE,
+            r"column 'time', line 3: expected a visit time >= 0, found -1",
         ),
     ],
 )
@@ -129,7 +135,7 @@ def test_bad_input_names_file_column_and_line(tmp_path, visits, baseline, patter
     v = write(tmp_path, "v.tsv", visits)
     b = write(tmp_path, "b.tsv", baseline)
     with pytest.raises(InputError, match=pattern):
-        preprocess(v, b)
+        preprocess(v, b, options=ONE)
 
 
 def test_ids_are_text_and_empty_visits_are_dropped(tmp_path, caplog):
@@ -140,11 +146,93 @@ def test_ids_are_text_and_empty_visits_are_dropped(tmp_path, caplog):
     )
     baseline = write(tmp_path, "b.tsv", "patient_id\tage\n1\t3\n01\t4\n")
     with caplog.at_level("WARNING"):
-        cohort = preprocess(visits, baseline)
+        cohort = preprocess(visits, baseline, options=ONE)
     assert list(cohort.patient_ids) == ["01", "1"]  # "01" and "1" stay two patients
     assert cohort.visits.sum(1).tolist() == [1, 2]  # the empty visit of 01 is gone
     np.testing.assert_allclose(cohort.times[1], [0.0, 1.0])
     np.testing.assert_allclose(cohort.baseline[:, 0], [4.0, 3.0])
-    assert "dropped 1 visits without any observed measurement (first at line 3)" in (
+    assert "1 visits without any observed measurement (first at line 3)" in (
         caplog.text
     )
+
+
+def drops_of(result):
+    return result.drops.set_index("reason")[["patients", "visits"]]
+
+
+def test_duplicates_collapsed_or_an_error_naming_the_lines_or_averaged(tmp_path):
+    text = (
+        "patient_id\ttime\tx1\tx2\n"
+        "A\t0\t1\t2\n"
+        "A\t0\t1\t2\n"  # exact duplicate: collapsed and counted
+        "A\t1\t3\t\n"
+        "A\t1\t5\t4\n"  # conflicting duplicate of line 4
+        "B\t0\t1\t1\n"
+        "B\t2\t1\t1\n"
+    )
+    v, b = write(tmp_path, "v.tsv", text), write(tmp_path, "b.tsv", BASELINE)
+    with pytest.raises(
+        InputError,
+        match=r"v.tsv, column 'x1': patient 'A' has 2 visits at time 1 with different "
+        r"values \(line 4, line 5\)",
+    ):
+        preprocess_tables(v, b)
+    result = preprocess_tables(v, b, {"duplicates": "average"})
+    counts = drops_of(result)
+    assert counts.loc["exact duplicate visits (collapsed)", "visits"] == 1
+    assert counts.loc["conflicting duplicate visits (averaged)", "visits"] == 1
+    np.testing.assert_allclose(result.cohort.values[0, 1], [4.0, 4.0])  # mean, x2 4
+    assert result.cohort.observed[0, 1].all()
+
+
+def test_min_visits_drops_and_counts_patients(tmp_path):
+    v = write(
+        tmp_path,
+        "v.tsv",
+        "patient_id\ttime\tx1\nA\t5\t1\nA\t7\t2\nB\t3\t1\nC\t1\t1\nC\t2\t1\nC\t3\t1\n",
+    )
+    b = write(tmp_path, "b.tsv", "patient_id\tage\nA\t1\nB\t2\nC\t3\n")
+    result = preprocess_tables(v, b)
+    assert list(result.cohort.patient_ids) == ["A", "C"]
+    assert drops_of(result).loc["fewer than 2 visits"].tolist() == [1, 1]
+    np.testing.assert_allclose(result.cohort.times[0, :2], [0.0, 2.0])
+    three = preprocess_tables(v, b, {"min_visits": 3})
+    assert list(three.cohort.patient_ids) == ["C"]
+    with pytest.raises(
+        InputError, match=r"v.tsv, config key 'preprocess.min_visits': no patient is"
+    ):
+        preprocess_tables(v, b, {"min_visits": 4})
+
+
+def test_outlier_filter_drops_jumps_keeps_first_visits(tmp_path):
+    slopes = {"A": 1.0, "B": 1.5, "C": 2.0, "D": 0.5, "E": 0.8, "F": 1.2}
+    rows = ["patient_id\ttime\tx1"]
+    for p, slope in slopes.items():
+        rows += [f"{p}\t{t}\t{10 + slope * t:g}" for t in range(4)]
+    rows[rows.index("C\t2\t14")] = "C\t2\t40"  # +26, then -22: IQR of changes 0.7
+    rows.append("G\t0\t90\nG\t1\t91")  # first visit far off: kept
+    v = write(tmp_path, "v.tsv", "\n".join(rows) + "\n")
+    b = write(
+        tmp_path, "b.tsv", "patient_id\tage\n" + "".join(f"{p}\t1\n" for p in "ABCDEFG")
+    )
+    options = {"outlier_filter": {"score": "sum", "iqr_factor": 5.0}}
+    result = preprocess_tables(v, b, options)
+    assert drops_of(result).loc["outlier visits (score change)", "visits"] == 2
+    c = result.visits[result.visits["patient_id"] == "C"]
+    assert c["x1"].tolist() == [10.0, 12.0]  # the jump and the visit after it
+    assert result.visits["patient_id"].value_counts()["G"] == 2
+    off = preprocess_tables(v, b)
+    assert len(off.visits) == len(result.visits) + 2
+    with pytest.raises(InputError, match="preprocess.outlier_filter.score"):
+        preprocess_tables(v, b, {"outlier_filter": {"score": "x9", "iqr_factor": 2}})
+
+
+def test_missing_covariates_get_an_indicator_and_stay_nan(tmp_path):
+    v = write(
+        tmp_path, "v.tsv", "patient_id\ttime\tx1\nA\t0\t1\nA\t1\t2\nB\t0\t1\nB\t1\t3\n"
+    )
+    b = write(tmp_path, "b.tsv", "patient_id\tage\tbmi\nA\t1\t\nB\t2\t30\n")
+    cohort = preprocess(v, b)
+    assert list(cohort.covariate_names) == ["age", "bmi", "bmi_missing"]
+    assert np.isnan(cohort.baseline[0, 1]) and cohort.baseline[1, 1] == 30
+    np.testing.assert_array_equal(cohort.baseline[:, 2], [1.0, 0.0])

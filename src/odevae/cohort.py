@@ -70,6 +70,16 @@ class Cohort:
             }
         )
 
+    def to_long(self) -> pd.DataFrame:
+        """The visits as a long table: ``patient_id, time`` and one column per
+        measurement (NaN where not observed)."""
+        rows, slots = np.nonzero(self.visits)
+        values = np.where(self.observed, self.values, np.nan)[rows, slots]
+        table = pd.DataFrame(values, columns=list(self.measurement_names))
+        table.insert(0, "time", self.times[rows, slots])
+        table.insert(0, "patient_id", self.patient_ids[rows])
+        return table
+
     def save(self, path: str | Path) -> None:
         """Write to a compressed ``.npz`` (no pickled objects)."""
         np.savez_compressed(

@@ -63,25 +63,35 @@ def collate(items: list[dict] | dict) -> dict:
 
 
 def scaling_stats(cohort: Cohort, measurements: bool, covariates: bool):
-    """Mean/sd of observed measurements and of covariates (identity where off).
+    """Scaling and imputation statistics of the training patients.
 
-    Computed from ``cohort`` alone: pass the training patients only, so held-out
-    patients never influence scaling.
+    Returns ``x_mean, x_std`` of the observed measurements and ``z_mean, z_std`` of
+    the covariates (identity where standardisation is off), and ``z_fill``, the
+    median of each covariate (0 where no value is observed) that replaces missing
+    covariates (NaN) before scaling; ``z_mean``/``z_std`` are those of the filled
+    covariates. Computed from ``cohort`` alone: pass the training patients only, so
+    held-out patients never influence scaling or imputation.
     """
     p, q = cohort.p, cohort.q
     x_mean, x_std = np.zeros(p), np.ones(p)
     z_mean, z_std = np.zeros(q), np.ones(q)
+    base = cohort.baseline
+    seen = ~np.isnan(base)
+    z_fill = np.zeros(q)
+    for j in np.flatnonzero(seen.any(0)):
+        z_fill[j] = np.median(base[seen[:, j], j])
     if measurements:
         mask = cohort.observed & cohort.visits[..., None]
         x = np.where(mask, cohort.values, np.nan).reshape(-1, p)
         x_mean = np.nanmean(x, axis=0)
         x_std = np.nanstd(x, axis=0)
     if covariates:
-        z_mean = cohort.baseline.mean(0)
-        z_std = cohort.baseline.std(0)
+        filled = np.where(seen, base, z_fill)
+        z_mean = filled.mean(0)
+        z_std = filled.std(0)
     x_std = np.where(x_std > 0, x_std, 1.0)
     z_std = np.where(z_std > 0, z_std, 1.0)
-    return x_mean, x_std, z_mean, z_std
+    return x_mean, x_std, z_mean, z_std, z_fill
 
 
 class CohortDataModule(L.LightningDataModule):

@@ -202,3 +202,60 @@ def plot_batch_purity(purity: pd.DataFrame) -> plt.Figure:
     ax.set_ylim(0, 1.02)
     fig.tight_layout()
     return fig
+
+
+def plot_visit_times(long: pd.DataFrame, unit: str) -> plt.Figure:
+    """One line per patient from the first to the last visit, a dot per visit.
+
+    Patients are sorted by follow-up length.
+    """
+    last = long.groupby("patient_id")["time"].max().sort_values(kind="stable")
+    rank = pd.Series(range(len(last)), index=last.index)
+    fig, ax = plt.subplots(figsize=(6, 1.5 + 0.012 * len(last)))
+    ax.hlines(rank.to_numpy(), 0, last.to_numpy(), color="0.7", lw=0.6)
+    sns.scatterplot(
+        x=long["time"],
+        y=long["patient_id"].map(rank),
+        ax=ax,
+        s=6,
+        color="tab:blue",
+        edgecolor=None,
+    )
+    ax.set_xlabel(f"time since first visit ({unit})")
+    ax.set_ylabel("patient (sorted by follow-up)")
+    ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def plot_measurements(
+    long: pd.DataFrame, names: list[str], transforms: dict[str, str], unit: str
+) -> plt.Figure:
+    """Spaghetti plot per measurement (one line per patient), in original units."""
+    melted = long.melt(
+        id_vars=["patient_id", "time"], value_vars=names, var_name="variable"
+    ).dropna(subset=["value"])
+    grid = sns.relplot(
+        data=melted,
+        x="time",
+        y="value",
+        units="patient_id",
+        estimator=None,
+        col="variable",
+        col_order=names,
+        col_wrap=min(4, len(names)),
+        kind="line",
+        lw=0.5,
+        alpha=0.35,
+        marker="o",
+        markersize=2,
+        height=2.2,
+        aspect=1.3,
+        facet_kws={"sharey": False},
+    )
+    for name, ax in grid.axes_dict.items():
+        shown = transforms.get(name, "none")
+        ax.set_title(name if shown == "none" else f"{name} (model: {shown})")
+    grid.set_axis_labels(f"time since first visit ({unit})", "original units")
+    grid.figure.tight_layout()
+    return grid.figure

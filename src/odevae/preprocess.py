@@ -4,16 +4,24 @@ The long-format contract (shared by simulated and real cohorts):
 
 * a visit table with one row per patient-visit: an id column, a numeric time column
   and one column per measurement (empty cells are missing values);
-* a baseline table with one row per patient: the id column and numeric covariates.
+* a baseline table with one row per patient: the id column and numeric covariates
+  (empty cells are missing values).
 
-Preprocessing sorts visits, shifts times so each patient's first visit is at 0 and
-builds padded arrays with an observation mask. Problems raise :class:`InputError`
-naming the file, column and line.
+Preprocessing of irregular visits (every source): visits sorted; visits without any
+observed measurement dropped; exact duplicate visits collapsed; conflicting duplicates
+(same patient and time, different values) an error or averaged; times shifted so each
+patient's first visit is at 0; patients with fewer than ``min_visits`` visits dropped;
+optionally, outlier visits dropped (:func:`outlier_visits`). Every drop is counted in
+:attr:`Preprocessed.drops`. A baseline covariate with missing values gets a
+missingness indicator column ``<name>_missing``; its missing values stay NaN and are
+imputed per fold from the training patients (:func:`odevae.data.scaling_stats`).
+Problems raise :class:`InputError` naming the file, column and line.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,41 +32,70 @@ from odevae.errors import InputError
 
 log = logging.getLogger(__name__)
 
+DEFAULT_OPTIONS = {
+    "min_visits": 2,
+    "duplicates": "error",
+    "outlier_filter": {"score": None, "iqr_factor": 2.0},
+}
+
+
+def is_parquet(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in {".parquet", ".pq"}
+
 
 def read_table(path: str | Path, id_col: str = "patient_id") -> pd.DataFrame:
-    """Read a CSV/TSV table (by extension), ids as text ("01" stays "01").
+    """Read a CSV, TSV (by extension) or Parquet table, ids as text ("01" stays "01").
 
-    An empty file, or one with a header only, is an :class:`InputError`.
+    A missing or empty file, or one with a header only, is an :class:`InputError`.
     """
     path = Path(path)
-    sep = "\t" if path.suffix in {".tsv", ".tab", ".txt"} else ","
-    try:
-        table = pd.read_csv(path, sep=sep, dtype={id_col: str})
-    except pd.errors.EmptyDataError:
-        raise InputError(
-            "the file is empty, expected a header and rows", file=str(path)
-        ) from None
+    if not path.is_file():
+        raise InputError("the file does not exist", file=str(path))
+    if is_parquet(path):
+        try:
+            table = pd.read_parquet(path)
+        except Exception as err:  # pyarrow raises several types for bad files
+            raise InputError(
+                f"expected a Parquet file, found unreadable content ({err})",
+                file=str(path),
+            ) from None
+        if id_col in table.columns:
+            ids = table[id_col]
+            table[id_col] = ids.astype(str).where(ids.notna(), None)
+    else:
+        sep = "\t" if path.suffix.lower() in {".tsv", ".tab", ".txt"} else ","
+        try:
+            table = pd.read_csv(path, sep=sep, dtype={id_col: str})
+        except pd.errors.EmptyDataError:
+            raise InputError(
+                "the file is empty, expected a header and rows", file=str(path)
+            ) from None
     if table.empty:
         raise InputError("the file has a header but no rows", file=str(path))
-    return table
+    return table.reset_index(drop=True)
 
 
-def _line(table: pd.DataFrame, position: int) -> int:
-    """File line of a data row (header is line 1)."""
-    return int(position) + 2
+def where(file: str, index) -> dict:
+    """Location keywords of a data row (its index = position in the file)."""
+    if is_parquet(file):
+        return {"row": int(index) + 1}
+    return {"line": int(index) + 2}  # header is line 1
 
 
-def _require_columns(table: pd.DataFrame, cols: list[str], file: str) -> None:
+def require_columns(
+    table: pd.DataFrame, cols: list[str], file: str, key: str | None = None
+) -> None:
     for col in cols:
         if col not in table.columns:
             raise InputError(
                 f"column is missing; the file has columns {list(table.columns)}",
                 file=file,
                 column=col,
+                key=key,
             )
 
 
-def _numeric(table: pd.DataFrame, cols: list[str], file: str) -> pd.DataFrame:
+def numeric(table: pd.DataFrame, cols: list[str], file: str) -> pd.DataFrame:
     """Columns as float; text or infinite values raise an error naming the cell."""
     out = pd.DataFrame(index=table.index)
     for col in cols:
@@ -66,24 +103,182 @@ def _numeric(table: pd.DataFrame, cols: list[str], file: str) -> pd.DataFrame:
         num = pd.to_numeric(raw, errors="coerce")
         bad = num.isna() & raw.notna()
         if bad.any():
-            pos = int(np.flatnonzero(bad.to_numpy())[0])
+            idx = bad.index[bad.to_numpy()][0]
             raise InputError(
-                f"expected a number, found {raw.iloc[pos]!r}",
+                f"expected a number, found {raw.loc[idx]!r}",
                 file=file,
                 column=col,
-                line=_line(table, pos),
+                **where(file, idx),
             )
         inf = np.isinf(num.to_numpy(dtype=float))
         if inf.any():
-            pos = int(np.flatnonzero(inf)[0])
+            idx = table.index[inf][0]
+            value = raw.loc[idx]
+            shown = value if isinstance(value, str) else float(value)
             raise InputError(
-                f"expected a finite number, found {raw.iloc[pos]!r}",
+                f"expected a finite number, found {shown!r}",
                 file=file,
                 column=col,
-                line=_line(table, pos),
+                **where(file, idx),
             )
         out[col] = num.astype(float)
     return out
+
+
+def check_ids(ids: pd.Series, file: str, id_col: str) -> pd.Series:
+    """Patient ids as text; an empty id cell is an error."""
+    if ids.isna().any():
+        idx = ids.index[ids.isna().to_numpy()][0]
+        raise InputError(
+            "expected a patient id, found an empty cell",
+            file=file,
+            column=id_col,
+            **where(file, idx),
+        )
+    return ids.astype(str)
+
+
+def check_times(t: pd.Series, file: str, time_col: str) -> None:
+    """Visit times must be present and not negative."""
+    for bad, expected in ((t.isna(), "found an empty cell"), (t < 0, "found {}")):
+        if bad.any():
+            idx = t.index[bad.to_numpy()][0]
+            raise InputError(
+                f"expected a visit time >= 0, {expected.format(t.loc[idx])}",
+                file=file,
+                column=time_col,
+                **where(file, idx),
+            )
+
+
+def check_measurements_present(table: pd.DataFrame, cols: list[str], file: str):
+    for col in cols:
+        if table[col].isna().all():
+            raise InputError(
+                "every value is missing; drop the column or provide values",
+                file=file,
+                column=col,
+            )
+
+
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float | int) else str(value)
+
+
+def collapse_duplicates(
+    table: pd.DataFrame,
+    cols: list[str],
+    file: str,
+    mode: str = "error",
+    id_col: str = "patient_id",
+    time_col: str = "time",
+) -> tuple[pd.DataFrame, int, int]:
+    """Collapse exact duplicate visits; conflicting ones are an error or averaged.
+
+    Exact duplicates agree in id, time and every column of ``cols`` (missing equals
+    missing). Conflicting duplicates share patient and time but differ in a value:
+    with ``mode`` ``"error"`` they raise an :class:`InputError` naming their lines,
+    with ``"average"`` they become one visit with the mean of the observed values.
+    The table's index must be the rows' positions in ``file``. Returns the table and
+    the numbers of visits removed as exact and as averaged duplicates.
+    """
+    exact = table.duplicated(subset=[id_col, time_col, *cols], keep="first")
+    table = table[~exact.to_numpy()]
+    same = table.duplicated(subset=[id_col, time_col], keep=False)
+    if not same.any():
+        return table, int(exact.sum()), 0
+    if mode != "average":
+        first = table[same].iloc[0]
+        rows = table[
+            (table[id_col] == first[id_col]) & (table[time_col] == first[time_col])
+        ]
+        places = ", ".join(
+            " ".join(f"{k} {v}" for k, v in where(file, i).items()) for i in rows.index
+        )
+        differ = [c for c in cols if rows[c].nunique(dropna=False) > 1]
+        raise InputError(
+            f"patient {first[id_col]!r} has {len(rows)} visits at time "
+            f"{_shown(first[time_col])} with different values ({places}); expected one "
+            "visit per patient and time (set preprocess.duplicates: average to "
+            "average them)",
+            file=file,
+            column=differ[0] if differ else None,
+        )
+    n_before = len(table)
+    keep_index = table.groupby([id_col, time_col], sort=False).head(1).index
+    means = table.groupby([id_col, time_col], sort=False)[cols].mean()
+    table = table.loc[keep_index].copy()
+    key = pd.MultiIndex.from_frame(table[[id_col, time_col]])
+    table[cols] = means.loc[key].to_numpy()
+    return table, int(exact.sum()), n_before - len(table)
+
+
+def outlier_visits(
+    table: pd.DataFrame,
+    score: pd.Series,
+    factor: float = 2.0,
+    id_col: str = "patient_id",
+) -> np.ndarray:
+    """Visits whose |score change vs the previous visit| ≥ factor · IQR(all changes).
+
+    ``table`` must be sorted by patient and time; changes are taken between
+    consecutive visits of a patient with an observed score, over the whole cohort.
+    Each patient's first visit is always kept. Returns a boolean mask (True = drop).
+    """
+    delta = score.groupby(table[id_col].to_numpy(), sort=False).diff().abs()
+    changes = delta.dropna().to_numpy()
+    if len(changes) < 2:
+        return np.zeros(len(table), dtype=bool)
+    q75, q25 = np.percentile(changes, [75, 25])
+    return (delta >= factor * (q75 - q25)).to_numpy() & (q75 > q25)
+
+
+def score_of(table: pd.DataFrame, score: str, cols: list[str], file: str):
+    """The outlier filter's score: ``sum`` of the measurements, or one of them."""
+    if score == "sum":
+        return table[cols].sum(axis=1, min_count=1)
+    if score not in cols:
+        raise InputError(
+            f"expected 'sum' or a measurement column {cols}, found {score!r}",
+            file=file,
+            key="preprocess.outlier_filter.score",
+        )
+    return table[score]
+
+
+@dataclass
+class Drops:
+    """What preprocessing removed, per step and reason."""
+
+    rows: list[dict] = field(default_factory=list)
+
+    def add(self, step: str, reason: str, patients: int, visits: int) -> None:
+        self.rows.append(
+            {"step": step, "reason": reason, "patients": patients, "visits": visits}
+        )
+        if patients or visits:
+            log.warning(
+                "%s: dropped %d patients and %d visits: %s",
+                step,
+                patients,
+                visits,
+                reason,
+            )
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=["step", "reason", "patients", "visits"])
+
+
+def _drop_short(table, min_visits, id_col, drops, reason_suffix=""):
+    counts = table.groupby(id_col, sort=False)[id_col].transform("size")
+    short = (counts < min_visits).to_numpy()
+    drops.add(
+        "preprocess",
+        f"fewer than {min_visits} visits{reason_suffix}",
+        int(table.loc[short, id_col].nunique()),
+        int(short.sum()),
+    )
+    return table[~short]
 
 
 def prepare_visits(
@@ -92,58 +287,69 @@ def prepare_visits(
     file: str,
     id_col: str = "patient_id",
     time_col: str = "time",
+    options: dict | None = None,
+    drops: Drops | None = None,
 ) -> pd.DataFrame:
-    """Validate, sort and time-shift a long-format visit table.
+    """Validate, clean, sort and time-shift a long-format visit table.
 
-    Visits without any observed measurement carry no information and are dropped
-    (counted in the log). Returns a table with columns id, time (relative to each
-    patient's first remaining visit) and the measurements as floats, sorted by
-    patient (first appearance) and time.
+    ``options`` are the ``preprocess`` config section (:data:`DEFAULT_OPTIONS`).
+    Returns a table with columns id, time (relative to each patient's first visit)
+    and the measurements as floats, sorted by patient (first appearance) and time.
     """
-    _require_columns(visits, [id_col, time_col, *measurement_cols], file)
-    ids = visits[id_col]
-    if ids.isna().any():
-        pos = int(np.flatnonzero(ids.isna().to_numpy())[0])
-        raise InputError(
-            "expected a patient id, found an empty cell",
-            file=file,
-            column=id_col,
-            line=_line(visits, pos),
-        )
-    numeric = _numeric(visits, [time_col, *measurement_cols], file)
-    t = numeric[time_col]
-    if t.isna().any():
-        pos = int(np.flatnonzero(t.isna().to_numpy())[0])
-        raise InputError(
-            "expected a visit time, found an empty cell",
-            file=file,
-            column=time_col,
-            line=_line(visits, pos),
-        )
-    for col in measurement_cols:
-        if numeric[col].isna().all():
-            raise InputError(
-                "every value is missing; drop the column or provide values",
-                file=file,
-                column=col,
-            )
-    table = pd.concat([ids.astype(str).rename(id_col), numeric], axis=1)
-    empty = numeric[measurement_cols].isna().all(axis=1)
+    opts = {**DEFAULT_OPTIONS, **(options or {})}
+    drops = drops if drops is not None else Drops()
+    require_columns(visits, [id_col, time_col, *measurement_cols], file)
+    ids = check_ids(visits[id_col], file, id_col)
+    values = numeric(visits, [time_col, *measurement_cols], file)
+    check_times(values[time_col], file, time_col)
+    check_measurements_present(values, measurement_cols, file)
+    table = pd.concat([ids.rename(id_col), values], axis=1)
+    empty = values[measurement_cols].isna().all(axis=1).to_numpy()
     if empty.any():
         log.warning(
-            "%s: dropped %d visits without any observed measurement (first at line %d)",
+            "%s: %d visits without any observed measurement (first at %s)",
             file,
             int(empty.sum()),
-            _line(visits, int(np.flatnonzero(empty.to_numpy())[0])),
+            " ".join(f"{k} {v}" for k, v in where(file, table.index[empty][0]).items()),
         )
-        table = table[~empty.to_numpy()]
+    table = table[~empty]
+    gone = ids.nunique() - table[id_col].nunique()
+    drops.add(
+        "preprocess",
+        "visits without any observed measurement",
+        int(gone),
+        int(empty.sum()),
+    )
+    table, n_exact, n_avg = collapse_duplicates(
+        table, measurement_cols, file, opts["duplicates"], id_col, time_col
+    )
+    drops.add("preprocess", "exact duplicate visits (collapsed)", 0, n_exact)
+    if opts["duplicates"] == "average":
+        drops.add("preprocess", "conflicting duplicate visits (averaged)", 0, n_avg)
     order = pd.Index(table[id_col].drop_duplicates())
-    table["_order"] = order.get_indexer(table[id_col])
+    table = table.assign(_order=order.get_indexer(table[id_col]))
     table = table.sort_values(["_order", time_col], kind="stable").drop(
         columns="_order"
     )
     first = table.groupby(id_col, sort=False)[time_col].transform("min")
     table[time_col] = table[time_col] - first
+    min_visits = opts["min_visits"]
+    table = _drop_short(table, min_visits, id_col, drops)
+    outliers = opts["outlier_filter"]
+    if outliers.get("score") is not None:
+        score = score_of(table, outliers["score"], measurement_cols, file)
+        bad = outlier_visits(table, score, outliers["iqr_factor"], id_col)
+        drops.add("preprocess", "outlier visits (score change)", 0, int(bad.sum()))
+        table = _drop_short(
+            table[~bad], min_visits, id_col, drops, " after the outlier filter"
+        )
+    if table.empty:
+        raise InputError(
+            f"no patient is left after preprocessing (every patient has fewer than "
+            f"{min_visits} usable visits); lower the minimum or check the data",
+            file=file,
+            key="preprocess.min_visits",
+        )
     return table.reset_index(drop=True)
 
 
@@ -152,37 +358,42 @@ def prepare_baseline(
     patient_ids: list[str],
     file: str,
     id_col: str = "patient_id",
+    keep: list[str] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Validate the baseline table: one numeric row per patient of the visit table.
 
-    Returns the table (id + float covariates) and the covariate column names.
+    ``patient_ids`` are all patients of the visit table; ``keep`` (default: all)
+    those left after preprocessing, whose rows are returned. Covariates with a
+    missing value among them get a ``<name>_missing`` indicator (1 = missing).
+    Returns the table (id + float covariates, NaN where missing) and the covariate
+    column names.
     """
-    _require_columns(baseline, [id_col], file)
+    require_columns(baseline, [id_col], file)
     covariates = [c for c in baseline.columns if c != id_col]
     if not covariates:
         raise InputError("expected at least one covariate column", file=file)
-    numeric = _numeric(baseline, covariates, file)
-    ids = baseline[id_col].astype(str)
+    values = numeric(baseline, covariates, file)
+    ids = check_ids(baseline[id_col], file, id_col)
     dup = ids.duplicated()
     if dup.any():
-        pos = int(np.flatnonzero(dup.to_numpy())[0])
+        idx = ids.index[dup.to_numpy()][0]
         raise InputError(
-            f"patient {ids.iloc[pos]!r} has more than one baseline row",
+            f"patient {ids.loc[idx]!r} has more than one baseline row",
             file=file,
             column=id_col,
-            line=_line(baseline, pos),
+            **where(file, idx),
         )
-    known = set(patient_ids)
-    unknown = ~ids.isin(known)
+    unknown = ~ids.isin(set(patient_ids))
     if unknown.any():
-        pos = int(np.flatnonzero(unknown.to_numpy())[0])
+        idx = ids.index[unknown.to_numpy()][0]
         raise InputError(
-            f"patient {ids.iloc[pos]!r} has a baseline row but no visits",
+            f"patient {ids.loc[idx]!r} has a baseline row but no visits",
             file=file,
             column=id_col,
-            line=_line(baseline, pos),
+            **where(file, idx),
         )
-    missing = [pid for pid in patient_ids if pid not in set(ids)]
+    known = set(ids)
+    missing = [pid for pid in patient_ids if pid not in known]
     if missing:
         raise InputError(
             f"patient {missing[0]!r} has visits but no baseline row "
@@ -190,29 +401,51 @@ def prepare_baseline(
             file=file,
             column=id_col,
         )
-    nan = numeric.isna().to_numpy()
-    if nan.any():
-        pos, col = np.argwhere(nan)[0]
-        raise InputError(
-            "expected a covariate value, found an empty cell",
-            file=file,
-            column=covariates[col],
-            line=_line(baseline, pos),
+    table = pd.concat([ids.rename(id_col), values], axis=1)
+    if keep is not None:
+        table = table.set_index(id_col).loc[list(keep)].reset_index()
+    for col in covariates:
+        if table[col].isna().all():
+            raise InputError(
+                "every value is missing; drop the column or provide values",
+                file=file,
+                column=col,
+            )
+    indicators = [c for c in covariates if table[c].isna().any()]
+    for col in indicators:
+        table[f"{col}_missing"] = table[col].isna().astype(float)
+        log.info(
+            "%s: covariate %s missing for %d patients: imputed per fold with the "
+            "training median, indicator %s_missing added",
+            file,
+            col,
+            int(table[col].isna().sum()),
+            col,
         )
-    return pd.concat([ids.rename(id_col), numeric], axis=1), covariates
+    return table, covariates + [f"{c}_missing" for c in indicators]
 
 
-def preprocess(
+@dataclass(frozen=True)
+class Preprocessed:
+    """The cohort, the visit table it came from and what was dropped on the way."""
+
+    cohort: Cohort
+    visits: pd.DataFrame
+    drops: pd.DataFrame
+
+
+def preprocess_tables(
     visits_path: str | Path,
     baseline_path: str | Path,
+    options: dict | None = None,
     id_col: str = "patient_id",
     time_col: str = "time",
     measurement_cols: list[str] | None = None,
-) -> Cohort:
-    """Read the long-format tables and build the model's :class:`Cohort`.
+) -> Preprocessed:
+    """Read the long-format tables, preprocess them and build the :class:`Cohort`.
 
     ``measurement_cols`` defaults to every column of the visit table other than the id
-    and time columns.
+    and time columns; ``options`` are the ``preprocess`` config section.
     """
     vfile, bfile = str(visits_path), str(baseline_path)
     raw = read_table(visits_path, id_col)
@@ -220,10 +453,14 @@ def preprocess(
         measurement_cols = [c for c in raw.columns if c not in (id_col, time_col)]
     if not measurement_cols:
         raise InputError("expected at least one measurement column", file=vfile)
-    visits = prepare_visits(raw, measurement_cols, vfile, id_col, time_col)
+    drops = Drops()
+    visits = prepare_visits(
+        raw, measurement_cols, vfile, id_col, time_col, options, drops
+    )
+    all_ids = list(check_ids(raw[id_col], vfile, id_col).drop_duplicates())
     ids = list(visits[id_col].drop_duplicates())
     baseline, covariates = prepare_baseline(
-        read_table(baseline_path, id_col), ids, bfile, id_col
+        read_table(baseline_path, id_col), all_ids, bfile, id_col, keep=ids
     )
     cohort = cohort_from_long(
         visits, baseline, measurement_cols, covariates, id_col, time_col
@@ -237,4 +474,18 @@ def preprocess(
         cohort.p,
         cohort.q,
     )
-    return cohort
+    return Preprocessed(cohort, visits, drops.table())
+
+
+def preprocess(
+    visits_path: str | Path,
+    baseline_path: str | Path,
+    id_col: str = "patient_id",
+    time_col: str = "time",
+    measurement_cols: list[str] | None = None,
+    options: dict | None = None,
+) -> Cohort:
+    """:func:`preprocess_tables`, returning the :class:`Cohort` only."""
+    return preprocess_tables(
+        visits_path, baseline_path, options, id_col, time_col, measurement_cols
+    ).cohort

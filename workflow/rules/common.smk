@@ -19,8 +19,14 @@ def simulated():
     return config["data"]["source"] == "simulate"
 
 
+def registry_source():
+    """True when the cohort is a SMArtCARE-layout registry export."""
+    return config["data"]["source"] in ("smartcare", "simulate_registry")
+
+
 def check_config():
     """Cross-key checks the schema cannot express; errors name the keys."""
+    check_source_config()
     try:
         check_model_config(config)
     except InputError as error:
@@ -32,6 +38,61 @@ def check_config():
             f"dimension len(simulation.u0) = {len(u0)}, so that learned and true "
             "trajectories can be compared"
         )
+
+
+def check_source_config():
+    """Keys a real-cohort source needs (the schema defaults them to null)."""
+    source = config["data"]["source"]
+    required = {
+        "table": ["table.visits", "table.time_unit"],
+        "smartcare": ["registry.visits", "registry.baseline"],
+    }.get(source, [])
+    for key in required:
+        section, name = key.split(".")
+        if config[section][name] is None:
+            hint = (
+                " (days, weeks, months, years, or date when the column holds dates)"
+                if name == "time_unit"
+                else ""
+            )
+            raise WorkflowError(
+                f"config key '{key}' is required when data.source is {source}, "
+                f"found null{hint}"
+            )
+
+
+def ingest_drops():
+    """What ingestion dropped, for the preprocessing report (none when simulated)."""
+    return [] if simulated() else [f"{OUT}/data/ingest_drops.tsv"]
+
+
+def registry_inputs():
+    """The registry export: simulated, or the configured files."""
+    if config["data"]["source"] == "simulate_registry":
+        return {key: f"{OUT}/registry/{key}.tsv" for key in ("visits", "baseline")}
+    return {key: config["registry"][key] for key in ("visits", "baseline")}
+
+
+def table_inputs():
+    """The configured visit table, and the baseline table if there is one."""
+    table = config["table"]
+    return {k: table[k] for k in ("visits", "baseline") if table[k] is not None}
+
+
+def plot_transforms():
+    """Transform per measurement pattern, to plot measurements in original units."""
+    if registry_source():
+        registry = config["registry"]
+        six = {item: "item_0_6" for item in registry["items_0_6"]}
+        return six | {f"{registry['test']}_*": "item_0_2"}
+    if config["data"]["source"] == "table":
+        return config["table"]["transforms"]
+    return {}
+
+
+def time_unit():
+    """The unit of visit times in the model's cohort."""
+    return "a.u." if simulated() else config["data"]["time_unit"]
 
 
 def training_config():
@@ -58,6 +119,9 @@ def all_outputs():
     """Everything ``rule all`` builds for the configured run."""
     outputs = [
         f"{OUT}/folds.tsv",
+        f"{OUT}/preprocessed/report.tsv",
+        f"{OUT}/figures/visit_times.png",
+        f"{OUT}/figures/measurements.png",
         f"{OUT}/figures/loss_curves.png",
         *fold_outputs(f"{OUT}/predict/fold_{{fold}}/params.tsv"),
     ]

@@ -1,31 +1,37 @@
-rule simulate:
-    output:
-        visits=f"{OUT}/data/visits.tsv",
-        baseline=f"{OUT}/data/baseline.tsv",
-        truth_patients=f"{OUT}/data/truth_patients.tsv",
-        truth_trajectories=f"{OUT}/data/truth_trajectories.tsv",
-    log:
-        f"{LOGS}/simulate/simulate.log",
-    conda:
-        "../envs/odevae.yaml"
-    params:
-        simulation=config["simulation"],
-        seed=config["seed"],
-    script:
-        "../scripts/simulate.py"
+if simulated():
+
+    rule simulate:
+        output:
+            visits=f"{OUT}/data/visits.tsv",
+            baseline=f"{OUT}/data/baseline.tsv",
+            truth_patients=f"{OUT}/data/truth_patients.tsv",
+            truth_trajectories=f"{OUT}/data/truth_trajectories.tsv",
+        log:
+            f"{LOGS}/simulate/simulate.log",
+        conda:
+            "../envs/odevae.yaml"
+        params:
+            simulation=config["simulation"],
+            seed=config["seed"],
+        script:
+            "../scripts/simulate.py"
 
 
 rule preprocess:
     input:
         visits=f"{OUT}/data/visits.tsv",
         baseline=f"{OUT}/data/baseline.tsv",
+        drops=ingest_drops(),
     output:
         cohort=f"{OUT}/preprocessed/cohort.npz",
         patients=f"{OUT}/preprocessed/patients.tsv",
+        report=f"{OUT}/preprocessed/report.tsv",
     log:
         f"{LOGS}/preprocess/preprocess.log",
     conda:
         "../envs/odevae.yaml"
+    params:
+        options=config["preprocess"],
     script:
         "../scripts/preprocess.py"
 

@@ -1,14 +1,26 @@
-"""Long-format visit and baseline tables → the model's cohort (rule ``preprocess``)."""
+"""Long-format visit and baseline tables → the model's cohort (rule ``preprocess``).
 
-from odevae.preprocess import preprocess
+Also writes the preprocessing report: drops of ingestion (when the source was
+ingested) and of preprocessing, the kept cohort and its completeness.
+"""
+
+import pandas as pd
+
+from odevae.preprocess import preprocess_tables
+from odevae.report import cohort_report
 from odevae.runner import run_script
 from odevae.tables import write_tsv
 
 
 def main(snakemake):
-    cohort = preprocess(snakemake.input.visits, snakemake.input.baseline)
-    cohort.save(snakemake.output.cohort)
-    write_tsv(cohort.summary(), snakemake.output.patients)
+    result = preprocess_tables(
+        snakemake.input.visits, snakemake.input.baseline, snakemake.params.options
+    )
+    ingest = [pd.read_csv(path, sep="\t") for path in snakemake.input.drops]
+    drops = pd.concat([*ingest, result.drops], ignore_index=True)
+    result.cohort.save(snakemake.output.cohort)
+    write_tsv(result.cohort.summary(), snakemake.output.patients)
+    write_tsv(cohort_report(drops, result.cohort), snakemake.output.report)
 
 
 run_script(snakemake, main)

@@ -103,25 +103,32 @@ class ODEVAE(L.LightningModule):
         self.register_buffer("x_std", torch.ones(p))
         self.register_buffer("z_mean", torch.zeros(q))
         self.register_buffer("z_std", torch.ones(q))
+        self.register_buffer("z_fill", torch.zeros(q))  # imputes missing covariates
 
     @property
     def param_names(self) -> list[str]:
         return self.system.param_names
 
-    def set_scaling(self, x_mean, x_std, z_mean, z_std) -> None:
-        """Store scaling statistics so :meth:`scale` maps raw data to model units."""
+    def set_scaling(self, x_mean, x_std, z_mean, z_std, z_fill=None) -> None:
+        """Store scaling statistics so :meth:`scale` maps raw data to model units.
+
+        ``z_fill`` (default 0) replaces missing (NaN) baseline covariates.
+        """
+        z_fill = torch.zeros_like(self.z_fill) if z_fill is None else z_fill
         for name, value in zip(
-            ("x_mean", "x_std", "z_mean", "z_std"),
-            (x_mean, x_std, z_mean, z_std),
+            ("x_mean", "x_std", "z_mean", "z_std", "z_fill"),
+            (x_mean, x_std, z_mean, z_std, z_fill),
             strict=True,
         ):
             getattr(self, name).copy_(torch.as_tensor(value, dtype=torch.float32))
 
     def scale(self, batch: dict) -> dict:
-        """Raw-unit batch → model units (missing entries stay 0)."""
+        """Raw-unit batch → model units (missing entries stay 0, covariates imputed)."""
         values = (batch["values"] - self.x_mean) / self.x_std
         values = torch.where(batch["observed"], values, torch.zeros_like(values))
-        baseline = (batch["baseline"] - self.z_mean) / self.z_std
+        baseline = batch["baseline"]
+        baseline = torch.where(torch.isnan(baseline), self.z_fill, baseline)
+        baseline = (baseline - self.z_mean) / self.z_std
         return {**batch, "values": values, "baseline": baseline}
 
     def forward(self, batch: dict) -> dict:

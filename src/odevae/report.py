@@ -1,0 +1,65 @@
+"""The preprocessing report: what was kept and dropped, and how complete it is."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from odevae.cohort import Cohort
+
+COLUMNS = ["section", "step", "item", "patients", "visits", "value"]
+
+
+def cohort_report(drops: pd.DataFrame, cohort: Cohort) -> pd.DataFrame:
+    """One long table: drops per step and reason, the kept cohort, visits per
+    patient, follow-up length and missing share per measurement and covariate.
+
+    ``drops`` has columns ``step, reason, patients, visits``; the missing shares are
+    over the kept visits (measurements) and kept patients (covariates, before
+    imputation).
+    """
+    rows = [
+        {
+            "section": "dropped",
+            "step": r.step,
+            "item": r.reason,
+            "patients": r.patients,
+            "visits": r.visits,
+        }
+        for r in drops.itertuples()
+    ]
+    n_visits = cohort.visits.sum(1)
+    rows.append(
+        {
+            "section": "kept",
+            "step": "all",
+            "item": "cohort",
+            "patients": cohort.n,
+            "visits": int(n_visits.sum()),
+        }
+    )
+    follow_up = np.where(cohort.visits, cohort.times, 0.0).max(1)
+    for section, values in (("visits per patient", n_visits), ("follow-up", follow_up)):
+        for stat, func in (("min", np.min), ("median", np.median), ("max", np.max)):
+            rows.append({"section": section, "item": stat, "value": func(values)})
+    seen = cohort.observed[cohort.visits]
+    for j, name in enumerate(cohort.measurement_names):
+        rows.append(
+            {
+                "section": "missing share",
+                "step": "measurement",
+                "item": name,
+                "value": 1.0 - seen[:, j].mean(),
+            }
+        )
+    for j, name in enumerate(cohort.covariate_names):
+        rows.append(
+            {
+                "section": "missing share",
+                "step": "covariate",
+                "item": name,
+                "value": float(np.isnan(cohort.baseline[:, j]).mean()),
+            }
+        )
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    return table.astype({"patients": "Int64", "visits": "Int64"})

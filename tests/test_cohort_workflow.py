@@ -1,0 +1,199 @@
+"""Real-cohort sources through Snakemake, in a temporary copy of the workflow."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import TINY
+from tests.test_workflow import snakemake, workdir  # noqa: F401
+
+pytestmark = pytest.mark.workflow
+
+FAST = {k: TINY[k] for k in ("cv", "train", "predict", "figures")}
+
+
+def new_cohort(path, n=12, seed=0):
+    """A long-format CSV of a made-up cohort: dates, text ids, a category."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        start = pd.Timestamp("2020-01-01") + pd.Timedelta(days=int(rng.integers(300)))
+        for k in range(1 + i % 4):
+            rows.append(
+                {
+                    "subject": f"S-{i:02d}",
+                    "visit_date": (start + pd.Timedelta(days=90 * k)).date(),
+                    "lab_crp": round(float(rng.lognormal(1, 0.5)), 3),
+                    "lab_hb": round(float(rng.normal(13, 1)), 2),
+                    "sex": "fm"[i % 2],
+                    "age": 30 + i,
+                }
+            )
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def cohort_config(**table):
+    return FAST | {
+        "name": "mine",
+        "data": {"source": "table", "time_unit": "months"},
+        "table": {
+            "visits": "mine.csv",
+            "id_column": "subject",
+            "time_column": "visit_date",
+            "time_unit": "date",
+            "measurements": ["lab_*"],
+            "covariates": ["age", "sex"],
+            "categorical": ["sex"],
+            "transforms": {"lab_crp": "log"},
+        }
+        | table,
+    }
+
+
+def write_config(workdir, name, config):  # noqa: F811
+    (workdir / name).write_text(yaml.safe_dump(config))
+
+
+def test_a_new_cohort_runs_from_a_config_file_alone(workdir):  # noqa: F811
+    new_cohort(workdir / "mine.csv")
+    write_config(workdir, "mine.yaml", cohort_config())
+    snakemake(workdir, "--configfile", "mine.yaml")
+    out = workdir / "results" / "mine"
+    for path in (
+        "data/visits.tsv",
+        "preprocessed/report.tsv",
+        "figures/visit_times.png",
+        "figures/measurements.png",
+        "figures/loss_curves.png",
+        "train/fold_1/metrics.csv",
+        "predict/fold_1/params.tsv",
+    ):
+        assert (out / path).is_file(), path
+    assert not (out / "recovery.tsv").exists()  # no truth for a real cohort
+    report = pd.read_csv(out / "preprocessed" / "report.tsv", sep="\t")
+    dropped = report[report["item"] == "fewer than 2 visits"]
+    assert dropped["patients"].tolist() == [3]  # S-00, S-04, S-08 have one visit
+    kept = report[report["section"] == "kept"]
+    assert kept["patients"].tolist() == [9]
+    visits = pd.read_csv(out / "data" / "visits.tsv", sep="\t")
+    assert visits.groupby("patient_id")["time"].diff().dropna().between(2.9, 3.0).all()
+
+
+def test_registry_export_runs_end_to_end(workdir):  # noqa: F811
+    config = FAST | {
+        "name": "reg",
+        "data": {"source": "simulate_registry"},
+        "registry": {"simulation": {"n": 24, "maxntps": 4}},
+    }
+    write_config(workdir, "reg.yaml", config)
+    snakemake(workdir, "--configfile", "reg.yaml")
+    out = workdir / "results" / "reg"
+    assert (out / "registry" / "visits.tsv").is_file()
+    assert (out / "figures" / "measurements.png").is_file()
+    assert (out / "predict" / "fold_0" / "params.tsv").is_file()
+    report = pd.read_csv(out / "preprocessed" / "report.tsv", sep="\t")
+    reasons = set(report.loc[report["section"] == "dropped", "item"])
+    assert {"duplicate rows", "RULM_sum variance below 1"} <= reasons
+    assert report.loc[report["item"] == "RULM_A", "section"].tolist() == [
+        "missing share"
+    ]
+
+
+def assert_clean_failure(result, message, leftovers):
+    text = result.stdout + result.stderr
+    assert result.returncode != 0
+    lines = [line for line in text.splitlines() if line.startswith("odevae: ")]
+    assert len(lines) == 1 and message in lines[0], text
+    assert "Traceback" not in text
+    for path in leftovers:
+        assert not path.exists(), path
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda f: f.__setitem__(
+                "lab_hb", f["lab_hb"].astype(str).str.replace("1", "l", n=1)
+            ),
+            "mine.csv, column 'lab_hb', line 2: expected a number, found",
+        ),
+        (
+            lambda f: f.__setitem__(
+                "visit_date",
+                f["visit_date"].astype(str).where(f.index != 3, "13/13/2020"),
+            ),
+            "mine.csv, column 'visit_date', line 5: expected an ISO date",
+        ),
+    ],
+)
+def test_bad_table_fails_in_one_line_and_leaves_no_output(
+    workdir,  # noqa: F811
+    edit,
+    message,
+):
+    new_cohort(workdir / "mine.csv")
+    frame = pd.read_csv(workdir / "mine.csv")
+    edit(frame)
+    frame.to_csv(workdir / "mine.csv", index=False)
+    write_config(workdir, "mine.yaml", cohort_config())
+    result = snakemake(workdir, "--configfile", "mine.yaml", check=False)
+    data = workdir / "results" / "mine" / "data"
+    assert_clean_failure(
+        result,
+        message,
+        [data / "visits.tsv", data / "baseline.tsv", data / "ingest_drops.tsv"],
+    )
+
+
+def test_all_patients_dropped_fails_in_preprocess(workdir):  # noqa: F811
+    new_cohort(workdir / "mine.csv")
+    write_config(
+        workdir, "mine.yaml", cohort_config() | {"preprocess": {"min_visits": 5}}
+    )
+    result = snakemake(workdir, "--configfile", "mine.yaml", check=False)
+    out = workdir / "results" / "mine" / "preprocessed"
+    assert_clean_failure(
+        result,
+        "config key 'preprocess.min_visits': no patient is left",
+        [out / "cohort.npz", out / "patients.tsv", out / "report.tsv"],
+    )
+
+
+def test_fewer_patients_than_folds_fails_in_split(workdir):  # noqa: F811
+    new_cohort(workdir / "mine.csv", n=4)
+    config = cohort_config() | {"cv": {"folds": 4}}
+    write_config(workdir, "mine.yaml", config)
+    result = snakemake(workdir, "--configfile", "mine.yaml", check=False)
+    assert_clean_failure(
+        result,
+        "config key 'cv.folds': 3 patients cannot fill 4 folds",
+        [workdir / "results" / "mine" / "folds.tsv"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        ({"time_unit": None}, ["'table.time_unit' is required", "found null"]),
+        ({"transforms": {"lab_crp": "sqrt"}}, ["'sqrt' is not one of", "transforms"]),
+    ],
+)
+def test_config_errors_name_the_key(workdir, table, words):  # noqa: F811
+    write_config(workdir, "mine.yaml", cohort_config(**table))
+    result = snakemake(workdir, "--configfile", "mine.yaml", "-n", check=False)
+    text = result.stdout + result.stderr
+    assert result.returncode != 0
+    for word in words:
+        assert word in text, text
+
+
+def test_smartcare_source_needs_its_files(workdir):  # noqa: F811
+    write_config(workdir, "sc.yaml", FAST | {"data": {"source": "smartcare"}})
+    result = snakemake(workdir, "--configfile", "sc.yaml", "-n", check=False)
+    text = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "'registry.visits' is required when data.source is smartcare" in text

@@ -1,0 +1,341 @@
+"""Ingestion of real cohorts by a column map (config section ``table``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from snakemake.utils import validate
+
+from odevae.errors import InputError
+from odevae.ingest import (
+    TRANSFORMS,
+    fetch_rdataset,
+    ingest_table,
+    inverse_transform,
+)
+from odevae.preprocess import preprocess_tables
+from odevae.tables import write_tsv
+from tests.conftest import ROOT
+
+SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def table_cfg(**keys) -> dict:
+    """The ``table`` section with schema defaults and ``keys``."""
+    config = {"table": keys}
+    validate(config, SCHEMA)
+    return config["table"]
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+VISITS = (
+    "pid,day,crp,score,age,sex\n"
+    "p1,0,10,0.5,40,f\n"
+    "p1,365.25,20,0.25,41,f\n"
+    "p2,30,1,0.5,60,m\n"
+    "p2,60,,0.75,60,m\n"
+)
+
+
+def cfg_for(path, **keys):
+    base = dict(
+        visits=path,
+        id_column="pid",
+        time_column="day",
+        time_unit="days",
+        measurements=["crp", "score"],
+        covariates=["age", "sex"],
+        categorical=["sex"],
+    )
+    return table_cfg(**(base | keys))
+
+
+def test_column_map_transforms_units_and_first_visit_covariates(tmp_path):
+    cfg = cfg_for(write(tmp_path, "v.csv", VISITS), transforms={"crp": "log"})
+    visits, baseline = ingest_table(cfg, "years")
+    assert list(visits.columns) == ["patient_id", "time", "crp", "score"]
+    np.testing.assert_allclose(visits["time"], [0, 1, 30 / 365.25, 60 / 365.25])
+    np.testing.assert_allclose(visits["crp"], np.log([10, 20, 1, np.nan]))
+    # covariates from each patient's first visit; sex one-hot (f is the reference)
+    assert list(baseline.columns) == ["patient_id", "age", "sex_m"]
+    assert baseline.to_dict("list") == {
+        "patient_id": ["p1", "p2"],
+        "age": [40.0, 60.0],
+        "sex_m": [0.0, 1.0],
+    }
+    months, _ = ingest_table(cfg, "months")
+    np.testing.assert_allclose(months["time"][1], 12.0)
+
+
+def test_globs_parquet_and_baseline_table(tmp_path):
+    visits = pd.DataFrame(
+        {
+            "id": ["01", "01", "1", "1"],
+            "t": [0.0, 2.0, 0.0, 1.0],
+            "lab_a": [1.0, 2.0, 3.0, 4.0],
+            "lab_b": [0.1, 0.2, 0.3, 0.4],
+            "note": ["x"] * 4,
+        }
+    )
+    visits.to_parquet(tmp_path / "v.parquet")
+    base = write(tmp_path, "b.tsv", "id\tweight\tgroup\n1\t70\tB\n01\t80\tA\n")
+    cfg = table_cfg(
+        visits=str(tmp_path / "v.parquet"),
+        baseline=base,
+        id_column="id",
+        time_column="t",
+        time_unit="months",
+        measurements=["lab_*"],
+        categorical=["group"],
+    )
+    long, baseline = ingest_table(cfg, "months")
+    assert list(long.columns) == ["patient_id", "time", "lab_a", "lab_b"]
+    assert long["patient_id"].tolist() == ["01", "01", "1", "1"]  # text ids
+    assert baseline.set_index("patient_id").loc["1", "group_B"] == 1.0
+
+
+def test_dates_count_from_the_baseline_date(tmp_path):
+    visits = write(
+        tmp_path,
+        "v.csv",
+        "pid,date,x\na,2020-01-11,1\na,2020-01-31,2\nb,2021-03-01,3\nb,2021-03-11,4\n",
+    )
+    base = write(tmp_path, "b.csv", "pid,start,age\na,2020-01-01,3\nb,2021-03-01,4\n")
+    cfg = table_cfg(
+        visits=visits,
+        baseline=base,
+        id_column="pid",
+        time_column="date",
+        time_unit="date",
+        baseline_date_column="start",
+        measurements=["x"],
+    )
+    long, baseline = ingest_table(cfg, "days")
+    assert long["time"].tolist() == [10.0, 30.0, 0.0, 10.0]
+    assert list(baseline.columns) == ["patient_id", "age"]  # the date is no covariate
+    # without a baseline table: the baseline date and covariates from the visits
+    inline = write(
+        tmp_path,
+        "w.csv",
+        "pid,date,start,x,age\na,2020-01-11,2020-01-01,1,3\na,2020-01-31,2020-01-01,"
+        "2,3\nb,2021-03-05,2021-03-01,3,4\nb,2021-03-11,2021-03-01,4,4\n",
+    )
+    cfg = cfg | {"visits": inline, "baseline": None, "covariates": ["age"]}
+    long, baseline = ingest_table(cfg, "weeks")
+    np.testing.assert_allclose(long["time"], np.array([10, 30, 4, 10]) / 7)
+    assert baseline["age"].tolist() == [3.0, 4.0]
+    early = inline.replace("w.csv", "e.csv")
+    Path(early).write_text(Path(inline).read_text().replace("2021-03-05", "2021-02-05"))
+    with pytest.raises(
+        InputError, match=r"e.csv, column 'date', line 4: visit date 2021-02-05 is"
+    ):
+        ingest_table(cfg | {"visits": early}, "weeks")
+
+
+@pytest.mark.parametrize(
+    ("text", "keys", "pattern"),
+    [
+        (VISITS.replace("pid,", "who,"), {}, r"column 'pid'.*config key 'table.id"),
+        (VISITS.replace(",day,", ",when,"), {}, r"column 'day'.*'table.time_column'"),
+        (
+            VISITS,
+            {"measurements": ["crp", "nope"]},
+            r"v.csv, column 'nope', config key 'table.measurements': configured "
+            r"column 'nope' does not exist",
+        ),
+        (
+            VISITS,
+            {"covariates": ["age", "bmi*"]},
+            r"column 'bmi\*', config key 'table.covariates'",
+        ),
+        (
+            VISITS.replace("p1,0,10,", "p1,0,high,"),
+            {},
+            r"v.csv, column 'crp', line 2: expected a number, found 'high'",
+        ),
+        (
+            VISITS.replace("p2,30,1,", "p2,30,inf,"),
+            {},
+            r"column 'crp', line 4: expected a finite number, found inf",
+        ),
+        (
+            VISITS.replace("p2,60,", "p2,,"),
+            {},
+            r"column 'day', line 5: expected a visit time >= 0, found an empty cell",
+        ),
+        (
+            VISITS.replace("p2,60,", "p2,-3,"),
+            {},
+            r"column 'day', line 5: expected a visit time >= 0, found a negative time",
+        ),
+        (
+            VISITS,
+            {"time_unit": None},
+            r"config key 'table.time_unit': a numeric time column needs a unit",
+        ),
+        (
+            VISITS.replace("p2,60,,0.75", "p2,30,5,0.75"),
+            {},
+            r"v.csv, column 'crp': patient 'p2' has 2 visits at time 30 with "
+            r"different values \(line 4, line 5\)",
+        ),
+        (
+            VISITS.replace("10,0.5", "10,")
+            .replace("20,0.25", "20,")
+            .replace("1,0.5", "1,")
+            .replace(",0.75", ","),
+            {},
+            r"column 'score': every value is missing",
+        ),
+        (
+            VISITS,
+            {"transforms": {"score": "log", "crp": "logit"}},
+            r"column 'crp', line 2, config key 'table.transforms.crp': transform "
+            r"'logit' needs a value in \(0, 1\), found 10",
+        ),
+        (
+            VISITS.replace("p1,0,10,", "p1,0,0,"),
+            {"transforms": {"crp": "log"}},
+            r"column 'crp', line 2, config key 'table.transforms.crp': transform "
+            r"'log' needs a value > 0, found 0",
+        ),
+        (
+            VISITS,
+            {"transforms": {"cpr": "log"}},
+            r"column 'cpr', config key 'table.transforms': configured column 'cpr'",
+        ),
+        (
+            VISITS.replace("age,sex", "age,sex").replace(",40,f", ",old,f"),
+            {},
+            r"v.csv, column 'age', line 2: expected a number, found 'old'",
+        ),
+        ("", {}, "v.csv: the file is empty"),
+        ("pid,day,crp,score,age,sex\n", {}, "v.csv: the file has a header but no rows"),
+    ],
+)
+def test_bad_input_names_file_column_and_line_or_key(tmp_path, text, keys, pattern):
+    cfg = cfg_for(write(tmp_path, "v.csv", text), **keys)
+    with pytest.raises(InputError, match=pattern):
+        ingest_table(cfg, "years")
+
+
+def test_unknown_transform_is_a_schema_error():
+    from snakemake.exceptions import WorkflowError
+
+    with pytest.raises(WorkflowError, match=r"'sqrt' is not one of"):
+        table_cfg(transforms={"crp": "sqrt"})
+
+
+def test_unparseable_date_names_the_cell(tmp_path):
+    visits = write(tmp_path, "v.csv", "pid,date,x\na,2020-01-11,1\na,11/02/2020,2\n")
+    cfg = table_cfg(
+        visits=visits,
+        id_column="pid",
+        time_column="date",
+        time_unit="date",
+        measurements=["x"],
+        covariates=["x"],
+    )
+    with pytest.raises(
+        InputError, match=r"column 'date', line 3: expected an ISO date.*'11/02/2020'"
+    ):
+        ingest_table(cfg, "years")
+
+
+@pytest.mark.parametrize(
+    ("baseline", "pattern"),
+    [
+        ("pid,age\np1,3\n", r"b.csv, column 'pid': patient 'p2' has visits but no"),
+        (
+            "pid,age\np1,3\np2,4\np9,5\n",
+            r"b.csv, column 'pid', line 4: patient 'p9' has a baseline row but no",
+        ),
+        ("pid,age\np1,3\np2,4\np1,5\n", r"line 4: patient 'p1' has more than one"),
+    ],
+)
+def test_baseline_table_must_match_the_patients(tmp_path, baseline, pattern):
+    cfg = cfg_for(
+        write(tmp_path, "v.csv", VISITS),
+        baseline=write(tmp_path, "b.csv", baseline),
+        covariates=[],
+        categorical=[],
+    )
+    with pytest.raises(InputError, match=pattern):
+        ingest_table(cfg, "years")
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+def test_inverse_transforms_undo_the_transforms(name):
+    x = {
+        "none": [-2.0, 0.0, 3.5],
+        "log": [0.1, 1.0, 250.0],
+        "log1p": [-0.5, 0.0, 9.0],
+        "logit": [0.01, 0.5, 0.9],
+        "item_0_2": [0.0, 1.0, 2.0],
+        "item_0_6": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+    }[name]
+    forward = TRANSFORMS[name][0]
+    table = pd.DataFrame({"v": forward(np.array(x))})
+    back = inverse_transform(table, {"v": name})["v"]
+    np.testing.assert_allclose(back, x, rtol=1e-9, atol=1e-9)
+
+
+def test_pbcseq_counts_27_one_visit_patients_dropped(tmp_path):
+    """The real public cohort: 312 patients, 1945 visits; 27 have one visit."""
+    raw = fetch_rdataset("survival", "pbcseq")
+    assert raw.shape == (1945, 19) and raw["id"].nunique() == 312
+    raw.to_csv(tmp_path / "pbcseq.csv", index=False)
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "config" / "pbcseq.yaml").read_text())
+    config = {"table": cfg["table"] | {"visits": str(tmp_path / "pbcseq.csv")}}
+    validate(config, SCHEMA)
+    visits, baseline = ingest_table(config["table"], "years")
+    write_tsv(visits, tmp_path / "visits.tsv", digits=10)
+    write_tsv(baseline, tmp_path / "baseline.tsv", digits=10)
+    result = preprocess_tables(tmp_path / "visits.tsv", tmp_path / "baseline.tsv")
+    drops = result.drops.set_index("reason")
+    assert drops.loc["fewer than 2 visits", "patients"] == 27
+    assert drops.loc["fewer than 2 visits", "visits"] == 27
+    assert result.cohort.n == 312 - 27
+    assert int(result.cohort.visits.sum()) == 1945 - 27
+    chol = list(result.cohort.measurement_names).index("chol")
+    kept_missing = 1 - result.cohort.observed[result.cohort.visits][:, chol].mean()
+    assert 0.4 < kept_missing < 0.45  # masked, not imputed
+    assert list(result.cohort.covariate_names) == ["age", "sex_m", "trt"]
+    assert result.visits["time"].max() == pytest.approx(5152 / 365.25, abs=0.2)
+
+
+def test_parquet_errors_name_the_row(tmp_path):
+    frame = pd.DataFrame(
+        {"pid": ["a", "a", "b"], "t": [0.0, 1.0, 0.0], "x": ["1", "2", "n.d."]}
+    )
+    frame.to_parquet(tmp_path / "v.parquet")
+    cfg = table_cfg(
+        visits=str(tmp_path / "v.parquet"),
+        id_column="pid",
+        time_column="t",
+        time_unit="years",
+        measurements=["x"],
+        covariates=["x"],
+    )
+    with pytest.raises(
+        InputError,
+        match=r"v.parquet, column 'x', row 3: expected a number, found 'n.d.'",
+    ):
+        ingest_table(cfg, "years")
+
+
+def test_conflicting_duplicates_pass_ingestion_when_averaged(tmp_path):
+    text = VISITS.replace("p2,60,,0.75", "p2,30,5,0.75")
+    cfg = cfg_for(write(tmp_path, "v.csv", text))
+    visits, _ = ingest_table(cfg, "years", duplicates="average")
+    assert len(visits) == 4  # averaged later, in preprocess

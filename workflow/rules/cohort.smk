@@ -1,0 +1,98 @@
+# Real cohorts in: ingestion of long-format tables and registry exports, the public
+# pbcseq cohort, and figures of the preprocessed cohort (every source).
+
+
+rule fetch_pbcseq:
+    output:
+        table="resources/pbcseq.csv",
+    log:
+        f"{LOGS}/fetch_pbcseq/fetch_pbcseq.log",
+    conda:
+        "../envs/odevae.yaml"
+    script:
+        "../scripts/fetch_pbcseq.py"
+
+
+if config["data"]["source"] == "table":
+
+    rule ingest_table:
+        input:
+            **table_inputs(),
+        output:
+            visits=f"{OUT}/data/visits.tsv",
+            baseline=f"{OUT}/data/baseline.tsv",
+            drops=f"{OUT}/data/ingest_drops.tsv",
+        log:
+            f"{LOGS}/ingest_table/ingest_table.log",
+        conda:
+            "../envs/odevae.yaml"
+        params:
+            table=config["table"],
+            time_unit=config["data"]["time_unit"],
+            duplicates=config["preprocess"]["duplicates"],
+        script:
+            "../scripts/ingest_table.py"
+
+
+if registry_source():
+
+    rule ingest_registry:
+        input:
+            **registry_inputs(),
+        output:
+            visits=f"{OUT}/data/visits.tsv",
+            baseline=f"{OUT}/data/baseline.tsv",
+            drops=f"{OUT}/data/ingest_drops.tsv",
+        log:
+            f"{LOGS}/ingest_registry/ingest_registry.log",
+        conda:
+            "../envs/odevae.yaml"
+        params:
+            registry=config["registry"],
+            time_unit=config["data"]["time_unit"],
+            min_visits=config["preprocess"]["min_visits"],
+            duplicates=config["preprocess"]["duplicates"],
+        script:
+            "../scripts/ingest_registry.py"
+
+
+rule simulate_registry:
+    output:
+        visits=f"{OUT}/registry/visits.tsv",
+        baseline=f"{OUT}/registry/baseline.tsv",
+        truth_patients=f"{OUT}/registry/truth_patients.tsv",
+    log:
+        f"{LOGS}/simulate_registry/simulate_registry.log",
+    conda:
+        "../envs/odevae.yaml"
+    params:
+        simulation=config["registry"]["simulation"],
+        seed=config["seed"],
+    script:
+        "../scripts/simulate_registry.py"
+
+
+rule plot_cohort:
+    input:
+        cohort=f"{OUT}/preprocessed/cohort.npz",
+    output:
+        visit_times=report(
+            f"{OUT}/figures/visit_times.png",
+            caption="../report/visit_times.rst",
+            category="Data",
+        ),
+        measurements=report(
+            f"{OUT}/figures/measurements.png",
+            caption="../report/measurements.rst",
+            category="Data",
+        ),
+    log:
+        f"{LOGS}/plot_cohort/plot_cohort.log",
+    conda:
+        "../envs/odevae.yaml"
+    params:
+        transforms=plot_transforms(),
+        time_unit=time_unit(),
+        dpi=config["figures"]["dpi"],
+    script:
+        "../scripts/plot_cohort.py"

@@ -1,0 +1,23 @@
+"""A SMArtCARE registry export → long format for the chosen test (rule
+``ingest_registry``)."""
+
+from odevae.registry import read_registry
+from odevae.runner import run_script
+from odevae.tables import write_tsv
+
+
+def main(snakemake):
+    visits, baseline, drops = read_registry(
+        snakemake.input.visits,
+        snakemake.input.baseline,
+        snakemake.params.registry,
+        snakemake.params.time_unit,
+        snakemake.params.min_visits,
+        snakemake.params.duplicates,
+    )
+    write_tsv(visits, snakemake.output.visits, digits=10)
+    write_tsv(baseline, snakemake.output.baseline, digits=10)
+    write_tsv(drops, snakemake.output.drops)
+
+
+run_script(snakemake, main)

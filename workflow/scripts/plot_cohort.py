@@ -1,0 +1,24 @@
+"""Figures of the preprocessed cohort: visit times, and measurements per variable in
+original units (rule ``plot_cohort``)."""
+
+from odevae.cohort import Cohort
+from odevae.figures import plot_measurements, plot_visit_times
+from odevae.ingest import inverse_transform, resolve_transforms
+from odevae.runner import run_script
+
+
+def main(snakemake):
+    cohort = Cohort.load(snakemake.input.cohort)
+    names = list(cohort.measurement_names)
+    spec = resolve_transforms(snakemake.params.transforms, names)
+    long = inverse_transform(cohort.to_long(), spec)
+    dpi = snakemake.params.dpi
+    plot_visit_times(long, snakemake.params.time_unit).savefig(
+        snakemake.output.visit_times, dpi=dpi
+    )
+    plot_measurements(long, names, spec, snakemake.params.time_unit).savefig(
+        snakemake.output.measurements, dpi=dpi
+    )
+
+
+run_script(snakemake, main)

@@ -1,0 +1,14 @@
+"""Simulate a SMArtCARE-layout registry export (rule ``simulate_registry``)."""
+
+from odevae.registry import simulate_registry
+from odevae.runner import run_script
+from odevae.tables import write_tsv
+
+
+def main(snakemake):
+    tables = simulate_registry(snakemake.params.simulation, snakemake.params.seed)
+    for key, table in tables.items():
+        write_tsv(table, snakemake.output[key])
+
+
+run_script(snakemake, main)
