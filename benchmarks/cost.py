@@ -1,51 +1,63 @@
 """Computational cost of training: odevae's batched path vs a per-patient reference.
 
-Reproduces the layout of the cost tables of BJ 2022 (appendix, Tables 1-3): the
-whole training of the linear two-parameter model (``linear_diagonal``, initial-value
-loss, 35 epochs) on simulated cohorts of n ∈ {50, ..., 5000} patients (p = 10,
-q = 50), p ∈ {10, ..., 200} (n = 100, q = 50) and q ∈ {10, ..., 200} (n = 100,
-p = 10), plus Lotka-Volterra (BJ 5.3, n = 200). Each cell reports:
+Reproduces the layout of BJ 2022's cost tables (appendix, Tables 1-3): the whole
+training of the linear two-parameter model (``linear_diagonal``, initial-value loss,
+35 epochs) on simulated cohorts of n ∈ {50, ..., 5000} patients (p = 10, q = 50),
+p ∈ {10, ..., 200} (n = 100, q = 50) and q ∈ {10, ..., 200} (n = 100, p = 10), plus
+Lotka-Volterra (BJ 5.3, n = 200, 5 epochs both ways). Each row reports:
 
-* ``batched``: odevae as the workflow trains it: :class:`~odevae.model.ODEVAE`
+* ``batched_*``: odevae as the workflow trains it: :class:`~odevae.model.ODEVAE`
   (solver ``closed_form``; ``dopri5`` on the batch's union grid for Lotka-Volterra)
-  on batches from :class:`~odevae.data.CohortDataset`/:func:`~odevae.data.collate`,
-  fitted by Lightning's ``Trainer`` configured as :mod:`odevae.training` does
-  (deterministic, CSV logger, checkpoint after every epoch, written to a temporary
-  folder). ``plain_s`` times the same module and batches in a plain PyTorch loop
-  (no Lightning), which shows Lightning's share.
-* ``ref``: a faithful per-patient reference in the style of the original code: one
-  patient per Adam step (lr 5e-4), in a Python loop over the shuffled patients, each
-  patient's latent IVP solved by adaptive ``dopri5`` (torchdiffeq) on its own visit
-  times with the original's tolerances (Julia's defaults, rtol 1e-3, atol 1e-6). It
-  uses the same ODEVAE networks and loss (a batch of one patient), so the comparison
-  is of the training scheme and solver, not of different maths. Where n·epochs
-  steps exceed ``--ref-max-steps`` only the first ``--ref-steps`` steps are timed and
-  the seconds extrapolated linearly to the whole training (``ref_timing`` says
-  ``extrapolated``; loss and recovery are then left empty).
-* seconds (wall clock of the whole training: model, Trainer and data loader set-up,
-  epochs; not simulation or preprocessing), ``peak_mb``: the peak resident memory
+  on shuffled batches from :class:`~odevae.data.CohortDataset` /
+  :func:`~odevae.data.collate`, fitted by Lightning's ``Trainer`` configured as
+  :mod:`odevae.training` does (deterministic, CSV logger, checkpoint after every
+  epoch, into a temporary folder). ``batched_plain_*`` trains the same module on the
+  same batches in a plain PyTorch loop (no Lightning): the difference is Lightning's
+  per-step overhead. Batch size n // 10 in [32, 512] (about ten steps per epoch),
+  lr 2e-2 (``--batch-size``, ``--lr``); Lotka-Volterra batch 64, lr 2e-3.
+* ``ref_*``: a faithful per-patient reference in the style of the original code: one
+  patient per Adam step (lr 5e-4; 1e-4 for Lotka-Volterra, as BJ), a Python loop
+  over the shuffled patients, each patient's latent IVP solved by adaptive
+  ``dopri5`` (torchdiffeq) on its own visit times with the original's tolerances
+  (Julia's defaults: rtol 1e-3, atol 1e-6). It uses the same ODEVAE networks and
+  loss (a batch of one patient), so the comparison is of the training scheme and
+  solver, not of different maths. The n sweep runs it in full up to n·epochs = 3500
+  steps (n ≤ 100); elsewhere only the first 1000 steps are timed and the seconds
+  scaled linearly to n·epochs steps (``ref_timing`` = ``extrapolated``; loss and
+  recovery then stay empty). ``speedup`` = ref_s / batched_s (``speedup_plain``
+  against the plain loop).
+* ``*_s``: wall clock of the whole training (model, Trainer and loader set-up and all
+  epochs; not simulation or preprocessing). ``*_peak_mb``: peak resident memory
   (VmHWM) during training minus the resident memory when training starts. Every
   training runs in a fresh forked process whose peak is reset first
-  (``/proc/self/clear_refs``), after a small warm-up step; so it measures the memory
-  the training itself touches (model, activations, optimiser, Lightning). Linux only.
-* what was learned, so that speed never comes from learning less: ``loss`` is the
+  (``/proc/self/clear_refs``; Linux) after a one-step warm-up, so this is the memory
+  the training itself touches: model, activations, optimiser state, batches,
+  Lightning.
+* what was learned, so that speed never comes from learning less: ``*_loss`` is the
   mean per-patient loss over all training patients after training (z = μ, no
-  sampling; ``init_loss`` before); ``acc_1nn``/``acc_threshold`` are
-  :func:`odevae.evaluation.group_recovery` of the learned ODE parameters against the
-  simulated groups (classifier fitted on every other patient, scored on the rest;
-  ``init_acc_*`` the untrained model's).
+  sampling; ``*_init_loss`` before training); ``*_acc_1nn`` / ``*_acc_threshold``
+  are :func:`odevae.evaluation.group_recovery` of the learned ODE parameters against
+  the simulated groups (classifiers fitted on every other patient, scored on the
+  rest; ``*_init_acc_*``: the untrained model's).
+* ``bj_s``: BJ 2022's published seconds (Julia 1.6 on a Mac CPU: a different
+  machine, for orientation only); ``*_s_per_1k`` (n sweep) and ``*_rel`` (p, q
+  sweeps: relative to the smallest size) and cost_fits.tsv (log-log slopes of
+  seconds vs size) check that cost grows linearly in n and stays flat in q.
 
 Data: ``odevae.simulate.simulate_cohort`` with the simulation section of
 config/config.yaml scaled to n/p/q (q_info = min(10, q)), written to TSV and read
 back by ``odevae.preprocess.preprocess``. The Lotka-Volterra cohort (u0 (2, 2),
-[α, β, γ, δ] = [1, 1, 1, .5] / [.5, 1, 1, 2], n = 200, q_info = 20, follow-ups from
-t = 0, groupsonly covariates) is simulated here with scipy's ``solve_ivp``
-(:func:`simulate_lotka_volterra_visits`); model: ``lotka_volterra`` (α, δ learned).
-BJ's published seconds (Julia 1.6 on a Mac CPU: a different machine) are printed
-beside ours.
+[α, β, γ, δ] = [1, 1, 1, .5] / [.5, 1, 1, 2], q_info = 20, follow-ups from t = 0,
+groupsonly covariates) is simulated here with scipy's ``solve_ivp``
+(:func:`simulate_lotka_volterra_visits`); model ``lotka_volterra`` (α, δ learned).
+Everything is seeded (``--seed``) and deterministic; torch uses ``--threads``
+threads (default 2). On a busy machine two threads are much slower than one (the
+threads spin against each other), so the load average is printed and recorded.
 
-    python benchmarks/cost.py                # full layout (~10-15 min on 2 cores)
+    python benchmarks/cost.py                # full layout (~10 min on 2 cores)
+    python benchmarks/cost.py --threads 1    # the same on one thread
     python benchmarks/cost.py --quick        # tiny sizes, seconds (the test uses it)
+    python benchmarks/cost.py --tables n,lv  # a subset of the tables
 
 Writes results/benchmarks/cost_{n,p,q,lv}.tsv, cost_fits.tsv and cost.png.
 """
@@ -55,6 +67,7 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing
+import os
 import resource
 import tempfile
 import time
@@ -470,6 +483,7 @@ def measure(
         groups,
     )
     row = {"n": cohort.n, "p": cohort.p, "q": cohort.q, "epochs": epochs}
+    row["load_avg"] = os.getloadavg()[0]  # 1-minute load average when the row began
     row |= {"threads": args.threads, "batch_size": bs, "lr": args.lr, "ref_lr": ref_lr}
     row |= _prefixed("batched", batched)
     if not args.no_reference:
@@ -644,6 +658,8 @@ def plot(tables: dict[str, pd.DataFrame], path: Path) -> None:
         ax.set(
             xscale="log", yscale="log", xlabel=name, ylabel="seconds (whole training)"
         )
+        ax.set_xticks(x, [str(v) for v in x], minor=False)
+        ax.set_xticks([], minor=True)
         ax.set_title(f"cost vs {name}")
         ax.grid(True, which="both", alpha=0.3)
     next(ax for ax in axes if ax.get_visible()).legend(fontsize=7)
@@ -692,6 +708,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     _quiet_lightning()
     args.out.mkdir(parents=True, exist_ok=True)
+    load = os.getloadavg()[0]
+    print(f"{os.cpu_count()} CPUs, load average {load:.2f}, {args.threads} threads")
+    if load > 0.5:
+        print("  the machine is busy: timings are noisy (more so with --threads 2)")
     tables = run_tables(args, layout)
     fits = add_fits(tables)
     for name, table in tables.items():
