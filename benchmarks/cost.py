@@ -42,20 +42,26 @@ Lotka-Volterra (BJ 5.3, n = 200, 5 epochs both ways). Each row reports:
 * ``bj_s``: BJ 2022's published seconds (Julia 1.6 on a Mac CPU: a different
   machine, for orientation only); ``*_s_per_1k`` (n sweep) and ``*_rel`` (p, q
   sweeps: relative to the smallest size) and cost_fits.tsv (log-log slopes of
-  seconds vs size) check that cost grows linearly in n and stays flat in q.
+  seconds vs size) show how cost grows: the reference linearly in n; the batched
+  path sublinearly, as the batch-size rule fixes its step count (a fixed
+  ``--batch-size`` makes it linear in n); both flat in q.
 
 Data: ``odevae.simulate.simulate_cohort`` with the simulation section of
 config/config.yaml scaled to n/p/q (q_info = min(10, q)), written to TSV and read
 back by ``odevae.preprocess.preprocess``. The Lotka-Volterra cohort (u0 (2, 2),
 [α, β, γ, δ] = [1, 1, 1, .5] / [.5, 1, 1, 2], q_info = 20, follow-ups from t = 0,
 groupsonly covariates) is simulated here with scipy's ``solve_ivp``
-(:func:`simulate_lotka_volterra_visits`); model ``lotka_volterra`` (α, δ learned).
-Everything is seeded (``--seed``) and deterministic; torch uses ``--threads``
-threads (default 2). On a busy machine two threads are much slower than one (the
-threads spin against each other), so the load average is printed and recorded.
+(:func:`simulate_lotka_volterra_visits`); model ``lotka_volterra`` (α, δ learned),
+initialised by the first seed whose untrained encoder puts every start in the
+positive quadrant (:func:`model_seed`: from negative states LV blows up).
+Everything is seeded (``--seed``) and deterministic. torch uses ``--threads``
+threads, default 1 as the workflow trains (rule ``train`` has ``threads: 1``, which
+odevae.runner passes to torch). With 2 threads on a 2-core machine that is doing
+anything else, the threads spin against each other: n = 5000 took 62 s instead of
+2.9 s at load average 2. The load average is printed and recorded per row.
 
-    python benchmarks/cost.py                # full layout (~10 min on 2 cores)
-    python benchmarks/cost.py --threads 1    # the same on one thread
+    python benchmarks/cost.py                # full layout (~6-10 min on 2 cores)
+    python benchmarks/cost.py --threads 2    # torch on two threads
     python benchmarks/cost.py --quick        # tiny sizes, seconds (the test uses it)
     python benchmarks/cost.py --tables n,lv  # a subset of the tables
 
@@ -100,12 +106,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: BJ 2022 appendix, seconds for the whole 35-epoch training (Julia 1.6, Mac CPU).
 BJ_SECONDS = {
-    "n": dict(zip((50, 100, 250, 500, 1000, 2000, 5000), (6.23, 13.52, 30.30, 51.92,
-              99.12, 169.73, 411.73), strict=True)),
-    "p": dict(zip((10, 20, 50, 100, 200), (14.80, 16.09, 20.36, 28.31, 56.79),
-              strict=True)),
-    "q": dict(zip((10, 20, 50, 100, 200), (14.32, 14.24, 14.39, 14.46, 14.86),
-              strict=True)),
+    "n": {50: 6.23, 100: 13.52, 250: 30.30, 500: 51.92, 1000: 99.12, 2000: 169.73,
+          5000: 411.73},
+    "p": {10: 14.80, 20: 16.09, 50: 20.36, 100: 28.31, 200: 56.79},
+    "q": {10: 14.32, 20: 14.24, 50: 14.39, 100: 14.46, 200: 14.86},
 }  # fmt: skip
 
 #: The original's solver tolerances (Julia DifferentialEquations defaults).
@@ -114,9 +118,11 @@ ORIGINAL_RTOL, ORIGINAL_ATOL = 1e-3, 1e-6
 REF_LR = 5e-4
 #: The original's Lotka-Volterra learning rate.
 LV_REF_LR = 1e-4
-#: Batched settings: about ten steps per epoch (batch n/10, at least 32, at most
-#: 512) at lr 2e-2 reached a final loss at least as low as the reference's.
+#: Batched settings: about ten steps per epoch (batch n // 10 in [32, 512]) at lr
+#: 2e-2 ended at a loss at least as low as the full reference's (n = 50, 100, 1000).
 LR = 2e-2
+#: Lotka-Volterra: 4 batches per epoch; batch 100 is ~1.7x faster but, in 5 epochs
+#: (10 steps), learns less; lr 5e-3 drove the starts negative (solver blow-up).
 LV_BATCH_SIZE, LV_LR = 64, 2e-3
 
 
@@ -670,8 +676,11 @@ def plot(tables: dict[str, pd.DataFrame], path: Path) -> None:
     bars = {"batched": lv["batched_s"], "plain loop": lv["batched_plain_s"]}
     if "ref_s" in lv:
         bars["per patient"] = lv["ref_s"]
-    axes[3].bar(list(bars), list(bars.values()), color=["C0", "C1", "C3"][: len(bars)])
-    axes[3].set(yscale="log", ylabel="seconds")
+    values = list(bars.values())
+    axes[3].bar(list(bars), values, color=["C0", "C1", "C3"][: len(bars)])
+    for k, value in enumerate(values):
+        axes[3].text(k, value, f"{value:.3g} s", ha="center", va="bottom")
+    axes[3].set(yscale="log", ylabel="seconds", ylim=(min(values) / 4, max(values) * 3))
     axes[3].set_title(f"Lotka-Volterra, n = {int(lv['n'])}, {int(lv['epochs'])} epochs")
     _save(fig, path)
 
@@ -685,7 +694,7 @@ def _save(fig, path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 epochs")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument(
         "--batch-size", default="auto", help="an integer or auto: n // 10 in [32, 512]"
     )
@@ -711,7 +720,7 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()[0]
     print(f"{os.cpu_count()} CPUs, load average {load:.2f}, {args.threads} threads")
     if load > 0.5:
-        print("  the machine is busy: timings are noisy (more so with --threads 2)")
+        print("  the machine is busy: timings are noisy (much more so with 2 threads)")
     tables = run_tables(args, layout)
     fits = add_fits(tables)
     for name, table in tables.items():
