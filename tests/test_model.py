@@ -57,6 +57,17 @@ def test_closed_form_matches_dopri5_on_a_padded_batch():
     )
 
 
+def test_diagonal_shortcut_matches_the_matrix_exponential():
+    system = make_system("linear_diagonal", 2)
+    u0 = torch.randn(3, 2, dtype=torch.float64)
+    theta = torch.rand(3, 2, dtype=torch.float64) - 0.5
+    t = torch.tensor([[0, 1.5, 9.9], [0, 0.7, 0], [0, -2.0, 4.1]], dtype=torch.float64)
+    A, _ = system.matrix_and_drift(theta)
+    expm = torch.linalg.matrix_exp(A[:, None] * t[..., None, None])
+    expected = torch.einsum("nmij,nj->nmi", expm, u0)
+    torch.testing.assert_close(system.closed_form(u0, theta, t), expected)
+
+
 def test_closed_form_matches_dopri5_inside_the_model(tiny_cohort):
     torch.manual_seed(0)
     closed = ODEVAE(p=tiny_cohort.p, q=tiny_cohort.q).double()

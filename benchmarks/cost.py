@@ -1,0 +1,737 @@
+"""Computational cost of training: odevae's batched path vs a per-patient reference.
+
+Reproduces the layout of BJ 2022's cost tables (appendix, Tables 1-3): the whole
+training of the linear two-parameter model (``linear_diagonal``, initial-value loss,
+35 epochs) on simulated cohorts of n ∈ {50, ..., 5000} patients (p = 10, q = 50),
+p ∈ {10, ..., 200} (n = 100, q = 50) and q ∈ {10, ..., 200} (n = 100, p = 10), plus
+Lotka-Volterra (BJ 5.3, n = 200, 5 epochs both ways). Each row reports:
+
+* ``batched_*``: odevae as the workflow trains it: :class:`~odevae.model.ODEVAE`
+  (solver ``closed_form``; ``dopri5`` on the batch's union grid for Lotka-Volterra)
+  on shuffled batches from :class:`~odevae.data.CohortDataset` /
+  :func:`~odevae.data.collate`, fitted by Lightning's ``Trainer`` configured as
+  :mod:`odevae.training` does (deterministic, CSV logger, checkpoint after every
+  epoch, into a temporary folder). ``batched_plain_*`` trains the same module on the
+  same batches in a plain PyTorch loop (no Lightning): the difference is Lightning's
+  per-step overhead. Batch size n // 10 in [32, 512] (about ten steps per epoch),
+  lr 2e-2 (``--batch-size``, ``--lr``); Lotka-Volterra batch 64, lr 2e-3.
+* ``ref_*``: a faithful per-patient reference in the style of the original code: one
+  patient per Adam step (lr 5e-4; 1e-4 for Lotka-Volterra, as BJ), a Python loop
+  over the shuffled patients, each patient's latent IVP solved by adaptive
+  ``dopri5`` (torchdiffeq) on its own visit times with the original's tolerances
+  (Julia's defaults: rtol 1e-3, atol 1e-6). It uses the same ODEVAE networks and
+  loss (a batch of one patient), so the comparison is of the training scheme and
+  solver, not of different maths. The n sweep runs it in full up to n·epochs = 3500
+  steps (n ≤ 100); elsewhere only the first 1000 steps are timed and the seconds
+  scaled linearly to n·epochs steps (``ref_timing`` = ``extrapolated``; loss and
+  recovery then stay empty). ``speedup`` = ref_s / batched_s (``speedup_plain``
+  against the plain loop).
+* ``*_s``: wall clock of the whole training (model, Trainer and loader set-up and all
+  epochs; not simulation or preprocessing). ``*_peak_mb``: peak resident memory
+  (VmHWM) during training minus the resident memory when training starts. Every
+  training runs in a fresh forked process whose peak is reset first
+  (``/proc/self/clear_refs``; Linux) after a one-step warm-up, so this is the memory
+  the training itself touches: model, activations, optimiser state, batches,
+  Lightning.
+* what was learned, so that speed never comes from learning less: ``*_loss`` is the
+  mean per-patient loss over all training patients after training (z = μ, no
+  sampling; ``*_init_loss`` before training); ``*_acc_1nn`` / ``*_acc_threshold``
+  are :func:`odevae.evaluation.group_recovery` of the learned ODE parameters against
+  the simulated groups (classifiers fitted on every other patient, scored on the
+  rest; ``*_init_acc_*``: the untrained model's).
+* ``bj_s``: BJ 2022's published seconds (Julia 1.6 on a Mac CPU: a different
+  machine, for orientation only); ``*_s_per_1k`` (n sweep) and ``*_rel`` (p, q
+  sweeps: relative to the smallest size) and cost_fits.tsv (log-log slopes of
+  seconds vs size) show how cost grows: the reference linearly in n; the batched
+  path sublinearly, as the batch-size rule fixes its step count (a fixed
+  ``--batch-size`` makes it linear in n); both flat in q.
+
+Data: ``odevae.simulate.simulate_cohort`` with the simulation section of
+config/config.yaml scaled to n/p/q (q_info = min(10, q)), written to TSV and read
+back by ``odevae.preprocess.preprocess``. The Lotka-Volterra cohort (u0 (2, 2),
+[α, β, γ, δ] = [1, 1, 1, .5] / [.5, 1, 1, 2], q_info = 20, follow-ups from t = 0,
+groupsonly covariates) is simulated here with scipy's ``solve_ivp``
+(:func:`simulate_lotka_volterra_visits`); model ``lotka_volterra`` (α, δ learned),
+initialised by the first seed whose untrained encoder puts every start in the
+positive quadrant (:func:`model_seed`: from negative states LV blows up).
+Everything is seeded (``--seed``) and deterministic. torch uses ``--threads``
+threads, default 1 as the workflow trains (rule ``train`` has ``threads: 1``, which
+odevae.runner passes to torch). With 2 threads on a 2-core machine that is doing
+anything else, the threads spin against each other: n = 5000 took 62 s instead of
+2.9 s at load average 2. The load average is printed and recorded per row.
+
+    python benchmarks/cost.py                # full layout (~6-10 min on 2 cores)
+    python benchmarks/cost.py --threads 2    # torch on two threads
+    python benchmarks/cost.py --quick        # tiny sizes, seconds (the test uses it)
+    python benchmarks/cost.py --tables n,lv  # a subset of the tables
+
+Writes results/benchmarks/cost_{n,p,q,lv}.tsv, cost_fits.tsv and cost.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+import resource
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import lightning as L
+import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from scipy.integrate import solve_ivp
+from torch.utils.data import DataLoader
+
+from odevae.cohort import Cohort, cohort_from_long
+from odevae.data import CohortDataset, collate
+from odevae.evaluation import group_recovery
+from odevae.model import ODEVAE
+from odevae.preprocess import preprocess
+from odevae.simulate import simulate_cohort, time_grid, write_cohort
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: BJ 2022 appendix, seconds for the whole 35-epoch training (Julia 1.6, Mac CPU).
+BJ_SECONDS = {
+    "n": {50: 6.23, 100: 13.52, 250: 30.30, 500: 51.92, 1000: 99.12, 2000: 169.73,
+          5000: 411.73},
+    "p": {10: 14.80, 20: 16.09, 50: 20.36, 100: 28.31, 200: 56.79},
+    "q": {10: 14.32, 20: 14.24, 50: 14.39, 100: 14.46, 200: 14.86},
+}  # fmt: skip
+
+#: The original's solver tolerances (Julia DifferentialEquations defaults).
+ORIGINAL_RTOL, ORIGINAL_ATOL = 1e-3, 1e-6
+#: The original's optimiser settings (one patient per Adam step).
+REF_LR = 5e-4
+#: The original's Lotka-Volterra learning rate.
+LV_REF_LR = 1e-4
+#: Batched settings: about ten steps per epoch (batch n // 10 in [32, 512]) at lr
+#: 2e-2 ended at a loss at least as low as the full reference's (n = 50, 100, 1000).
+LR = 2e-2
+#: Lotka-Volterra: 4 batches per epoch; batch 100 is ~1.7x faster but, in 5 epochs
+#: (10 steps), learns less; lr 5e-3 drove the starts negative (solver blow-up).
+LV_BATCH_SIZE, LV_LR = 64, 2e-3
+
+
+def auto_batch_size(n: int) -> int:
+    """n // 10 clipped to [32, 512] (never more than n)."""
+    return min(n, max(32, min(512, n // 10)))
+
+
+FULL = {
+    "n": [50, 100, 250, 500, 1000, 2000, 5000],
+    "p": [10, 20, 50, 100, 200],
+    "q": [10, 20, 50, 100, 200],
+    "base": {"n": 100, "p": 10, "q": 50},
+    "epochs": 35,
+    "lv": {"n": 200, "epochs": 5},
+    "ref_max_steps": 3500,  # n = 100 × 35 epochs: measured in full
+    "ref_steps": 1000,
+}
+QUICK = {
+    "n": [20, 40],
+    "p": [4, 6],
+    "q": [4, 8],
+    "base": {"n": 20, "p": 4, "q": 6},
+    "epochs": 2,
+    "lv": {"n": 16, "epochs": 1},
+    "ref_max_steps": 40,
+    "ref_steps": 20,
+}
+
+LV_GROUPS = ([1.0, 1.0, 1.0, 0.5], [0.5, 1.0, 1.0, 2.0])
+
+
+# --- data ------------------------------------------------------------------------
+
+
+def simulation_config(n: int, p: int, q: int) -> dict:
+    """The workflow's simulation section scaled to n, p, q (q_info = min(10, q))."""
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["simulation"]
+    return {**cfg, "n": n, "p": p, "q": q, "q_info": min(cfg["q_info"], q)}
+
+
+def linear_cohort(n: int, p: int, q: int, seed: int) -> tuple[Cohort, np.ndarray]:
+    """A simulated cohort, preprocessed as the workflow does, and the true groups."""
+    sim = simulate_cohort(simulation_config(n, p, q), seed)
+    tables = ("visits", "baseline", "truth_patients", "truth_trajectories")
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {k: Path(tmp) / f"{k}.tsv" for k in tables}
+        write_cohort(sim, paths)
+        cohort = preprocess(paths["visits"], paths["baseline"])
+    groups = sim.truth_patients.set_index("patient_id").loc[cohort.patient_ids]
+    return cohort, groups["group"].to_numpy()
+
+
+def simulate_lotka_volterra_visits(
+    n: int, p: int = 10, q: int = 50, q_info: int = 20, seed: int = 0
+) -> tuple[Cohort, np.ndarray]:
+    """A BJ 5.3 Lotka-Volterra cohort (local helper: the simulator is linear-only).
+
+    u0 = (2, 2); groups [α, β, γ, δ] = [1, 1, 1, .5] / [.5, 1, 1, 2]; visits at 0
+    plus 1..10 distinct follow-ups on the 0.1 grid of [0, 10]; measurements as the
+    workshop's generator (offset sd 0.1, noise sd 0.5); groupsonly covariates
+    (first q_info ~ N(∓1, 1), rest N(0, 1)).
+    """
+    rng = np.random.default_rng(seed)
+    groups = rng.permutation(np.arange(n) % 2)
+    grid = time_grid(0.0, 10.0, 0.1)[1:]
+    var_dim = np.repeat(np.arange(2), p // 2)
+    offsets = rng.normal(0.0, 0.1, size=p)
+    rows = []
+    for i in range(n):
+        alpha, beta, gamma, delta = LV_GROUPS[groups[i]]
+        k = rng.integers(1, 10, endpoint=True)
+        times = np.concatenate([[0.0], np.sort(rng.choice(grid, k, replace=False))])
+        sol = solve_ivp(
+            lambda t, u, a=alpha, b=beta, c=gamma, d=delta: [
+                a * u[0] - b * u[0] * u[1],
+                c * u[0] * u[1] - d * u[1],
+            ],
+            (0.0, times[-1]),
+            [2.0, 2.0],
+            t_eval=times,
+            rtol=1e-8,
+            atol=1e-10,
+        )
+        x = sol.y.T[:, var_dim] + offsets + rng.normal(0.0, 0.5, (len(times), p))
+        rows += [[f"P{i + 1:04d}", t, *xt] for t, xt in zip(times, x, strict=True)]
+    xcols = [f"x{j + 1}" for j in range(p)]
+    visits = pd.DataFrame(rows, columns=["patient_id", "time", *xcols])
+    z = rng.normal(0.0, 1.0, size=(n, q))
+    z[:, :q_info] += np.where(groups == 0, -1.0, 1.0)[:, None]
+    zcols = [f"z{k + 1}" for k in range(q)]
+    baseline = pd.DataFrame(z, columns=zcols)
+    baseline.insert(0, "patient_id", [f"P{i + 1:04d}" for i in range(n)])
+    return cohort_from_long(visits, baseline, xcols, zcols), groups + 1
+
+
+# --- measurement helpers -----------------------------------------------------------
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak RSS to its current RSS (Linux ≥ 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class Meter:
+    """Wall clock and peak resident-memory increase of a block of code."""
+
+    def __enter__(self):
+        self.reset = _reset_peak()
+        self.rss0 = _status_kb("VmRSS")
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.t0
+        if self.reset:
+            peak = _status_kb("VmHWM")
+        else:  # fall back on the process's lifetime peak
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self.peak_mb = max(peak - self.rss0, 0) / 1024
+        return False
+
+
+def _all_patients(cohort: Cohort) -> dict:
+    dataset = CohortDataset(cohort)
+    return collate(dataset.__getitems__(list(range(cohort.n))))
+
+
+def assess(model: ODEVAE, cohort: Cohort, groups: np.ndarray) -> dict:
+    """Mean per-patient loss (z = μ) and group recovery of the learned parameters."""
+    model.eval()
+    with torch.no_grad():
+        batch = model.scale(_all_patients(cohort))
+        loss = float(model.loss_terms(batch, sample=False)["per_patient"].mean())
+        theta = model.param_net(batch["baseline"]).numpy()
+    model.train()
+    names = model.param_names
+    params = pd.DataFrame(theta, columns=names)
+    params["patient_id"] = cohort.patient_ids
+    params["fold"] = 0
+    params["split"] = np.where(np.arange(cohort.n) % 2 == 0, "train", "test")
+    truth = pd.DataFrame({"patient_id": cohort.patient_ids, "group": groups})
+    rec = group_recovery(params, truth, names).iloc[0]
+    return {
+        "loss": loss,
+        "acc_1nn": float(rec["accuracy_1nn"]),
+        "acc_threshold": float(rec["accuracy_threshold"]),
+    }
+
+
+def model_seed(kwargs: dict, cohort: Cohort, seed: int) -> int:
+    """The seed for the model's initialisation.
+
+    Lotka-Volterra solutions from a negative state blow up in finite time (the
+    solver then fails), so for that system this is the first seed ≥ ``seed`` whose
+    untrained encoder puts every patient's first visit in the positive quadrant;
+    ``seed`` itself for the other systems.
+    """
+    if kwargs["system"] != "lotka_volterra":
+        return seed
+    first = torch.as_tensor(cohort.values[:, 0], dtype=torch.float32)
+    for candidate in range(seed, seed + 100):
+        L.seed_everything(candidate, verbose=False)
+        with torch.no_grad():
+            mu, _ = ODEVAE(**kwargs).encoder(first)
+        if (mu > 0).all():
+            return candidate
+    raise RuntimeError("no seed puts every start in the positive quadrant")
+
+
+def _warm_up(kwargs: dict, cohort: Cohort, seed: int) -> None:
+    """One forward/backward on two patients of a throwaway model (lazy init)."""
+    L.seed_everything(seed, verbose=False)
+    model = ODEVAE(**kwargs)
+    dataset = CohortDataset(cohort)
+    batch = collate(dataset.__getitems__([0, min(1, cohort.n - 1)]))
+    model.loss_terms(model.scale(batch), sample=True)["loss"].backward()
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+# --- the two training schemes ------------------------------------------------------
+
+
+def _loader(cohort: Cohort, batch_size: int, seed: int) -> DataLoader:
+    return DataLoader(
+        CohortDataset(cohort),
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+        collate_fn=collate,
+    )
+
+
+def train_batched(task: dict, cohort: Cohort, groups: np.ndarray) -> dict:
+    """odevae's path: Lightning's Trainer as odevae.training (and a plain loop)."""
+    kwargs, epochs, bs = task["model"], task["epochs"], task["batch_size"]
+    seed = model_seed(kwargs, cohort, task["seed"])
+    _warm_up(kwargs, cohort, seed)
+    L.seed_everything(seed, verbose=False)
+    init = assess(ODEVAE(**kwargs), cohort, groups)
+    out = {f"init_{k}": v for k, v in init.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        L.seed_everything(seed, verbose=False)
+        with Meter() as meter:
+            model = ODEVAE(**kwargs)
+            trainer = L.Trainer(
+                max_epochs=epochs,
+                accelerator="cpu",
+                devices=1,
+                deterministic=True,
+                logger=CSVLogger(save_dir=tmp, name="", version=""),
+                callbacks=[
+                    ModelCheckpoint(
+                        dirpath=tmp,
+                        filename="model",
+                        save_top_k=1,
+                        monitor=None,
+                        enable_version_counter=False,
+                    )
+                ],
+                default_root_dir=tmp,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                log_every_n_steps=1,
+            )
+            trainer.fit(model, train_dataloaders=_loader(cohort, bs, seed))
+    out |= {"s": meter.seconds, "peak_mb": meter.peak_mb}
+    out |= assess(model, cohort, groups)
+    # The same module and batches without Lightning.
+    L.seed_everything(seed, verbose=False)
+    with Meter() as meter:
+        model = ODEVAE(**kwargs)
+        optimiser = model.configure_optimizers()
+        for _ in range(epochs):
+            for batch in _loader(cohort, bs, seed):
+                loss = model.loss_terms(model.scale(batch), sample=True)["loss"]
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+    out |= {"plain_s": meter.seconds, "plain_peak_mb": meter.peak_mb}
+    out |= {f"plain_{k}": v for k, v in assess(model, cohort, groups).items()}
+    return out
+
+
+def train_reference(task: dict, cohort: Cohort, groups: np.ndarray) -> dict:
+    """One patient per Adam step, dopri5 per patient on its own visit times."""
+    kwargs, epochs = task["model"], task["epochs"]
+    seed = model_seed(kwargs, cohort, task["seed"])
+    total = cohort.n * epochs
+    steps = total if total <= task["ref_max_steps"] else task["ref_steps"]
+    dataset = CohortDataset(cohort)
+    patients = [collate(dataset.__getitems__([i])) for i in range(cohort.n)]
+    _warm_up(kwargs, cohort, seed)
+    L.seed_everything(seed, verbose=False)
+    rng = np.random.default_rng(seed)
+    with Meter() as meter:
+        model = ODEVAE(**kwargs)
+        optimiser = model.configure_optimizers()
+        done = 0
+        while done < steps:
+            for i in rng.permutation(cohort.n)[: steps - done]:
+                loss = model.loss_terms(model.scale(patients[i]), sample=True)
+                optimiser.zero_grad()
+                loss["loss"].backward()
+                optimiser.step()
+            done = min(done + cohort.n, steps)
+    out = {
+        "s": meter.seconds * total / steps,
+        "timing": "measured" if steps == total else "extrapolated",
+        "steps_timed": steps,
+        "peak_mb": meter.peak_mb,
+    }
+    if steps == total:
+        out |= assess(model, cohort, groups)
+    return out
+
+
+# --- running cells in fresh processes ----------------------------------------------
+
+
+def _child(conn, fn, task, cohort, groups) -> None:
+    try:
+        torch.set_num_threads(task["threads"])
+        torch.use_deterministic_algorithms(True)
+        _quiet_lightning()
+        conn.send(("ok", fn(task, cohort, groups)))
+    except BaseException:  # report any failure to the parent
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def in_fresh_process(fn, task: dict, cohort: Cohort, groups: np.ndarray) -> dict:
+    """Run ``fn`` in a forked child (own peak memory, no state between cells)."""
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, fn, task, cohort, groups))
+    proc.start()
+    child.close()
+    status, result = parent.recv()
+    proc.join()
+    if status != "ok":
+        raise RuntimeError(f"{fn.__name__} failed:\n{result}")
+    return result
+
+
+def model_kwargs(cohort: Cohort, system: str, solver: str, lr: float) -> dict:
+    """ODEVAE arguments; ODE solvers use the original's tolerances."""
+    kwargs = {"p": cohort.p, "q": cohort.q, "system": system, "solver": solver}
+    if solver != "closed_form":
+        kwargs |= {"rtol": ORIGINAL_RTOL, "atol": ORIGINAL_ATOL}
+    return kwargs | {"lr": lr}
+
+
+# --- tables ------------------------------------------------------------------------
+
+
+def _prefixed(prefix: str, result: dict) -> dict:
+    return {f"{prefix}_{k}": v for k, v in result.items()}
+
+
+def measure(
+    cohort: Cohort,
+    groups: np.ndarray,
+    args: argparse.Namespace,
+    epochs: int,
+    ref_max_steps: int,
+    ref_steps: int,
+    system: str = "linear_diagonal",
+    batch_size: int | str | None = None,
+    ref_lr: float = REF_LR,
+) -> dict:
+    """Batched and reference training of one cohort, as one table row."""
+    solver = "closed_form" if system == "linear_diagonal" else "dopri5"
+    base = {"epochs": epochs, "seed": args.seed, "threads": args.threads}
+    bs = args.batch_size if batch_size is None else batch_size
+    bs = auto_batch_size(cohort.n) if bs == "auto" else min(int(bs), cohort.n)
+    batched = in_fresh_process(
+        train_batched,
+        {
+            **base,
+            "model": model_kwargs(cohort, system, solver, args.lr),
+            "batch_size": bs,
+        },
+        cohort,
+        groups,
+    )
+    row = {"n": cohort.n, "p": cohort.p, "q": cohort.q, "epochs": epochs}
+    row["load_avg"] = os.getloadavg()[0]  # 1-minute load average when the row began
+    row |= {"threads": args.threads, "batch_size": bs, "lr": args.lr, "ref_lr": ref_lr}
+    row |= _prefixed("batched", batched)
+    if not args.no_reference:
+        ref = in_fresh_process(
+            train_reference,
+            {
+                **base,
+                "model": model_kwargs(cohort, system, "dopri5", ref_lr),
+                "ref_max_steps": ref_max_steps,
+                "ref_steps": ref_steps,
+            },
+            cohort,
+            groups,
+        )
+        row |= _prefixed("ref", ref)
+        row["speedup"] = ref["s"] / batched["s"]
+        row["speedup_plain"] = ref["s"] / batched["plain_s"]
+    return row
+
+
+def run_tables(args: argparse.Namespace, layout: dict) -> dict[str, pd.DataFrame]:
+    """The n, p and q tables (linear model) and the Lotka-Volterra row."""
+    base, epochs = layout["base"], layout["epochs"]
+    sweeps = {
+        "n": [(n, base["p"], base["q"]) for n in layout["n"]],
+        "p": [(base["n"], p, base["q"]) for p in layout["p"]],
+        "q": [(base["n"], base["p"], q) for q in layout["q"]],
+    }
+    tables = {}
+    for name, sizes in sweeps.items():
+        if name not in args.tables:
+            continue
+        # Full reference runs on the n sweep only; p and q extrapolate.
+        max_steps = layout["ref_max_steps"] if name == "n" else 0
+        rows = []
+        for n, p, q in sizes:
+            cohort, groups = linear_cohort(n, p, q, args.seed)
+            row = measure(cohort, groups, args, epochs, max_steps, layout["ref_steps"])
+            row["bj_s"] = BJ_SECONDS[name].get(row[name], np.nan)
+            rows.append(row)
+            _progress(name, row)
+        tables[name] = pd.DataFrame(rows)
+    if "lv" not in args.tables:
+        return tables
+    lv = layout["lv"]
+    cohort, groups = simulate_lotka_volterra_visits(
+        lv["n"], base["p"], base["q"], min(20, base["q"]), args.seed
+    )
+    row = measure(
+        cohort,
+        groups,
+        argparse.Namespace(**{**vars(args), "lr": args.lv_lr}),
+        lv["epochs"],
+        lv["n"] * lv["epochs"],
+        layout["ref_steps"],
+        system="lotka_volterra",
+        batch_size=args.lv_batch_size,
+        ref_lr=LV_REF_LR,
+    )
+    tables["lv"] = pd.DataFrame([row])
+    _progress("lv", row)
+    return tables
+
+
+def _progress(name: str, row: dict) -> None:
+    ref = row.get("ref_s", np.nan)
+    print(
+        f"  [{name}] n={row['n']} p={row['p']} q={row['q']}: batched "
+        f"{row['batched_s']:.2f} s (plain {row['batched_plain_s']:.2f} s), "
+        f"reference {ref:.1f} s",
+        flush=True,
+    )
+
+
+def add_fits(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per-size columns (s per 1000 patients; time relative to the smallest p/q)
+    and log-log slopes of seconds against the swept size."""
+    fits = []
+    series = {"batched": "batched_s", "plain": "batched_plain_s"}
+    series |= {"ref": "ref_s", "bj": "bj_s"}
+    for name in ("n", "p", "q"):
+        table = tables.get(name)
+        if table is None:
+            continue
+        for label, col in series.items():
+            if col not in table:
+                continue
+            y = table[col].to_numpy(dtype=float)
+            x = table[name].to_numpy(dtype=float)
+            if name == "n":
+                table[f"{label}_s_per_1k"] = 1000 * y / x
+            else:
+                table[f"{label}_rel"] = y / y[0]
+            ok = np.isfinite(y) & (y > 0)
+            slope = (
+                np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0]
+                if ok.sum() > 1
+                else np.nan
+            )
+            fits.append({"table": name, "series": label, "loglog_slope": slope})
+    return pd.DataFrame(fits, columns=["table", "series", "loglog_slope"])
+
+
+SHOW = {
+    "batched_s": "batched s",
+    "batched_plain_s": "plain loop s",
+    "batched_peak_mb": "batched MB",
+    "batched_loss": "batched loss",
+    "batched_acc_threshold": "batched acc",
+    "batched_init_acc_threshold": "init acc",
+    "ref_s": "ref s",
+    "ref_timing": "ref timing",
+    "ref_peak_mb": "ref MB",
+    "ref_loss": "ref loss",
+    "ref_acc_threshold": "ref acc",
+    "speedup": "speed-up",
+    "bj_s": "BJ s (Julia, Mac)",
+}
+
+
+def print_tables(tables: dict[str, pd.DataFrame], fits: pd.DataFrame, args) -> None:
+    for name, table in tables.items():
+        cols = [name if name != "lv" else "n", "batch_size"]
+        cols += [c for c in SHOW if c in table]
+        extra = [c for c in table if c.endswith(("_s_per_1k", "_rel"))]
+        view = table[cols + extra].rename(columns=SHOW)
+        first = table.iloc[0]
+        title = {
+            "n": f"Table 1: whole training vs n (p = {first.p}, q = {first.q})",
+            "p": f"Table 2: whole training vs p (n = {first.n}, q = {first.q})",
+            "q": f"Table 3: whole training vs q (n = {first.n}, p = {first.p})",
+            "lv": "Lotka-Volterra (dopri5 both ways; BJ 5.3 data)",
+        }[name]
+        epochs = int(table["epochs"].iloc[0])
+        print(f"\n{title}, {epochs} epochs, {args.threads} threads")
+        print(view.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    if len(fits):
+        print("\nlog-log slope of seconds vs size (1 = linear, 0 = flat):")
+        wide = fits.pivot(index="series", columns="table", values="loglog_slope")
+        print(wide.to_string(float_format=lambda x: f"{x:.2f}"))
+    print(
+        "\nBJ s: published seconds of BJ 2022 (Julia 1.6, Mac CPU) -- a different "
+        "machine, for orientation only. 'ref timing extrapolated': the first "
+        "ref_steps_timed steps were timed and scaled to n x epochs steps."
+    )
+
+
+def plot(tables: dict[str, pd.DataFrame], path: Path) -> None:
+    """Log-log seconds vs size: batched, reference, BJ published; LV bars."""
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
+    for ax, name in zip(axes, ("n", "p", "q"), strict=False):
+        if name not in tables:
+            ax.set_visible(False)
+            continue
+        table = tables[name]
+        x = table[name]
+        ax.plot(x, table["batched_s"], "o-", label="odevae batched (Trainer)")
+        ax.plot(x, table["batched_plain_s"], ".:", label="odevae batched (plain loop)")
+        if "ref_s" in table:
+            measured = table["ref_timing"] == "measured"
+            ax.plot(
+                x,
+                table["ref_s"],
+                "s--",
+                color="C3",
+                mfc="none",
+                label="per-patient reference (open: extrapolated)",
+            )
+            ax.plot(x[measured], table["ref_s"][measured], "s", color="C3")
+        if table["bj_s"].notna().any():
+            ax.plot(x, table["bj_s"], "^-.", color="0.5", label="BJ 2022 (Julia, Mac)")
+        ax.set(
+            xscale="log", yscale="log", xlabel=name, ylabel="seconds (whole training)"
+        )
+        ax.set_xticks(x, [str(v) for v in x], minor=False)
+        ax.set_xticks([], minor=True)
+        ax.set_title(f"cost vs {name}")
+        ax.grid(True, which="both", alpha=0.3)
+    next(ax for ax in axes if ax.get_visible()).legend(fontsize=7)
+    if "lv" not in tables:
+        axes[3].set_visible(False)
+        return _save(fig, path)
+    lv = tables["lv"].iloc[0]
+    bars = {"batched": lv["batched_s"], "plain loop": lv["batched_plain_s"]}
+    if "ref_s" in lv:
+        bars["per patient"] = lv["ref_s"]
+    values = list(bars.values())
+    axes[3].bar(list(bars), values, color=["C0", "C1", "C3"][: len(bars)])
+    for k, value in enumerate(values):
+        axes[3].text(k, value, f"{value:.3g} s", ha="center", va="bottom")
+    axes[3].set(yscale="log", ylabel="seconds", ylim=(min(values) / 4, max(values) * 3))
+    axes[3].set_title(f"Lotka-Volterra, n = {int(lv['n'])}, {int(lv['epochs'])} epochs")
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 epochs")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument(
+        "--batch-size", default="auto", help="an integer or auto: n // 10 in [32, 512]"
+    )
+    parser.add_argument("--lr", type=float, default=LR)
+    parser.add_argument("--lv-batch-size", type=int, default=LV_BATCH_SIZE)
+    parser.add_argument("--lv-lr", type=float, default=LV_LR)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--tables",
+        type=lambda v: v.split(","),
+        default=["n", "p", "q", "lv"],
+        help="comma-separated subset of n,p,q,lv",
+    )
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the per-patient reference"
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
+    args = parser.parse_args(argv)
+    layout = QUICK if args.quick else FULL
+    torch.set_num_threads(args.threads)
+    _quiet_lightning()
+    args.out.mkdir(parents=True, exist_ok=True)
+    load = os.getloadavg()[0]
+    print(f"{os.cpu_count()} CPUs, load average {load:.2f}, {args.threads} threads")
+    if load > 0.5:
+        print("  the machine is busy: timings are noisy (much more so with 2 threads)")
+    tables = run_tables(args, layout)
+    fits = add_fits(tables)
+    for name, table in tables.items():
+        table.to_csv(
+            args.out / f"cost_{name}.tsv", sep="\t", index=False, float_format="%.6g"
+        )
+    fits.to_csv(args.out / "cost_fits.tsv", sep="\t", index=False, float_format="%.4g")
+    plot(tables, args.out / "cost.png")
+    print_tables(tables, fits, args)
+    print(f"\nwritten to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

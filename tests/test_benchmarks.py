@@ -1,0 +1,54 @@
+"""The cost benchmark's quick mode writes its tables and figure (no timing asserts)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+
+from tests.conftest import ROOT
+
+COLUMNS = [
+    "n",
+    "p",
+    "q",
+    "epochs",
+    "batch_size",
+    "batched_s",
+    "batched_plain_s",
+    "batched_peak_mb",
+    "batched_loss",
+    "batched_acc_1nn",
+    "batched_acc_threshold",
+    "ref_s",
+    "ref_peak_mb",
+    "speedup",
+]
+
+
+def test_cost_benchmark_quick(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "benchmarks/cost.py", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Table 1" in result.stdout
+    for name in ("n", "p", "q", "lv"):
+        table = pd.read_csv(tmp_path / f"cost_{name}.tsv", sep="\t")
+        assert set(COLUMNS) <= set(table.columns), name
+        values = table[[c for c in COLUMNS if c != "ref_s"]].to_numpy(dtype=float)
+        assert np.isfinite(values).all(), name
+        assert (table["ref_s"] > 0).all() and (table["batched_s"] > 0).all()
+    n_table = pd.read_csv(tmp_path / "cost_n.tsv", sep="\t")
+    # both reference modes are exercised: a full run and an extrapolated one
+    assert set(n_table["ref_timing"]) == {"measured", "extrapolated"}
+    measured = n_table[n_table["ref_timing"] == "measured"]
+    assert np.isfinite(measured[["ref_loss", "ref_acc_threshold"]].to_numpy()).all()
+    assert "batched_s_per_1k" in n_table
+    assert "batched_rel" in pd.read_csv(tmp_path / "cost_q.tsv", sep="\t")
+    fits = pd.read_csv(tmp_path / "cost_fits.tsv", sep="\t")
+    assert np.isfinite(fits.loc[fits["series"] == "batched", "loglog_slope"]).all()
+    assert (tmp_path / "cost.png").stat().st_size > 0
