@@ -9,12 +9,13 @@ Lotka-Volterra (BJ 5.3, n = 200, 5 epochs both ways). Each row reports:
 * ``batched_*``: odevae as the workflow trains it: :class:`~odevae.model.ODEVAE`
   (solver ``closed_form``; ``dopri5`` on the batch's union grid for Lotka-Volterra)
   on shuffled batches from :class:`~odevae.data.CohortDataset` /
-  :func:`~odevae.data.collate`, fitted by Lightning's ``Trainer`` configured as
-  :mod:`odevae.training` does (deterministic, CSV logger, checkpoint after every
-  epoch, into a temporary folder). ``batched_plain_*`` trains the same module on the
-  same batches in a plain PyTorch loop (no Lightning): the difference is Lightning's
-  per-step overhead. Batch size n // 10 in [32, 512] (about ten steps per epoch),
-  lr 2e-2 (``--batch-size``, ``--lr``); Lotka-Volterra batch 64, lr 2e-3.
+  :func:`~odevae.data.collate`, fitted by the workflow's own Trainer
+  (:func:`odevae.training.make_trainer`: deterministic, CSV logger, checkpoint of
+  the last epoch, into a temporary folder). ``batched_plain_*`` trains the same
+  module on the same batches in a plain PyTorch loop (no Lightning): the difference
+  is Lightning's per-step overhead. Batch size n // 10 in [32, 512] (about ten
+  steps per epoch), lr 2e-2 (``--batch-size``, ``--lr``); Lotka-Volterra batch 64,
+  lr 2e-3.
 * ``ref_*``: a faithful per-patient reference in the style of the original code: one
   patient per Adam step (lr 5e-4; 1e-4 for Lotka-Volterra, as BJ), a Python loop
   over the shuffled patients, each patient's latent IVP solved by adaptive
@@ -50,10 +51,9 @@ Data: ``odevae.simulate.simulate_cohort`` with the simulation section of
 config/config.yaml scaled to n/p/q (q_info = min(10, q)), written to TSV and read
 back by ``odevae.preprocess.preprocess``. The Lotka-Volterra cohort (u0 (2, 2),
 [α, β, γ, δ] = [1, 1, 1, .5] / [.5, 1, 1, 2], q_info = 20, follow-ups from t = 0,
-groupsonly covariates) is simulated here with scipy's ``solve_ivp``
-(:func:`simulate_lotka_volterra_visits`); model ``lotka_volterra`` (α, δ learned),
-initialised by the first seed whose untrained encoder puts every start in the
-positive quadrant (:func:`model_seed`: from negative states LV blows up).
+groupsonly covariates) is the simulator's ``config/bj_lotka_volterra.yaml`` preset;
+model ``lotka_volterra`` (α, δ learned; its encoder means are positive, so the
+populations never start where the system blows up).
 Everything is seeded (``--seed``) and deterministic. torch uses ``--threads``
 threads, default 1 as the workflow trains (rule ``train`` has ``threads: 1``, which
 odevae.runner passes to torch). With 2 threads on a 2-core machine that is doing
@@ -87,17 +87,15 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
-from scipy.integrate import solve_ivp
 from torch.utils.data import DataLoader
 
-from odevae.cohort import Cohort, cohort_from_long
+from odevae.cohort import Cohort
 from odevae.data import CohortDataset, collate
 from odevae.evaluation import group_recovery
 from odevae.model import ODEVAE
 from odevae.preprocess import preprocess
-from odevae.simulate import simulate_cohort, time_grid, write_cohort
+from odevae.simulate import simulate_cohort, write_cohort
+from odevae.training import make_trainer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -152,21 +150,25 @@ QUICK = {
     "ref_steps": 20,
 }
 
-LV_GROUPS = ([1.0, 1.0, 1.0, 0.5], [0.5, 1.0, 1.0, 2.0])
-
 
 # --- data ------------------------------------------------------------------------
 
 
-def simulation_config(n: int, p: int, q: int) -> dict:
-    """The workflow's simulation section scaled to n, p, q (q_info = min(10, q))."""
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["simulation"]
+def simulation_config(n: int, p: int, q: int, preset: str | None = None) -> dict:
+    """The workflow's simulation section (or a preset's) scaled to n, p, q."""
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg = config["simulation"]
+    if preset is not None:
+        override = yaml.safe_load((ROOT / "config" / f"{preset}.yaml").read_text())
+        cfg = {**cfg, **override["simulation"]}
     return {**cfg, "n": n, "p": p, "q": q, "q_info": min(cfg["q_info"], q)}
 
 
-def linear_cohort(n: int, p: int, q: int, seed: int) -> tuple[Cohort, np.ndarray]:
+def simulated_cohort(
+    n: int, p: int, q: int, seed: int, preset: str | None = None
+) -> tuple[Cohort, np.ndarray]:
     """A simulated cohort, preprocessed as the workflow does, and the true groups."""
-    sim = simulate_cohort(simulation_config(n, p, q), seed)
+    sim = simulate_cohort(simulation_config(n, p, q, preset), seed)
     tables = ("visits", "baseline", "truth_patients", "truth_trajectories")
     with tempfile.TemporaryDirectory() as tmp:
         paths = {k: Path(tmp) / f"{k}.tsv" for k in tables}
@@ -174,49 +176,6 @@ def linear_cohort(n: int, p: int, q: int, seed: int) -> tuple[Cohort, np.ndarray
         cohort = preprocess(paths["visits"], paths["baseline"])
     groups = sim.truth_patients.set_index("patient_id").loc[cohort.patient_ids]
     return cohort, groups["group"].to_numpy()
-
-
-def simulate_lotka_volterra_visits(
-    n: int, p: int = 10, q: int = 50, q_info: int = 20, seed: int = 0
-) -> tuple[Cohort, np.ndarray]:
-    """A BJ 5.3 Lotka-Volterra cohort (local helper: the simulator is linear-only).
-
-    u0 = (2, 2); groups [α, β, γ, δ] = [1, 1, 1, .5] / [.5, 1, 1, 2]; visits at 0
-    plus 1..10 distinct follow-ups on the 0.1 grid of [0, 10]; measurements as the
-    workshop's generator (offset sd 0.1, noise sd 0.5); groupsonly covariates
-    (first q_info ~ N(∓1, 1), rest N(0, 1)).
-    """
-    rng = np.random.default_rng(seed)
-    groups = rng.permutation(np.arange(n) % 2)
-    grid = time_grid(0.0, 10.0, 0.1)[1:]
-    var_dim = np.repeat(np.arange(2), p // 2)
-    offsets = rng.normal(0.0, 0.1, size=p)
-    rows = []
-    for i in range(n):
-        alpha, beta, gamma, delta = LV_GROUPS[groups[i]]
-        k = rng.integers(1, 10, endpoint=True)
-        times = np.concatenate([[0.0], np.sort(rng.choice(grid, k, replace=False))])
-        sol = solve_ivp(
-            lambda t, u, a=alpha, b=beta, c=gamma, d=delta: [
-                a * u[0] - b * u[0] * u[1],
-                c * u[0] * u[1] - d * u[1],
-            ],
-            (0.0, times[-1]),
-            [2.0, 2.0],
-            t_eval=times,
-            rtol=1e-8,
-            atol=1e-10,
-        )
-        x = sol.y.T[:, var_dim] + offsets + rng.normal(0.0, 0.5, (len(times), p))
-        rows += [[f"P{i + 1:04d}", t, *xt] for t, xt in zip(times, x, strict=True)]
-    xcols = [f"x{j + 1}" for j in range(p)]
-    visits = pd.DataFrame(rows, columns=["patient_id", "time", *xcols])
-    z = rng.normal(0.0, 1.0, size=(n, q))
-    z[:, :q_info] += np.where(groups == 0, -1.0, 1.0)[:, None]
-    zcols = [f"z{k + 1}" for k in range(q)]
-    baseline = pd.DataFrame(z, columns=zcols)
-    baseline.insert(0, "patient_id", [f"P{i + 1:04d}" for i in range(n)])
-    return cohort_from_long(visits, baseline, xcols, zcols), groups + 1
 
 
 # --- measurement helpers -----------------------------------------------------------
@@ -286,26 +245,6 @@ def assess(model: ODEVAE, cohort: Cohort, groups: np.ndarray) -> dict:
     }
 
 
-def model_seed(kwargs: dict, cohort: Cohort, seed: int) -> int:
-    """The seed for the model's initialisation.
-
-    Lotka-Volterra solutions from a negative state blow up in finite time (the
-    solver then fails), so for that system this is the first seed ≥ ``seed`` whose
-    untrained encoder puts every patient's first visit in the positive quadrant;
-    ``seed`` itself for the other systems.
-    """
-    if kwargs["system"] != "lotka_volterra":
-        return seed
-    first = torch.as_tensor(cohort.values[:, 0], dtype=torch.float32)
-    for candidate in range(seed, seed + 100):
-        L.seed_everything(candidate, verbose=False)
-        with torch.no_grad():
-            mu, _ = ODEVAE(**kwargs).encoder(first)
-        if (mu > 0).all():
-            return candidate
-    raise RuntimeError("no seed puts every start in the positive quadrant")
-
-
 def _warm_up(kwargs: dict, cohort: Cohort, seed: int) -> None:
     """One forward/backward on two patients of a throwaway model (lazy init)."""
     L.seed_everything(seed, verbose=False)
@@ -337,7 +276,7 @@ def _loader(cohort: Cohort, batch_size: int, seed: int) -> DataLoader:
 def train_batched(task: dict, cohort: Cohort, groups: np.ndarray) -> dict:
     """odevae's path: Lightning's Trainer as odevae.training (and a plain loop)."""
     kwargs, epochs, bs = task["model"], task["epochs"], task["batch_size"]
-    seed = model_seed(kwargs, cohort, task["seed"])
+    seed = task["seed"]
     _warm_up(kwargs, cohort, seed)
     L.seed_everything(seed, verbose=False)
     init = assess(ODEVAE(**kwargs), cohort, groups)
@@ -346,26 +285,7 @@ def train_batched(task: dict, cohort: Cohort, groups: np.ndarray) -> dict:
         L.seed_everything(seed, verbose=False)
         with Meter() as meter:
             model = ODEVAE(**kwargs)
-            trainer = L.Trainer(
-                max_epochs=epochs,
-                accelerator="cpu",
-                devices=1,
-                deterministic=True,
-                logger=CSVLogger(save_dir=tmp, name="", version=""),
-                callbacks=[
-                    ModelCheckpoint(
-                        dirpath=tmp,
-                        filename="model",
-                        save_top_k=1,
-                        monitor=None,
-                        enable_version_counter=False,
-                    )
-                ],
-                default_root_dir=tmp,
-                enable_progress_bar=False,
-                enable_model_summary=False,
-                log_every_n_steps=1,
-            )
+            trainer = make_trainer(tmp, epochs, accelerator="cpu")
             trainer.fit(model, train_dataloaders=_loader(cohort, bs, seed))
     out |= {"s": meter.seconds, "peak_mb": meter.peak_mb}
     out |= assess(model, cohort, groups)
@@ -388,7 +308,7 @@ def train_batched(task: dict, cohort: Cohort, groups: np.ndarray) -> dict:
 def train_reference(task: dict, cohort: Cohort, groups: np.ndarray) -> dict:
     """One patient per Adam step, dopri5 per patient on its own visit times."""
     kwargs, epochs = task["model"], task["epochs"]
-    seed = model_seed(kwargs, cohort, task["seed"])
+    seed = task["seed"]
     total = cohort.n * epochs
     steps = total if total <= task["ref_max_steps"] else task["ref_steps"]
     dataset = CohortDataset(cohort)
@@ -526,7 +446,7 @@ def run_tables(args: argparse.Namespace, layout: dict) -> dict[str, pd.DataFrame
         max_steps = layout["ref_max_steps"] if name == "n" else 0
         rows = []
         for n, p, q in sizes:
-            cohort, groups = linear_cohort(n, p, q, args.seed)
+            cohort, groups = simulated_cohort(n, p, q, args.seed)
             row = measure(cohort, groups, args, epochs, max_steps, layout["ref_steps"])
             row["bj_s"] = BJ_SECONDS[name].get(row[name], np.nan)
             rows.append(row)
@@ -535,8 +455,8 @@ def run_tables(args: argparse.Namespace, layout: dict) -> dict[str, pd.DataFrame
     if "lv" not in args.tables:
         return tables
     lv = layout["lv"]
-    cohort, groups = simulate_lotka_volterra_visits(
-        lv["n"], base["p"], base["q"], min(20, base["q"]), args.seed
+    cohort, groups = simulated_cohort(
+        lv["n"], base["p"], base["q"], args.seed, preset="bj_lotka_volterra"
     )
     row = measure(
         cohort,

@@ -61,6 +61,43 @@ def with_progress_bar(config: dict, full_config: dict) -> dict:
     return {**config, "train": {**config["train"], "progress_bar": bar}}
 
 
+def make_trainer(
+    out_dir: str | Path,
+    epochs: int,
+    accelerator: str = "auto",
+    deterministic: bool = True,
+    progress_bar: bool = False,
+    callbacks: list | None = None,
+    fast_dev_run: bool = False,
+) -> L.Trainer:
+    """The workflow's Trainer: per-epoch ``metrics.csv`` and the last epoch's
+    ``model.ckpt`` in ``out_dir`` (no selection on held-out data)."""
+    out_dir = Path(out_dir)
+    return L.Trainer(
+        max_epochs=epochs,
+        accelerator=accelerator,
+        devices=1,
+        deterministic=deterministic,
+        logger=CSVLogger(save_dir=out_dir, name="", version=""),
+        callbacks=[
+            *(callbacks or []),
+            ModelCheckpoint(
+                dirpath=out_dir,
+                filename="model",
+                save_top_k=1,
+                monitor=None,
+                every_n_epochs=epochs,  # only the last epoch's model
+                enable_version_counter=False,
+            ),
+        ],
+        default_root_dir=out_dir,
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        fast_dev_run=fast_dev_run,
+    )
+
+
 def train_fold(
     cohort: Cohort,
     folds: pd.DataFrame,
@@ -108,28 +145,14 @@ def train_fold(
             model_cfg["standardize_covariates"],
         )
     )
-    out_dir = Path(out_dir)
-    trainer = L.Trainer(
-        max_epochs=train_cfg["epochs"],
-        accelerator=train_cfg["accelerator"],
-        devices=1,
-        deterministic=train_cfg["deterministic"],
-        logger=CSVLogger(save_dir=out_dir, name="", version=""),
-        callbacks=[
-            *callbacks,
-            ModelCheckpoint(
-                dirpath=out_dir,
-                filename="model",
-                save_top_k=1,
-                monitor=None,
-                enable_version_counter=False,
-            ),
-        ],
-        default_root_dir=out_dir,
-        enable_progress_bar=train_cfg["progress_bar"],
-        enable_model_summary=False,
-        log_every_n_steps=1,
-        fast_dev_run=fast_dev_run,
+    trainer = make_trainer(
+        out_dir,
+        train_cfg["epochs"],
+        train_cfg["accelerator"],
+        train_cfg["deterministic"],
+        train_cfg["progress_bar"],
+        callbacks,
+        fast_dev_run,
     )
     log.info(
         "fold %d: %d training and %d held-out patients, seed %d",

@@ -99,6 +99,7 @@ class ODEVAE(L.LightningModule):
             small_init=bound == "tanh1",
         )
         # Scaling statistics (identity unless set from the training folds).
+        self._sums: dict = {}  # per stage: running sums of the epoch's loss terms
         self.register_buffer("x_mean", torch.zeros(p))
         self.register_buffer("x_std", torch.ones(p))
         self.register_buffer("z_mean", torch.zeros(q))
@@ -214,20 +215,28 @@ class ODEVAE(L.LightningModule):
         return terms
 
     def _shared_step(self, batch: dict, stage: str) -> torch.Tensor:
+        """Loss of one batch; its terms are summed for the epoch's ``stage/*`` means.
+
+        Metrics are logged once per epoch (:meth:`_log_epoch`) rather than with one
+        ``self.log`` per term and step, whose per-call cost dominates small batches.
+        The epoch value is the batch-size-weighted mean over the epoch's batches.
+        """
         terms = self.loss_terms(self.scale(batch), sample=stage == "train")
         size = batch["visits"].shape[0]
+        sums = self._sums.setdefault(stage, {"_n": 0})
+        sums["_n"] += size
         for key, value in terms.items():
-            if key == "per_patient":
-                continue
-            self.log(
-                f"{stage}/{key}",
-                value,
-                on_step=False,
-                on_epoch=True,
-                prog_bar=key == "loss",
-                batch_size=size,
-            )
+            if key != "per_patient":
+                sums[key] = sums.get(key, 0.0) + value.detach() * size
         return terms["loss"]
+
+    def _log_epoch(self, stage: str) -> None:
+        sums = self._sums.pop(stage, None)
+        if not sums or not sums["_n"]:
+            return
+        n = sums.pop("_n")
+        for key, total in sums.items():
+            self.log(f"{stage}/{key}", total / n, prog_bar=key == "loss")
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self._shared_step(batch, "train")
@@ -237,6 +246,15 @@ class ODEVAE(L.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self._shared_step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
