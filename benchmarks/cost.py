@@ -87,6 +87,7 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
+from snakemake.utils import update_config
 from torch.utils.data import DataLoader
 
 from odevae.cohort import Cohort
@@ -157,10 +158,10 @@ QUICK = {
 def simulation_config(n: int, p: int, q: int, preset: str | None = None) -> dict:
     """The workflow's simulation section (or a preset's) scaled to n, p, q."""
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    cfg = config["simulation"]
-    if preset is not None:
+    if preset is not None:  # merged as snakemake --configfile merges it
         override = yaml.safe_load((ROOT / "config" / f"{preset}.yaml").read_text())
-        cfg = {**cfg, **override["simulation"]}
+        update_config(config, override)
+    cfg = config["simulation"]
     return {**cfg, "n": n, "p": p, "q": q, "q_info": min(cfg["q_info"], q)}
 
 
