@@ -280,6 +280,7 @@ def test_inverse_transforms_undo_the_transforms(name):
         "log1p": [-0.5, 0.0, 9.0],
         "logit": [0.01, 0.5, 0.9],
         "item_0_2": [0.0, 1.0, 2.0],
+        "item_0_4": [0.0, 1.0, 2.0, 3.0, 4.0],
         "item_0_6": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
     }[name]
     forward = TRANSFORMS[name][0]
@@ -339,3 +340,36 @@ def test_conflicting_duplicates_pass_ingestion_when_averaged(tmp_path):
     cfg = cfg_for(write(tmp_path, "v.csv", text))
     visits, _ = ingest_table(cfg, "years", duplicates="average")
     assert len(visits) == 4  # averaged later, in preprocess
+
+
+def test_dates_keep_the_time_of_day(tmp_path):
+    visits = write(
+        tmp_path,
+        "v.csv",
+        "pid,when,crp,age\np1,2020-01-01 09:00,1,5\np1,2020-01-01 15:00,2,5\n"
+        "p1,2020-01-03 09:00,3,5\n",
+    )
+    cfg = table_cfg(
+        visits=visits,
+        id_column="pid",
+        time_column="when",
+        time_unit="date",
+        measurements=["crp"],
+        covariates=["age"],
+    )
+    long, _ = ingest_table(cfg, "days")
+    np.testing.assert_allclose(long["time"], [0.0, 0.25, 2.0])
+
+
+def test_covariate_globs_leave_out_time_and_measurements(tmp_path):
+    visits = write(tmp_path, "v.csv", "pid,day,crp,age\np1,0,1,50\np1,3,2,50\n")
+    cfg = table_cfg(
+        visits=visits,
+        id_column="pid",
+        time_column="day",
+        time_unit="days",
+        measurements=["crp"],
+        covariates=["*"],
+    )
+    _, baseline = ingest_table(cfg, "days")
+    assert list(baseline.columns) == ["patient_id", "age"]

@@ -209,20 +209,21 @@ def test_outlier_filter_drops_jumps_keeps_first_visits(tmp_path):
     rows = ["patient_id\ttime\tx1"]
     for p, slope in slopes.items():
         rows += [f"{p}\t{t}\t{10 + slope * t:g}" for t in range(4)]
-    rows[rows.index("C\t2\t14")] = "C\t2\t40"  # +26, then -22: IQR of changes 0.7
+    rows[rows.index("C\t2\t14")] = "C\t2\t40"  # +26, then -22: IQR of changes 0.55
     rows.append("G\t0\t90\nG\t1\t91")  # first visit far off: kept
     v = write(tmp_path, "v.tsv", "\n".join(rows) + "\n")
     b = write(
         tmp_path, "b.tsv", "patient_id\tage\n" + "".join(f"{p}\t1\n" for p in "ABCDEFG")
     )
-    options = {"outlier_filter": {"score": "sum", "iqr_factor": 5.0}}
+    options = {"outlier_filter": {"score": "sum", "iqr_factor": 8.0}}
     result = preprocess_tables(v, b, options)
-    assert drops_of(result).loc["outlier visits (score change)", "visits"] == 2
+    assert drops_of(result).loc["outlier visits (score change)", "visits"] == 1
     c = result.visits[result.visits["patient_id"] == "C"]
-    assert c["x1"].tolist() == [10.0, 12.0]  # the jump and the visit after it
+    # the jump goes; the next visit is compared with the last kept one (+4) and stays
+    assert c["x1"].tolist() == [10.0, 12.0, 16.0]
     assert result.visits["patient_id"].value_counts()["G"] == 2
     off = preprocess_tables(v, b)
-    assert len(off.visits) == len(result.visits) + 2
+    assert len(off.visits) == len(result.visits) + 1
     with pytest.raises(InputError, match="preprocess.outlier_filter.score"):
         preprocess_tables(v, b, {"outlier_filter": {"score": "x9", "iqr_factor": 2}})
 
@@ -236,3 +237,28 @@ def test_missing_covariates_get_an_indicator_and_stay_nan(tmp_path):
     assert list(cohort.covariate_names) == ["age", "bmi", "bmi_missing"]
     assert np.isnan(cohort.baseline[0, 1]) and cohort.baseline[1, 1] == 30
     np.testing.assert_array_equal(cohort.baseline[:, 2], [1.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("patient_id,time,x1\nA,0,caf\xe9\n".encode("latin-1"), "expected UTF-8"),
+        (b"patient_id,time,x1\nA,0,1\nA,1,2,7\n", "expected every row to have"),
+        (b"patient_id,time,x1,x1\nA,0,1,2\n", "column 'x1': expected distinct"),
+    ],
+)
+def test_unreadable_text_tables_are_one_clear_error(tmp_path, content, words):
+    from odevae.preprocess import read_table
+
+    path = tmp_path / "v.csv"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=words) as err:
+        read_table(path)
+    assert str(path) in str(err.value)
+
+
+def test_line_numbers_count_blank_lines(tmp_path):
+    v = write(tmp_path, "v.csv", "patient_id,time,x1\nA,0,1\n\nA,1,abc\n")
+    b = write(tmp_path, "b.csv", "patient_id,age\nA,1\n")
+    with pytest.raises(InputError, match="line 4"):
+        preprocess_tables(v, b)

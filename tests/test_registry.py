@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import expit
 from snakemake.utils import validate
 
 from odevae.errors import InputError
 from odevae.ingest import TRANSFORMS
-from odevae.registry import TESTS, read_registry, simulate_registry
+from odevae.registry import TESTS, item_transforms, read_registry, simulate_registry
 from odevae.tables import write_tsv
 from tests.conftest import ROOT
 
@@ -142,3 +143,15 @@ def test_bad_registry_input(export, registry_cfg, table, edit, pattern):
     _break(paths, table, edit)
     with pytest.raises(InputError, match=pattern):
         read_registry(paths["visits"], paths["baseline"], registry_cfg)
+
+
+def test_item_levels_by_name_or_glob():
+    items = ["CHOP-INTEND_A", "CHOP-INTEND_B", "CHOP-INTEND_C"]
+    assert item_transforms(items, ["CHOP-INTEND_A"], ["CHOP-INTEND_*"]) == {
+        "CHOP-INTEND_A": "item_0_6",
+        "CHOP-INTEND_B": "item_0_4",
+        "CHOP-INTEND_C": "item_0_4",
+    }
+    assert set(item_transforms(items, [], []).values()) == {"item_0_2"}
+    four = TRANSFORMS["item_0_4"][0](np.arange(5.0))
+    np.testing.assert_allclose(expit(four), [0.1, 0.3, 0.5, 0.7, 0.9])

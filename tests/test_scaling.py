@@ -73,3 +73,11 @@ def test_trained_model_ignores_held_out_patients(
         torch.testing.assert_close(out_a[key], out_b[key], rtol=0, atol=0)
     assert torch.isfinite(out_a["theta"]).all()  # missing covariates were imputed
     assert not torch.equal(a.z_fill, torch.zeros_like(a.z_fill))
+
+
+def test_a_measurement_unobserved_in_training_scales_to_identity(tiny_cohort):
+    train = tiny_cohort.subset(np.arange(10))
+    train.observed[..., 1] = False  # no training patient has measurement 2
+    x_mean, x_std, *_ = scaling_stats(train, True, True)
+    assert np.isfinite(x_mean).all() and np.isfinite(x_std).all()
+    assert (x_mean[1], x_std[1]) == (0.0, 1.0) and x_std[0] != 1.0

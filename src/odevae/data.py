@@ -69,8 +69,9 @@ def scaling_stats(cohort: Cohort, measurements: bool, covariates: bool):
     the covariates (identity where standardisation is off), and ``z_fill``, the
     median of each covariate (0 where no value is observed) that replaces missing
     covariates (NaN) before scaling; ``z_mean``/``z_std`` are those of the filled
-    covariates. Computed from ``cohort`` alone: pass the training patients only, so
-    held-out patients never influence scaling or imputation.
+    covariates. A measurement no training patient has keeps mean 0 and sd 1.
+    Computed from ``cohort`` alone: pass the training patients only, so held-out
+    patients never influence scaling or imputation.
     """
     p, q = cohort.p, cohort.q
     x_mean, x_std = np.zeros(p), np.ones(p)
@@ -81,10 +82,11 @@ def scaling_stats(cohort: Cohort, measurements: bool, covariates: bool):
     for j in np.flatnonzero(seen.any(0)):
         z_fill[j] = np.median(base[seen[:, j], j])
     if measurements:
-        mask = cohort.observed & cohort.visits[..., None]
-        x = np.where(mask, cohort.values, np.nan).reshape(-1, p)
-        x_mean = np.nanmean(x, axis=0)
-        x_std = np.nanstd(x, axis=0)
+        mask = (cohort.observed & cohort.visits[..., None]).reshape(-1, p)
+        values = cohort.values.reshape(-1, p)
+        for j in np.flatnonzero(mask.any(0)):  # unobserved in training: left as is
+            x_mean[j] = values[mask[:, j], j].mean()
+            x_std[j] = values[mask[:, j], j].std()
     if covariates:
         filled = np.where(seen, base, z_fill)
         z_mean = filled.mean(0)

@@ -31,6 +31,7 @@ from odevae.preprocess import (
 
 log = logging.getLogger(__name__)
 
+ONE_DAY = pd.Timedelta(days=1)  # dates → fractional days (time of day kept)
 DAYS_PER = {"days": 1.0, "weeks": 7.0, "months": 365.25 / 12, "years": 365.25}
 
 
@@ -38,6 +39,8 @@ def _item_map(levels: int) -> np.ndarray:
     """SMArtCARE recoding of item scores 0..levels onto (0, 1) (before the logit)."""
     return {
         2: np.array([0.1, 0.5, 0.9]),
+        # CHOP-INTEND's 0..4 items: the 0..2 map's even spacing over (0.1, 0.9)
+        4: np.array([0.1, 0.3, 0.5, 0.7, 0.9]),
         6: np.array([0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9]),
     }[levels]
 
@@ -53,12 +56,13 @@ def _recode(x, levels):
 def _decode(y, levels):
     """Inverse of the item recoding: model units → item score (continuous).
 
-    0..2 items: the paper's back-transform (sigmoid − 0.1) · 2.5; 0..6 items: the
-    piecewise-linear inverse of their map (clamped to 0..6).
+    0..2 items: the paper's back-transform (sigmoid − 0.1) · 2.5 (0..4 items:
+    (sigmoid − 0.1) · 5); 0..6 items: the piecewise-linear inverse of their map
+    (clamped to 0..6).
     """
     p = expit(np.asarray(y, dtype=float))
-    if levels == 2:
-        return (p - 0.1) * 2.5
+    if levels in (2, 4):
+        return (p - 0.1) * levels / 0.8
     grid = _item_map(levels)
     return np.interp(p, grid, np.arange(len(grid)))
 
@@ -74,6 +78,12 @@ TRANSFORMS = {
         lambda y: _decode(y, 2),
         lambda x: np.isin(x, [0, 1, 2]),
         "an item score 0, 1 or 2",
+    ),
+    "item_0_4": (
+        lambda x: _recode(x, 4),
+        lambda y: _decode(y, 4),
+        lambda x: np.isin(x, np.arange(5)),
+        "an item score 0..4",
     ),
     "item_0_6": (
         lambda x: _recode(x, 6),
@@ -96,8 +106,8 @@ def expand_columns(
         hits = [c for c in columns if c == pattern] or fnmatch.filter(columns, pattern)
         if not hits:
             raise InputError(
-                f"configured column {pattern!r} does not exist; the file has columns "
-                f"{columns}",
+                f"configured column {pattern!r} does not exist among the candidate "
+                f"columns {columns}",
                 file=file,
                 column=pattern,
                 key=key,
@@ -210,7 +220,7 @@ def visit_times(
                 idx = t.index[bad.to_numpy()][0]
                 raise InputError(
                     f"expected a visit time >= 0, found {found} "
-                    f"({visits[col].loc[idx]!r})",
+                    f"({_cell(visits[col].loc[idx])})",
                     file=file,
                     column=col,
                     **where(file, idx),
@@ -219,7 +229,7 @@ def visit_times(
     dates = _dates(visits[col], cfg["date_format"], file, col)
     base_col = cfg["baseline_date_column"]
     if base_col is None:
-        days = (dates - dates.min()).dt.days
+        days = (dates - dates.min()) / ONE_DAY
     else:
         src, sfile = (baseline, bfile) if baseline is not None else (visits, file)
         require_columns(src, [base_col], sfile, key="table.baseline_date_column")
@@ -229,7 +239,7 @@ def visit_times(
         )
         per_patient = per_patient[~per_patient.index.duplicated()]
         ids = visits[cfg["id_column"]].astype(str)
-        days = (dates - ids.map(per_patient).to_numpy()).dt.days
+        days = (dates - ids.map(per_patient).to_numpy()) / ONE_DAY
         early = days < 0
         if early.any():
             idx = days.index[early.to_numpy()][0]
@@ -248,6 +258,11 @@ def visit_times(
                 column=base_col,
             )
     return days.astype(float) / DAYS_PER[out_unit]
+
+
+def _cell(value) -> str:
+    """A table cell as the user wrote it (an empty cell reads "empty")."""
+    return "empty" if pd.isna(value) else repr(str(value))
 
 
 def _dates(raw: pd.Series, fmt: str | None, file: str, col: str) -> pd.Series:
@@ -327,6 +342,7 @@ def ingest_table(
 def _covariates(cfg, visits, vfile, baseline, bfile, long) -> pd.DataFrame:
     """Baseline covariates: from the baseline table or each patient's first visit."""
     id_col = cfg["id_column"]
+    measurement_names = [c for c in long.columns if c not in ("patient_id", "time")]
     if baseline is not None:
         source, file = baseline, bfile
         reserved = {id_col, cfg["baseline_date_column"]}
@@ -340,7 +356,8 @@ def _covariates(cfg, visits, vfile, baseline, bfile, long) -> pd.DataFrame:
         first = long.sort_values(["patient_id", "time"], kind="stable")
         first = first.groupby("patient_id", sort=False).head(1).index
         source, file = visits.loc[sorted(first)], vfile
-        reserved = {id_col}
+        # the visit table's time and measurement columns are not covariates
+        reserved = {id_col, cfg["time_column"], *measurement_names}
     columns = [c for c in source.columns if c not in reserved]
     names = (
         expand_columns(cfg["covariates"], columns, file, "table.covariates")

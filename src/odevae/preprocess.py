@@ -20,6 +20,7 @@ Problems raise :class:`InputError` naming the file, column and line.
 
 from __future__ import annotations
 
+import csv
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,16 +64,48 @@ def read_table(path: str | Path, id_col: str = "patient_id") -> pd.DataFrame:
             ids = table[id_col]
             table[id_col] = ids.astype(str).where(ids.notna(), None)
     else:
-        sep = "\t" if path.suffix.lower() in {".tsv", ".tab", ".txt"} else ","
-        try:
-            table = pd.read_csv(path, sep=sep, dtype={id_col: str})
-        except pd.errors.EmptyDataError:
-            raise InputError(
-                "the file is empty, expected a header and rows", file=str(path)
-            ) from None
+        table = _read_text_table(path, id_col)
     if table.empty:
         raise InputError("the file has a header but no rows", file=str(path))
-    return table.reset_index(drop=True)
+    return table
+
+
+def _read_text_table(path: Path, id_col: str) -> pd.DataFrame:
+    """A CSV/TSV table whose index is each row's position in the file.
+
+    Blank lines are dropped after reading, so that :func:`where` still names the
+    right line; duplicated column names, undecodable bytes and ragged rows are
+    input errors.
+    """
+    sep = "\t" if path.suffix.lower() in {".tsv", ".tab", ".txt"} else ","
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle, delimiter=sep), [])
+        table = pd.read_csv(path, sep=sep, dtype={id_col: str}, skip_blank_lines=False)
+    except pd.errors.EmptyDataError:
+        raise InputError(
+            "the file is empty, expected a header and rows", file=str(path)
+        ) from None
+    except UnicodeDecodeError as err:
+        raise InputError(
+            f"expected UTF-8 text, found undecodable bytes at byte {err.start} "
+            "(save the file as UTF-8)",
+            file=str(path),
+        ) from None
+    except pd.errors.ParserError as err:
+        raise InputError(
+            f"expected every row to have the header's {len(header)} fields, found "
+            f"otherwise ({err})",
+            file=str(path),
+        ) from None
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise InputError(
+            f"expected distinct column names, found {repeated} more than once",
+            file=str(path),
+            column=repeated[0],
+        )
+    return table[table.notna().any(axis=1)]
 
 
 def where(file: str, index) -> dict:
@@ -219,18 +252,35 @@ def outlier_visits(
     factor: float = 2.0,
     id_col: str = "patient_id",
 ) -> np.ndarray:
-    """Visits whose |score change vs the previous visit| ≥ factor · IQR(all changes).
+    """Visits whose |score change vs the previous kept visit| ≥ factor · IQR(changes).
 
-    ``table`` must be sorted by patient and time; changes are taken between
-    consecutive visits of a patient with an observed score, over the whole cohort.
-    Each patient's first visit is always kept. Returns a boolean mask (True = drop).
+    The IQR is that of the signed changes between consecutive visits of a patient
+    (both with an observed score) over the whole cohort. ``table`` must be sorted by
+    patient and time. Each patient's first visit is always kept; a later visit is
+    compared with the patient's last *kept* visit, so an outlier does not also take
+    the visit after it. Visits without a score are kept. Returns a boolean mask
+    (True = drop).
     """
-    delta = score.groupby(table[id_col].to_numpy(), sort=False).diff().abs()
-    changes = delta.dropna().to_numpy()
+    ids = table[id_col].to_numpy()
+    changes = score.groupby(ids, sort=False).diff().dropna().to_numpy()
+    drop = np.zeros(len(table), dtype=bool)
     if len(changes) < 2:
-        return np.zeros(len(table), dtype=bool)
+        return drop
     q75, q25 = np.percentile(changes, [75, 25])
-    return (delta >= factor * (q75 - q25)).to_numpy() & (q75 > q25)
+    threshold = factor * (q75 - q25)
+    if threshold <= 0:  # no spread in the changes: nothing stands out
+        return drop
+    values = score.to_numpy(dtype=float)
+    previous_id, last = None, np.nan
+    for i, (pid, value) in enumerate(zip(ids, values, strict=True)):
+        if pid != previous_id:
+            previous_id, last = pid, value
+        elif not np.isnan(value):
+            if not np.isnan(last) and abs(value - last) >= threshold:
+                drop[i] = True
+            else:
+                last = value
+    return drop
 
 
 def score_of(table: pd.DataFrame, score: str, cols: list[str], file: str):

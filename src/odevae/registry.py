@@ -29,7 +29,7 @@ from scipy.linalg import expm
 from scipy.special import expit
 
 from odevae.errors import InputError
-from odevae.ingest import DAYS_PER, apply_transforms, one_hot
+from odevae.ingest import DAYS_PER, apply_transforms, one_hot, resolve_transforms
 from odevae.preprocess import (
     Drops,
     check_ids,
@@ -53,9 +53,13 @@ def item_columns(columns, test: str) -> list[str]:
     return [c for c in columns if c.startswith(prefix) and c != f"{test}_sum"]
 
 
-def item_transforms(items: list[str], six_level: list[str]) -> dict[str, str]:
-    """Transform name per item: ``item_0_6`` for the 0..6 items, else ``item_0_2``."""
-    return {c: "item_0_6" if c in six_level else "item_0_2" for c in items}
+def item_transforms(
+    items: list[str], six_level: list[str], four_level: list[str] = ()
+) -> dict[str, str]:
+    """Transform name per item: ``item_0_6`` / ``item_0_4`` for the items named (or
+    matched by a glob) in ``six_level`` / ``four_level``, else ``item_0_2``."""
+    spec = dict.fromkeys(six_level, "item_0_6") | dict.fromkeys(four_level, "item_0_4")
+    return {c: "item_0_2" for c in items} | resolve_transforms(spec, items)
 
 
 def read_registry(
@@ -86,15 +90,16 @@ def read_registry(
             file=vfile,
             key="registry.test",
         )
-    for col in cfg["items_0_6"]:
-        if col not in items:
-            raise InputError(
-                f"configured 0..6 item {col!r} is not an item column of {test} "
-                f"({items})",
-                file=vfile,
-                column=col,
-                key="registry.items_0_6",
-            )
+    for key in ("items_0_6", "items_0_4"):
+        for pattern in cfg[key]:
+            if not resolve_transforms({pattern: "none"}, items):
+                raise InputError(
+                    f"configured item {pattern!r} matches no item column of {test} "
+                    f"({items})",
+                    file=vfile,
+                    column=pattern,
+                    key=f"registry.{key}",
+                )
     ids = check_ids(raw["patient_id"], vfile, "patient_id")
     drops = Drops()
     done = numeric(raw, [test], vfile)[test] == 1
@@ -118,12 +123,13 @@ def read_registry(
     if bad.any():
         idx = t.index[bad.to_numpy()][0]
         raise InputError(
-            f"expected months since the first test >= 0, found {raw[time_col][idx]!r}",
+            "expected months since the first test >= 0, found "
+            f"{'an empty cell' if pd.isna(raw[time_col][idx]) else raw[time_col][idx]}",
             file=vfile,
             column=time_col,
             **where(vfile, idx),
         )
-    transforms = item_transforms(items, cfg["items_0_6"])
+    transforms = item_transforms(items, cfg["items_0_6"], cfg["items_0_4"])
     apply_transforms(values, transforms, vfile, None)  # checks the scores only
     long = pd.concat([ids[done].rename("patient_id"), values], axis=1)
     long["time"] = t * DAYS_PER["months"] / DAYS_PER[out_unit]

@@ -84,7 +84,8 @@ def plot_transforms():
     if registry_source():
         registry = config["registry"]
         six = {item: "item_0_6" for item in registry["items_0_6"]}
-        return six | {f"{registry['test']}_*": "item_0_2"}
+        four = {item: "item_0_4" for item in registry["items_0_4"]}
+        return six | four | {f"{registry['test']}_*": "item_0_2"}
     if config["data"]["source"] == "table":
         return config["table"]["transforms"]
     return {}
