@@ -20,6 +20,7 @@ from scipy.special import expit, logit
 
 from odevae.errors import InputError
 from odevae.preprocess import (
+    check_baseline_ids,
     check_ids,
     check_measurements_present,
     collapse_duplicates,
@@ -375,39 +376,8 @@ def _covariates(cfg, visits, vfile, baseline, bfile, long) -> pd.DataFrame:
     ids = check_ids(source[id_col], file, id_col).rename("patient_id")
     out = pd.concat([ids, encoded[columns]], axis=1)
     if baseline is not None:
-        _check_baseline_ids(out, long, file, id_col)
+        check_baseline_ids(out["patient_id"], long["patient_id"], file, id_col)
     return out.reset_index(drop=True)
-
-
-def _check_baseline_ids(baseline, long, file: str, id_col: str) -> None:
-    ids = baseline["patient_id"]
-    dup = ids.duplicated()
-    if dup.any():
-        idx = ids.index[dup.to_numpy()][0]
-        raise InputError(
-            f"patient {ids.loc[idx]!r} has more than one baseline row",
-            file=file,
-            column=id_col,
-            **where(file, idx),
-        )
-    known = set(long["patient_id"])
-    unknown = ~ids.isin(known)
-    if unknown.any():
-        idx = ids.index[unknown.to_numpy()][0]
-        raise InputError(
-            f"patient {ids.loc[idx]!r} has a baseline row but no visits",
-            file=file,
-            column=id_col,
-            **where(file, idx),
-        )
-    missing = sorted(known - set(ids))
-    if missing:
-        raise InputError(
-            f"patient {missing[0]!r} has visits but no baseline row "
-            f"({len(missing)} such patients)",
-            file=file,
-            column=id_col,
-        )
 
 
 def fetch_rdataset(package: str, item: str) -> pd.DataFrame:

@@ -108,6 +108,37 @@ def _read_text_table(path: Path, id_col: str) -> pd.DataFrame:
     return table[table.notna().any(axis=1)]
 
 
+def check_baseline_ids(
+    ids: pd.Series, visit_ids, file: str, id_col: str, needed=None
+) -> None:
+    """One baseline row per patient with visits: no duplicates, no row for a patient
+    without visits (``visit_ids``), and a row for every patient in ``needed``
+    (default: ``visit_ids``). Errors name the baseline file's line."""
+    visit_ids = list(dict.fromkeys(visit_ids))
+    for bad, what in (
+        (ids.duplicated(), "has more than one baseline row"),
+        (~ids.isin(set(visit_ids)), "has a baseline row but no visits"),
+    ):
+        if bad.any():
+            idx = ids.index[bad.to_numpy()][0]
+            raise InputError(
+                f"patient {ids.loc[idx]!r} {what}",
+                file=file,
+                column=id_col,
+                **where(file, idx),
+            )
+    known = set(ids)
+    needed = visit_ids if needed is None else needed
+    missing = [pid for pid in needed if pid not in known]
+    if missing:
+        raise InputError(
+            f"patient {missing[0]!r} has visits but no baseline row "
+            f"({len(missing)} such patients)",
+            file=file,
+            column=id_col,
+        )
+
+
 def where(file: str, index) -> dict:
     """Location keywords of a data row (its index = position in the file)."""
     if is_parquet(file):
@@ -424,33 +455,7 @@ def prepare_baseline(
         raise InputError("expected at least one covariate column", file=file)
     values = numeric(baseline, covariates, file)
     ids = check_ids(baseline[id_col], file, id_col)
-    dup = ids.duplicated()
-    if dup.any():
-        idx = ids.index[dup.to_numpy()][0]
-        raise InputError(
-            f"patient {ids.loc[idx]!r} has more than one baseline row",
-            file=file,
-            column=id_col,
-            **where(file, idx),
-        )
-    unknown = ~ids.isin(set(patient_ids))
-    if unknown.any():
-        idx = ids.index[unknown.to_numpy()][0]
-        raise InputError(
-            f"patient {ids.loc[idx]!r} has a baseline row but no visits",
-            file=file,
-            column=id_col,
-            **where(file, idx),
-        )
-    known = set(ids)
-    missing = [pid for pid in patient_ids if pid not in known]
-    if missing:
-        raise InputError(
-            f"patient {missing[0]!r} has visits but no baseline row "
-            f"({len(missing)} such patients)",
-            file=file,
-            column=id_col,
-        )
+    check_baseline_ids(ids, patient_ids, file, id_col)
     table = pd.concat([ids.rename(id_col), values], axis=1)
     if keep is not None:
         table = table.set_index(id_col).loc[list(keep)].reset_index()

@@ -32,6 +32,7 @@ from odevae.errors import InputError
 from odevae.ingest import DAYS_PER, apply_transforms, one_hot, resolve_transforms
 from odevae.preprocess import (
     Drops,
+    check_baseline_ids,
     check_ids,
     collapse_duplicates,
     numeric,
@@ -183,33 +184,8 @@ def _registry_baseline(bfile, all_ids, visits, categorical) -> pd.DataFrame:
     base = read_table(bfile)
     require_columns(base, list(NOT_COVARIATES), bfile)
     ids = check_ids(base["patient_id"], bfile, "patient_id")
-    unknown = ~ids.isin(all_ids)
-    if unknown.any():
-        idx = ids.index[unknown.to_numpy()][0]
-        raise InputError(
-            f"patient {ids.loc[idx]!r} has a baseline row but no visits",
-            file=bfile,
-            column="patient_id",
-            **where(bfile, idx),
-        )
-    dup = ids.duplicated()
-    if dup.any():
-        idx = ids.index[dup.to_numpy()][0]
-        raise InputError(
-            f"patient {ids.loc[idx]!r} has more than one baseline row",
-            file=bfile,
-            column="patient_id",
-            **where(bfile, idx),
-        )
     kept = list(visits["patient_id"].drop_duplicates())
-    missing = sorted(set(kept) - set(ids))
-    if missing:
-        raise InputError(
-            f"patient {missing[0]!r} has visits but no baseline row "
-            f"({len(missing)} such patients)",
-            file=bfile,
-            column="patient_id",
-        )
+    check_baseline_ids(ids, all_ids, bfile, "patient_id", needed=sorted(kept))
     names = [c for c in base.columns if c not in NOT_COVARIATES]
     if not names:
         raise InputError("expected covariate columns", file=bfile)
