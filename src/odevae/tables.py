@@ -21,3 +21,8 @@ def read_tsvs(paths: Iterable[str | Path]) -> pd.DataFrame:
 def write_tsv(table: pd.DataFrame, path: str | Path, digits: int = 6) -> None:
     """Write ``table`` as TSV with ``digits`` significant digits (byte-stable)."""
     table.to_csv(path, sep="\t", index=False, float_format=f"%.{digits}g")
+
+
+def read_fold_metrics(folds: Iterable[int], paths: Iterable[str | Path]) -> dict:
+    """Each fold's Lightning ``metrics.csv``, keyed by fold."""
+    return {fold: pd.read_csv(path) for fold, path in zip(folds, paths, strict=True)}

@@ -1,18 +1,12 @@
 """Figure: training and validation loss per epoch and fold."""
 
-import pandas as pd
-
 from odevae.figures import loss_table, plot_loss_curves
 from odevae.runner import run_script
+from odevae.tables import read_fold_metrics
 
 
 def main(snakemake):
-    metrics = {
-        fold: pd.read_csv(path)
-        for fold, path in zip(
-            snakemake.params.folds, snakemake.input.metrics, strict=True
-        )
-    }
+    metrics = read_fold_metrics(snakemake.params.folds, snakemake.input.metrics)
     losses = loss_table(metrics)
     losses.to_csv(snakemake.output.table, sep="\t", index=False)
     plot_loss_curves(losses).savefig(snakemake.output.figure, dpi=snakemake.params.dpi)
