@@ -350,11 +350,14 @@ class Drops:
         return pd.DataFrame(self.rows, columns=["step", "reason", "patients", "visits"])
 
 
-def _drop_short(table, min_visits, id_col, drops, reason_suffix=""):
+def drop_short_patients(
+    table, min_visits, id_col, drops, reason_suffix="", step="preprocess"
+):
+    """``table`` without the patients that have fewer than ``min_visits`` rows."""
     counts = table.groupby(id_col, sort=False)[id_col].transform("size")
     short = (counts < min_visits).to_numpy()
     drops.add(
-        "preprocess",
+        step,
         f"fewer than {min_visits} visits{reason_suffix}",
         int(table.loc[short, id_col].nunique()),
         int(short.sum()),
@@ -415,13 +418,13 @@ def prepare_visits(
     first = table.groupby(id_col, sort=False)[time_col].transform("min")
     table[time_col] = table[time_col] - first
     min_visits = opts["min_visits"]
-    table = _drop_short(table, min_visits, id_col, drops)
+    table = drop_short_patients(table, min_visits, id_col, drops)
     outliers = opts["outlier_filter"]
     if outliers.get("score") is not None:
         score = score_of(table, outliers["score"], measurement_cols, file)
         bad = outlier_visits(table, score, outliers["iqr_factor"], id_col)
         drops.add("preprocess", "outlier visits (score change)", 0, int(bad.sum()))
-        table = _drop_short(
+        table = drop_short_patients(
             table[~bad], min_visits, id_col, drops, " after the outlier filter"
         )
     if table.empty:

@@ -35,6 +35,7 @@ from odevae.preprocess import (
     check_baseline_ids,
     check_ids,
     collapse_duplicates,
+    drop_short_patients,
     numeric,
     outlier_visits,
     read_table,
@@ -154,8 +155,10 @@ def read_registry(
         long = long[~mask.to_numpy()]
 
     def too_few(suffix: str = "") -> None:
-        size = long.groupby("patient_id")["time"].transform("size")
-        drop_patients(size < min_visits, f"fewer than {min_visits} visits{suffix}")
+        nonlocal long
+        long = drop_short_patients(
+            long, min_visits, "patient_id", drops, suffix, step="ingest"
+        )
 
     too_few()
     var = long.groupby("patient_id")[sum_col].transform(lambda s: s.var(ddof=1))

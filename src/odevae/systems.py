@@ -56,12 +56,18 @@ def linear_layout(name: str, dim: int) -> tuple[list[tuple[int, int]], bool]:
     return entries(dim), drift
 
 
+def linear_param_names(
+    entries: list[tuple[int, int]], drift: bool, dim: int
+) -> list[str]:
+    """Names a<i><j> of the entries of A that carry parameters, then b1..bd."""
+    names = [f"a{i + 1}{j + 1}" for i, j in entries]
+    return names + ([f"b{i + 1}" for i in range(dim)] if drift else [])
+
+
 def all_param_names(name: str, dim: int, neural: dict | None = None) -> list[str]:
     """Every parameter of system ``name`` (learned or fixed), in the model's order."""
     if name in LINEAR:
-        entries, drift = linear_layout(name, dim)
-        names = [f"a{i + 1}{j + 1}" for i, j in entries]
-        return names + ([f"b{i + 1}" for i in range(dim)] if drift else [])
+        return linear_param_names(*linear_layout(name, dim), dim)
     if name == "lotka_volterra":
         return ["alpha", "beta", "gamma", "delta"]
     if name == "neural":

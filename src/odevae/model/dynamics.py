@@ -22,6 +22,7 @@ from odevae.systems import (
     LINEAR,
     all_param_names,
     linear_layout,
+    linear_param_names,
 )
 
 
@@ -91,9 +92,7 @@ class LinearSystem(LatentSystem):
         drift: bool,
         fixed: dict | None = None,
     ) -> None:
-        names = [f"a{i + 1}{j + 1}" for i, j in matrix_entries]
-        if drift:
-            names += [f"b{i + 1}" for i in range(dim)]
+        names = linear_param_names(matrix_entries, drift, dim)
         super().__init__(dim, names, fixed)
         self.matrix_entries = list(matrix_entries)
         self.drift = drift
