@@ -1,0 +1,104 @@
+"""The held-out prediction targets shared by the model and every comparator.
+
+A target is visit j ≥ 1 of a patient, predicted from that patient's first
+``n_history`` visits (and baseline covariates) only:
+
+* ``one_step``: from visits 0..j−1 (``n_history = j``);
+* ``from_first``: from visit 0 alone (``n_history = 1``), what the papers plot;
+* ``from_first_two``: from visits 0 and 1 (``n_history = 2``, targets j ≥ 2).
+
+Predictions are arrays (targets × p) aligned with the rows of the target table;
+:func:`long_table` turns them into the long table every rule writes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from odevae.cohort import Cohort
+
+HORIZONS = {"one_step": None, "from_first": 1, "from_first_two": 2}
+
+#: Columns of the long prediction table (before ``fold`` and ``units`` are added).
+COLUMNS = [
+    "patient_id",
+    "visit",
+    "time",
+    "horizon",
+    "n_history",
+    "method",
+    "variable",
+    "observed",
+    "predicted",
+    "sd",
+]
+
+
+def prediction_targets(cohort: Cohort) -> pd.DataFrame:
+    """Every (patient, visit j ≥ 1, horizon) of ``cohort``.
+
+    Columns: ``row`` (the patient's index in ``cohort``), ``patient_id``, ``visit``
+    (j), ``time`` (t_j), ``horizon`` and ``n_history`` (the visits 0..n_history−1
+    a method may read). Ordered by horizon, patient and visit.
+    """
+    rows, slots = np.nonzero(cohort.visits)
+    later = slots >= 1
+    rows, slots = rows[later], slots[later]
+    parts = []
+    for horizon, fixed in HORIZONS.items():
+        n_history = slots if fixed is None else np.full_like(slots, fixed)
+        keep = slots >= n_history
+        parts.append(
+            pd.DataFrame(
+                {
+                    "row": rows[keep],
+                    "patient_id": cohort.patient_ids[rows[keep]],
+                    "visit": slots[keep],
+                    "time": cohort.times[rows[keep], slots[keep]],
+                    "horizon": horizon,
+                    "n_history": n_history[keep],
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def history_mask(cohort: Cohort, targets: pd.DataFrame) -> np.ndarray:
+    """(targets, T) bool: the visit slots each target may read (its history)."""
+    slots = np.arange(cohort.visits.shape[1])
+    history = slots[None, :] < targets["n_history"].to_numpy()[:, None]
+    return history & cohort.visits[targets["row"].to_numpy()]
+
+
+def long_table(
+    cohort: Cohort,
+    targets: pd.DataFrame,
+    method: str,
+    predicted: np.ndarray,
+    sd: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Predictions (targets × p) of ``method`` as rows of :data:`COLUMNS`.
+
+    ``observed`` is the target visit's value (NaN where it was not measured);
+    ``sd`` is the method's predictive standard deviation (NaN where it has none).
+    """
+    n, p = len(targets), cohort.p
+    predicted = np.asarray(predicted, dtype=float).reshape(n, p)
+    sd = np.full((n, p), np.nan) if sd is None else np.asarray(sd, float).reshape(n, p)
+    row, visit = targets["row"].to_numpy(), targets["visit"].to_numpy()
+    observed = np.where(
+        cohort.observed[row, visit], cohort.values[row, visit], np.nan
+    ).reshape(n, p)
+    table = pd.DataFrame(
+        {
+            key: np.repeat(targets[key].to_numpy(), p)
+            for key in ("patient_id", "visit", "time", "horizon", "n_history")
+        }
+    )
+    table["method"] = method
+    table["variable"] = np.tile(cohort.measurement_names, n)
+    table["observed"] = observed.ravel()
+    table["predicted"] = predicted.ravel()
+    table["sd"] = sd.ravel()
+    return table[COLUMNS]
