@@ -9,6 +9,9 @@
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 # ===== rules ===========================================================
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
@@ -16,6 +19,11 @@ include: "workflow/rules/cohort.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+
+
+if not config["paper"]["module"]:
+
+    include: "workflow/rules/paper.smk"
 
 
 # ===== targets =========================================================

@@ -201,3 +201,17 @@ def test_activation_ranges_at_init(tiny_cohort):
     out = model(batch)
     assert (out["logvar_enc"] <= 0).all()  # -relu head at identity scale/shift
     assert ((out["theta"] > 0) & (out["theta"] < 2)).all()  # tanh + 1
+
+
+def test_vae_loss_reconstructs_from_the_encoder_and_ignores_the_dynamics(tiny_cohort):
+    torch.manual_seed(0)
+    model = ODEVAE(p=tiny_cohort.p, q=tiny_cohort.q, loss="vae")
+    batch = batch_of(tiny_cohort, range(8))
+    terms = model.loss_terms(batch, sample=False)
+    out = model(batch)
+    x_mean, x_logvar = model.decoder(out["mu_enc"])
+    observed = batch["observed"] & batch["visits"][..., None]
+    nll = gaussian_nll(batch["values"], x_mean, x_logvar, observed)
+    torch.testing.assert_close(terms["nll"], nll.mean())
+    terms["loss"].backward()
+    assert all(p.grad is None for p in model.param_net.parameters())

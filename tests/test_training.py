@@ -67,7 +67,9 @@ def test_scaling_uses_training_patients_only(tiny_cohort, folds, tiny_config, tm
 
 def test_predict_fold_tables(tiny_cohort, folds, tiny_config, tmp_path):
     train_fold(tiny_cohort, folds, 0, tiny_config, tmp_path)
-    tables = predict_fold(str(tmp_path / "model.ckpt"), tiny_cohort, folds, 0, 0.5)
+    tables = predict_fold(
+        str(tmp_path / "model.ckpt"), tiny_cohort, folds, 0, 0.5, {"x1": "log1p"}
+    )
     params, latents, traj = tables["params"], tables["latents"], tables["trajectories"]
     assert list(params.columns) == ["patient_id", "fold", "split", "a11", "a22"]
     assert len(params) == tiny_cohort.n
@@ -80,3 +82,15 @@ def test_predict_fold_tables(tiny_cohort, folds, tiny_config, tmp_path):
     t_max = tiny_cohort.times[tiny_cohort.visits].max()
     assert t_max <= traj["time"].max() < t_max + 0.5
     assert np.allclose(np.diff(np.unique(traj["time"])), 0.5)
+    pred = tables["predictions"]
+    assert set(pred["patient_id"]) == held  # held-out patients only
+    assert set(pred["units"]) == {"model", "original"}
+    model_units = pred[pred["units"] == "model"].reset_index(drop=True)
+    original = pred[pred["units"] == "original"].reset_index(drop=True)
+    x1 = model_units["variable"] == "x1"
+    np.testing.assert_allclose(
+        original.loc[x1, "predicted"], np.expm1(model_units.loc[x1, "predicted"])
+    )
+    np.testing.assert_allclose(
+        original.loc[~x1, "predicted"], model_units.loc[~x1, "predicted"]
+    )

@@ -65,6 +65,38 @@ def test_whole_dag_runs_and_second_run_has_nothing_to_do(workdir):
     assert ((acc - acc.round()).abs() < 1e-9).all().all()
     folds = pd.read_csv(out / "folds.tsv", sep="\t")
     assert folds["patient_id"].is_unique and len(folds) == 20
+    summary = pd.read_csv(out / "cv" / "summary.tsv", sep="\t", dtype={"fold": str})
+    methods = {
+        "odevae",
+        "odevae_population",
+        "vae_roundtrip",
+        "ols_latent",
+        "locf",
+        "smoother",
+        "train_mean",
+        "mixed_model",
+        "mixed_model_population",
+    }
+    for horizon in ("one_step", "from_first", "from_first_two"):
+        rows = summary[summary["horizon"] == horizon]
+        assert set(rows["method"]) == methods, horizon
+        assert set(rows["fold"]) == {"0", "1", "mean", "sd", "pooled"}
+    pooled = summary[summary["fold"] == "pooled"].set_index(["horizon", "method"])
+    assert (pooled["ratio_ci_low"] <= pooled["ratio_mse"] + 1e-9).all()
+    assert (pooled["ratio_mse"] <= pooled["ratio_ci_high"] + 1e-9).all()
+    assert pooled.loc[("one_step", "locf"), "ratio_mse"] == 1.0
+    # every method is scored on the same targets
+    assert pooled.groupby("horizon")["n_targets"].nunique().eq(1).all()
+    for figure in ("heldout_patients", "prediction_errors", "parameters"):
+        assert (out / "figures" / f"{figure}.png").is_file(), figure
+    predictions = pd.read_csv(out / "predict" / "fold_0" / "predictions.tsv", sep="\t")
+    assert set(predictions["units"]) == {"model", "original"}
+    held = set(folds.loc[folds["fold"] == 0, "patient_id"])
+    assert set(predictions["patient_id"]) == held
+
+    snakemake(workdir, "--configfile", "tiny.yaml", "--report", "report.html")
+    html = (workdir / "report.html").read_text()
+    assert "Held-out prediction" in html and "summary.tsv" in html
 
     again = snakemake(workdir, "--configfile", "tiny.yaml", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from odevae.evaluation import latent_columns  # noqa: E402
 
@@ -104,6 +105,11 @@ def plot_latent_trajectories(
             _true_line(ax, truth, f"u{c + 1}")
             ax.set_title(f"group {g}, latent dimension {c + 1}")
             ax.set_ylabel("latent state")
+    handles = [
+        Line2D([], [], color="tab:orange", lw=0.8, label="held-out patient (aligned)"),
+        Line2D([], [], color="black", lw=2, label="true trajectory"),
+    ]
+    axes[0, 0].legend(handles=handles, fontsize=7, loc="best")
     fig.tight_layout()
     return fig
 
@@ -179,6 +185,14 @@ def plot_loss_curves(losses: pd.DataFrame) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6, 4))
     sns.lineplot(data=losses, x="epoch", y="loss", hue="fold", style="split", ax=ax)
     ax.set_ylabel("loss per patient")
+    # The y range covers the epochs after the first tenth, so that one early spike
+    # does not flatten the rest; a clipped curve is said in the title.
+    late = losses[losses["epoch"] >= losses["epoch"].max() / 10]["loss"]
+    low, high = float(late.min()), float(late.max())
+    pad = 0.05 * (high - low or abs(high) or 1.0)
+    if losses["loss"].max() > high + pad or losses["loss"].min() < low - pad:
+        ax.set_ylim(low - pad, high + pad)
+        ax.set_title("y axis clipped to the epochs after the first tenth")
     fig.tight_layout()
     return fig
 

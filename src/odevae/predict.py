@@ -1,4 +1,5 @@
-"""Per-patient outputs of a trained model: parameters, latent states, trajectories."""
+"""Per-patient outputs of a trained model: parameters, latent states, trajectories,
+and its held-out predictions in data space."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import torch
 
 from odevae.cohort import Cohort
 from odevae.data import CohortDataset, collate
+from odevae.folds import fold_members
 from odevae.model import ODEVAE
+from odevae.prediction.model import model_predictions
+from odevae.prediction.targets import in_both_units
 
 
 @torch.no_grad()
@@ -61,19 +65,29 @@ def predict(
 
 
 def predict_fold(
-    checkpoint: str, cohort: Cohort, folds: pd.DataFrame, fold: int, grid_dt: float
+    checkpoint: str,
+    cohort: Cohort,
+    folds: pd.DataFrame,
+    fold: int,
+    grid_dt: float,
+    transforms: dict[str, str],
 ) -> dict[str, pd.DataFrame]:
     """Load a fold's checkpoint and predict every patient, marked train or test.
 
     The trajectory grid runs from 0 in steps of ``grid_dt`` until it covers the
     cohort's last visit. Returns the tables of :func:`predict` keyed ``params``,
-    ``latents`` and ``trajectories``, each with ``fold`` and ``split`` columns.
+    ``latents`` and ``trajectories``, each with ``fold`` and ``split`` columns, and
+    ``predictions``: the held-out patients' predictions in data space
+    (:func:`~odevae.prediction.model.model_predictions`) in modelling and original
+    units (``transforms``: variable → transform name), and ``latent_predictions``
+    (the same in latent space, against the target visit's encoder mean).
     """
     model = ODEVAE.load_from_checkpoint(checkpoint, map_location="cpu")
     t_max = float(cohort.times[cohort.visits].max())
     steps = int(np.ceil(t_max / grid_dt - 1e-9))
     grid = np.round(grid_dt * np.arange(steps + 1), 10)
-    held = set(folds.loc[folds["fold"] == fold, "patient_id"].astype(str))
+    train_ids, held_ids = fold_members(folds, fold)
+    held = set(held_ids)
     tables = dict(
         zip(
             ("params", "latents", "trajectories"),
@@ -85,4 +99,13 @@ def predict_fold(
         split = np.where(table["patient_id"].isin(held), "test", "train")
         table.insert(1, "fold", fold)
         table.insert(2, "split", split)
+    heldout, latent = model_predictions(
+        model,
+        cohort.subset(cohort.index_of(train_ids)),
+        cohort.subset(cohort.index_of(held_ids)),
+    )
+    tables["predictions"] = in_both_units(heldout, transforms)
+    tables["latent_predictions"] = latent
+    for key in ("predictions", "latent_predictions"):
+        tables[key].insert(0, "fold", fold)
     return tables

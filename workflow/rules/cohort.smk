@@ -2,15 +2,17 @@
 # pbcseq cohort, and figures of the preprocessed cohort (every source).
 
 
-rule fetch_pbcseq:
-    output:
-        table="resources/pbcseq.csv",
-    log:
-        f"{LOGS}/fetch_pbcseq/fetch_pbcseq.log",
-    conda:
-        "../envs/odevae.yaml"
-    script:
-        "../scripts/fetch_pbcseq.py"
+if not config["paper"]["module"]:  # one rule makes it, also under snakemake paper
+
+    rule fetch_pbcseq:
+        output:
+            table="resources/pbcseq.csv",
+        log:
+            f"{LOGS}/fetch_pbcseq/fetch_pbcseq.log",
+        conda:
+            "../envs/odevae.yaml"
+        script:
+            "../scripts/fetch_pbcseq.py"
 
 
 if config["data"]["source"] == "table":
@@ -91,7 +93,7 @@ rule plot_cohort:
     conda:
         "../envs/odevae.yaml"
     params:
-        transforms=plot_transforms(),
+        transforms=measurement_transforms(),
         time_unit=time_unit(),
         dpi=config["figures"]["dpi"],
     script:

@@ -1,13 +1,16 @@
+import copy
 import os
 import sys
 from pathlib import Path
 
+import yaml
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version, update_config, validate
 
 # The odevae library of this checkout (torch-free modules only in this process).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from odevae.errors import InputError
+from odevae.paper import RUNS, item_sources
 from odevae.systems import alignment_kind, check_model_config
 
 min_version("9.0")
@@ -79,8 +82,8 @@ def table_inputs():
     return {k: table[k] for k in ("visits", "baseline") if table[k] is not None}
 
 
-def plot_transforms():
-    """Transform per measurement pattern, to plot measurements in original units."""
+def measurement_transforms():
+    """Transform per measurement pattern (name or glob), to show original units."""
     if registry_source():
         registry = config["registry"]
         six = {item: "item_0_6" for item in registry["items_0_6"]}
@@ -111,6 +114,14 @@ def train_inputs(wildcards):
     return inputs
 
 
+def parameter_figure_inputs(wildcards):
+    """Each fold's learned parameters, and the true groups where simulated."""
+    inputs = {"params": fold_outputs(f"{OUT}/predict/fold_{{fold}}/params.tsv")}
+    if simulated():
+        inputs["truth_patients"] = f"{OUT}/data/truth_patients.tsv"
+    return inputs
+
+
 def fold_outputs(pattern):
     """``pattern`` (with a {fold} wildcard) for every cross-validation fold."""
     return expand(pattern, fold=FOLDS)
@@ -124,7 +135,11 @@ def all_outputs():
         f"{OUT}/figures/visit_times.png",
         f"{OUT}/figures/measurements.png",
         f"{OUT}/figures/loss_curves.png",
-        *fold_outputs(f"{OUT}/predict/fold_{{fold}}/params.tsv"),
+        f"{OUT}/figures/parameters.png",
+        f"{OUT}/cv/summary.tsv",
+        f"{OUT}/cv/per_variable.tsv",
+        f"{OUT}/figures/heldout_patients.png",
+        f"{OUT}/figures/prediction_errors.png",
     ]
     if simulated():
         outputs += [
@@ -136,6 +151,47 @@ def all_outputs():
         if config["train"]["batching"] == "similarity":
             outputs.append(f"{OUT}/figures/batch_purity.png")
     return outputs
+
+
+def paper_config(run):
+    """Config of a run ``snakemake paper`` needs: its preset merged over
+    config/config.yaml, then ``paper.overrides``; the current config for its own run."""
+    if run == config["name"]:
+        return config
+    root = Path(workflow.basedir)
+    merged = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    if RUNS[run] != "config/config.yaml":
+        update_config(merged, yaml.safe_load((root / RUNS[run]).read_text()))
+    update_config(merged, copy.deepcopy(config["paper"]["overrides"]))
+    update_config(merged, {"name": run, "paper": {"module": True}})
+    return merged
+
+
+def paper_module(run):
+    """True when ``snakemake paper`` imports ``run`` as a module (selected in
+    ``paper.runs`` and not the run of the current config)."""
+    return (
+        not config["paper"]["module"]
+        and run in config["paper"]["runs"]
+        and run != config["name"]
+    )
+
+
+def paper_selected():
+    """The runs (and ``cost``, the cost benchmark) whose items the paper makes."""
+    cost = [] if config["paper"]["cost_benchmark"] == "skip" else ["cost"]
+    return [*config["paper"]["runs"], *cost]
+
+
+def paper_inputs():
+    """Every paper item the selected runs make, keyed by its file name."""
+    return item_sources(paper_selected())
+
+
+def paper_fold_outputs(run, pattern):
+    """``results/<run>/<pattern>`` for every fold of that run."""
+    folds = range(paper_config(run)["cv"]["folds"])
+    return [f"results/{run}/{pattern}".format(fold=fold) for fold in folds]
 
 
 # ===== config ==========================================================

@@ -25,7 +25,11 @@ rule preprocess:
     output:
         cohort=f"{OUT}/preprocessed/cohort.npz",
         patients=f"{OUT}/preprocessed/patients.tsv",
-        report=f"{OUT}/preprocessed/report.tsv",
+        report=report(
+            f"{OUT}/preprocessed/report.tsv",
+            caption="../report/preprocess_report.rst",
+            category="Data",
+        ),
     log:
         f"{LOGS}/preprocess/preprocess.log",
     conda:

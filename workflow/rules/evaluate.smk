@@ -1,3 +1,50 @@
+rule comparators:
+    input:
+        cohort=f"{OUT}/preprocessed/cohort.npz",
+        folds=f"{OUT}/folds.tsv",
+    output:
+        predictions=f"{OUT}/comparators/fold_{{fold}}/predictions.tsv",
+        fits=f"{OUT}/comparators/fold_{{fold}}/fits.tsv",
+    log:
+        f"{LOGS}/comparators/fold_{{fold}}.log",
+    conda:
+        "../envs/odevae.yaml"
+    threads: 1
+    params:
+        transforms=measurement_transforms(),
+    script:
+        "../scripts/comparators.py"
+
+
+rule evaluate:
+    input:
+        cohort=f"{OUT}/preprocessed/cohort.npz",
+        folds=f"{OUT}/folds.tsv",
+        model=fold_outputs(f"{OUT}/predict/fold_{{fold}}/predictions.tsv"),
+        comparators=fold_outputs(f"{OUT}/comparators/fold_{{fold}}/predictions.tsv"),
+    output:
+        summary=report(
+            f"{OUT}/cv/summary.tsv",
+            caption="../report/summary.rst",
+            category="Held-out prediction",
+        ),
+        per_variable=report(
+            f"{OUT}/cv/per_variable.tsv",
+            caption="../report/per_variable.rst",
+            category="Held-out prediction",
+        ),
+    log:
+        f"{LOGS}/evaluate/evaluate.log",
+    conda:
+        "../envs/odevae.yaml"
+    params:
+        reference="locf",
+        n_boot=config["evaluation"]["bootstrap"],
+        seed=config["seed"],
+    script:
+        "../scripts/evaluate.py"
+
+
 rule recovery:
     input:
         params=fold_outputs(f"{OUT}/predict/fold_{{fold}}/params.tsv"),
@@ -6,7 +53,11 @@ rule recovery:
         truth_patients=f"{OUT}/data/truth_patients.tsv",
         truth_trajectories=f"{OUT}/data/truth_trajectories.tsv",
     output:
-        recovery=f"{OUT}/recovery.tsv",
+        recovery=report(
+            f"{OUT}/recovery.tsv",
+            caption="../report/recovery.rst",
+            category="Model fit",
+        ),
     log:
         f"{LOGS}/recovery/recovery.log",
     conda:

@@ -87,3 +87,101 @@ rule plot_purity:
         dpi=config["figures"]["dpi"],
     script:
         "../scripts/plot_purity.py"
+
+
+rule plot_predictions:
+    input:
+        model=fold_outputs(f"{OUT}/predict/fold_{{fold}}/predictions.tsv"),
+        comparators=fold_outputs(f"{OUT}/comparators/fold_{{fold}}/predictions.tsv"),
+        summary=f"{OUT}/cv/summary.tsv",
+    output:
+        patients=report(
+            f"{OUT}/figures/heldout_patients.png",
+            caption="../report/heldout_patients.rst",
+            category="Held-out prediction",
+        ),
+        errors=report(
+            f"{OUT}/figures/prediction_errors.png",
+            caption="../report/prediction_errors.rst",
+            category="Held-out prediction",
+        ),
+    log:
+        f"{LOGS}/plot_predictions/plot_predictions.log",
+    conda:
+        "../envs/odevae.yaml"
+    params:
+        patients=config["evaluation"]["figure_patients"],
+        seed=config["seed"],
+        time_unit=time_unit(),
+        dpi=config["figures"]["dpi"],
+    script:
+        "../scripts/plot_predictions.py"
+
+
+rule plot_parameters:
+    input:
+        unpack(parameter_figure_inputs),
+    output:
+        figure=report(
+            f"{OUT}/figures/parameters.png",
+            caption="../report/parameters.rst",
+            category="Model fit",
+        ),
+    log:
+        f"{LOGS}/plot_parameters/plot_parameters.log",
+    conda:
+        "../envs/odevae.yaml"
+    params:
+        dpi=config["figures"]["dpi"],
+    script:
+        "../scripts/plot_parameters.py"
+
+
+rule plot_local_solutions:
+    input:
+        checkpoints=fold_outputs(f"{OUT}/train/fold_{{fold}}/model.ckpt"),
+        cohort=f"{OUT}/preprocessed/cohort.npz",
+        folds=f"{OUT}/folds.tsv",
+    output:
+        figure=report(
+            f"{OUT}/figures/local_solutions.png",
+            caption="../report/local_solutions.rst",
+            category="Model fit",
+        ),
+        table=f"{OUT}/figures/local_solutions.tsv",
+    log:
+        f"{LOGS}/plot_local_solutions/plot_local_solutions.log",
+    conda:
+        "../envs/odevae.yaml"
+    params:
+        patients=24,
+        seed=config["seed"],
+        time_unit=time_unit(),
+        dpi=config["figures"]["dpi"],
+    script:
+        "../scripts/plot_local_solutions.py"
+
+
+rule plot_similarity_batches:
+    input:
+        checkpoint=f"{OUT}/train/fold_0/model.ckpt",
+        cohort=f"{OUT}/preprocessed/cohort.npz",
+        folds=f"{OUT}/folds.tsv",
+        truth_patients=f"{OUT}/data/truth_patients.tsv",
+    output:
+        figure=report(
+            f"{OUT}/figures/similarity_batches.png",
+            caption="../report/similarity_batches.rst",
+            category="Training",
+        ),
+    log:
+        f"{LOGS}/plot_similarity_batches/plot_similarity_batches.log",
+    conda:
+        "../envs/odevae.yaml"
+    params:
+        times=config["train"]["similarity"]["times"],
+        neighbours=config["train"]["similarity"]["neighbours"],
+        bandwidth=config["train"]["similarity"]["bandwidth"],
+        dpi=config["figures"]["dpi"],
+    script:
+        "../scripts/plot_similarity_batches.py"

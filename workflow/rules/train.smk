@@ -26,6 +26,8 @@ rule predict:
         params=f"{OUT}/predict/fold_{{fold}}/params.tsv",
         latents=f"{OUT}/predict/fold_{{fold}}/latents.tsv",
         trajectories=f"{OUT}/predict/fold_{{fold}}/trajectories.tsv",
+        predictions=f"{OUT}/predict/fold_{{fold}}/predictions.tsv",
+        latent_predictions=f"{OUT}/predict/fold_{{fold}}/latent_predictions.tsv",
     log:
         f"{LOGS}/predict/fold_{{fold}}.log",
     conda:
@@ -33,5 +35,6 @@ rule predict:
     threads: 1
     params:
         grid_dt=config["predict"]["grid_dt"],
+        transforms=measurement_transforms(),
     script:
         "../scripts/predict.py"

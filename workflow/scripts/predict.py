@@ -1,18 +1,22 @@
-"""Per-patient parameters, latent states and trajectories of one fold's model."""
+"""Per-patient parameters, latent states and trajectories of one fold's model, and
+its held-out predictions in data space (rule ``predict``)."""
 
 from odevae.cohort import Cohort
+from odevae.ingest import resolve_transforms
 from odevae.predict import predict_fold
 from odevae.runner import run_script
 from odevae.tables import read_tsv, write_tsv
 
 
 def main(snakemake):
+    cohort = Cohort.load(snakemake.input.cohort)
     tables = predict_fold(
         snakemake.input.checkpoint,
-        Cohort.load(snakemake.input.cohort),
+        cohort,
         read_tsv(snakemake.input.folds),
         int(snakemake.wildcards.fold),
         snakemake.params.grid_dt,
+        resolve_transforms(snakemake.params.transforms, list(cohort.measurement_names)),
     )
     for key, table in tables.items():
         write_tsv(table, snakemake.output[key])

@@ -17,9 +17,11 @@ Per patient
 
     mean_j [−log p(x_j | z_j) + kl_weight · KL_j] + mu_weight · P_μ + var_weight · P_var
 
-with z_j ~ N(μ̄_j, σ_j²). Either way the batch loss is the mean over patients (or
-the weighted sum when the batch carries ``weight``, as similarity batches do), plus
-decoder_l2 · ‖decoder parameters‖².
+with z_j ~ N(μ̄_j, σ_j²). ``vae`` (the workshop's VAE-only baseline): the first
+loss with z_j ~ N(μ_j, σ_j²) at every visit and no ODE term, so the latent
+means show what the autoencoder alone finds. Either way the batch loss is the mean
+over patients (or the weighted sum when the batch carries ``weight``, as similarity
+batches do), plus decoder_l2 · ‖decoder parameters‖².
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from odevae.model.loss import (
 )
 from odevae.model.networks import Decoder, Encoder, ParamNet
 
-LOSSES = ("initial_value", "statistical")
+LOSSES = ("initial_value", "statistical", "vae")
 
 
 class ODEVAE(L.LightningModule):
@@ -171,7 +173,14 @@ class ODEVAE(L.LightningModule):
         hp = self.hparams
         out = self(batch)
         visits = batch["visits"]
-        if hp.loss == "initial_value":
+        if hp.loss == "vae":  # the workshop's VAE-only baseline: no dynamics
+            nll, kl = self._reconstruction(
+                batch, out["mu_enc"], out["logvar_enc"], sample
+            )
+            nll, kl = nll.sum(1), kl.sum(1)
+            penalties = {}
+            per_patient = nll + hp.kl_weight * kl
+        elif hp.loss == "initial_value":
             first = torch.zeros_like(visits)
             first[:, 0] = True
             mu = torch.where(first[..., None], out["mu_enc"], out["mu_ode"])

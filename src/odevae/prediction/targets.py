@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from odevae.cohort import Cohort
+from odevae.ingest import TRANSFORMS
 
 HORIZONS = {"one_step": None, "from_first": 1, "from_first_two": 2}
 
@@ -102,3 +103,30 @@ def long_table(
     table["predicted"] = predicted.ravel()
     table["sd"] = sd.ravel()
     return table[COLUMNS]
+
+
+def in_both_units(table: pd.DataFrame, transforms: dict[str, str]) -> pd.DataFrame:
+    """``table`` in modelling units and back-transformed to the original units,
+    stacked with a ``units`` column (``model`` / ``original``).
+
+    ``transforms`` maps variables to the names of :data:`odevae.ingest.TRANSFORMS`
+    (variables not in it are untransformed). Observed and predicted values go
+    through the inverse transform; the sd by the delta method, |f'(predicted)|·sd.
+    """
+    original = table.copy()
+    for variable, name in transforms.items():
+        if name == "none":
+            continue
+        rows = original["variable"] == variable
+        inverse = TRANSFORMS[name][1]
+        pred = original.loc[rows, "predicted"].to_numpy(dtype=float)
+        step = 1e-4 * np.maximum(np.abs(pred), 1.0)
+        slope = (inverse(pred + step) - inverse(pred - step)) / (2 * step)
+        original.loc[rows, "sd"] = np.abs(slope) * original.loc[rows, "sd"]
+        for column in ("observed", "predicted"):
+            values = original.loc[rows, column].to_numpy(dtype=float)
+            original.loc[rows, column] = inverse(values)
+    return pd.concat(
+        [table.assign(units="model"), original.assign(units="original")],
+        ignore_index=True,
+    )

@@ -1,0 +1,154 @@
+"""Seaborn figures of held-out prediction: chosen patients, errors by method and
+horizon, and the learned ODE parameters per patient."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib import pyplot as plt
+
+import odevae.figures  # noqa: F401  (the Agg backend and the theme)
+
+#: Methods drawn in the patient figure, with their colours.
+SHOWN = {"odevae": "tab:orange", "locf": "tab:blue", "mixed_model": "tab:green"}
+HORIZON_STYLE = {"one_step": "o", "from_first": "-"}
+
+
+def pick_heldout_patients(pred: pd.DataFrame, count: int, seed: int) -> list[str]:
+    """``count`` held-out patients with at least three visits (fewer if the cohort
+    has fewer), drawn by a numpy Generator seeded with ``seed`` from the sorted ids."""
+    visits = pred.groupby("patient_id")["visit"].max() + 1
+    ids = sorted(visits.index[visits >= 3]) or sorted(visits.index)
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(ids), size=min(count, len(ids)), replace=False)
+    return [ids[i] for i in sorted(chosen)]
+
+
+def is_binary(values: pd.Series) -> bool:
+    """A variable whose observed values are all 0 or 1."""
+    seen = values.dropna().unique()
+    return len(seen) > 0 and set(np.round(seen, 9)) <= {0.0, 1.0}
+
+
+def plot_heldout_patients(
+    pred: pd.DataFrame, patients: list[str], unit: str
+) -> plt.Figure:
+    """Observed values and one-step and from-first-visit predictions of the model
+    and its main comparators, one column per patient, one row per variable, in the
+    user's original units (``pred``: prediction rows with ``units == 'original'``).
+    """
+    pred = pred[pred["patient_id"].isin(patients)]
+    variables = list(dict.fromkeys(pred["variable"]))
+    fig, axes = plt.subplots(
+        len(variables),
+        len(patients),
+        figsize=(2.2 * len(patients) + 1, 1.6 * len(variables) + 0.8),
+        sharex="col",
+        squeeze=False,
+    )
+    for r, variable in enumerate(variables):
+        part = pred[pred["variable"] == variable]
+        binary = is_binary(part["observed"])
+        for c, pid in enumerate(patients):
+            ax = axes[r, c]
+            mine = part[part["patient_id"] == pid]
+            obs = mine[mine["horizon"] == "one_step"].drop_duplicates("visit")
+            ax.scatter(obs["time"], obs["observed"], color="black", s=12, zorder=3)
+            for method, colour in SHOWN.items():
+                for horizon, style in HORIZON_STYLE.items():
+                    rows = mine[
+                        (mine["method"] == method) & (mine["horizon"] == horizon)
+                    ]
+                    if rows.empty:
+                        continue
+                    if style == "o" or binary:
+                        ax.scatter(
+                            rows["time"],
+                            rows["predicted"],
+                            color=colour,
+                            s=10,
+                            marker="o" if style == "o" else "x",
+                        )
+                    else:
+                        ax.plot(rows["time"], rows["predicted"], color=colour, lw=1)
+            if r == 0:
+                ax.set_title(f"patient {pid}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(variable, fontsize=8)
+            ax.tick_params(labelsize=6)
+    for ax in axes[-1]:
+        ax.set_xlabel(f"time ({unit})", fontsize=7)
+    handles = [plt.Line2D([], [], color="black", marker="o", ls="", label="observed")]
+    for method, colour in SHOWN.items():
+        handles += [
+            plt.Line2D(
+                [], [], color=colour, marker="o", ls="", label=f"{method}, one step"
+            ),
+            plt.Line2D(
+                [], [], color=colour, ls="-", label=f"{method}, from first visit"
+            ),
+        ]
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def plot_errors(summary: pd.DataFrame) -> plt.Figure:
+    """Standardised MSE by method and horizon: one point per fold, and the mean."""
+    folds = summary[summary["fold"].astype(str).str.isdigit()].copy()
+    horizons = list(dict.fromkeys(folds["horizon"]))
+    methods = list(dict.fromkeys(folds["method"]))
+    fig, axes = plt.subplots(
+        1,
+        len(horizons),
+        figsize=(3.2 * len(horizons), 0.35 * len(methods) + 1.5),
+        sharey=True,
+        squeeze=False,
+    )
+    for ax, horizon in zip(axes[0], horizons, strict=True):
+        part = folds[folds["horizon"] == horizon]
+        sns.stripplot(
+            data=part, y="method", x="mse", order=methods, ax=ax, color="0.4", size=4
+        )
+        sns.pointplot(
+            data=part,
+            y="method",
+            x="mse",
+            order=methods,
+            ax=ax,
+            color="tab:red",
+            errorbar=None,
+            markers="|",
+            markersize=12,
+            linestyle="none",
+        )
+        ax.set_title(horizon.replace("_", " "))
+        ax.set_xlabel("standardised MSE (held out)")
+        ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def plot_parameters(params: pd.DataFrame, groups: pd.Series | None) -> plt.Figure:
+    """The learned ODE parameters of every held-out patient (each fold's model on
+    its own held-out patients): pairwise scatter, coloured by the true group where
+    one exists, else by fold."""
+    held = params[params["split"] == "test"].copy()
+    names = [c for c in held.columns if c not in ("patient_id", "fold", "split")]
+    if groups is not None:
+        held["colour"] = "group " + held["patient_id"].map(groups).astype(str)
+    else:
+        held["colour"] = "fold " + held["fold"].astype(str)
+    if len(names) == 1:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        sns.stripplot(data=held, x=names[0], y="colour", ax=ax)
+        return fig
+    grid = sns.pairplot(
+        held[[*names, "colour"]],
+        hue="colour",
+        corner=True,
+        height=1.8,
+        plot_kws={"s": 12},
+    )
+    return grid.figure

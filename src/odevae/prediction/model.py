@@ -1,0 +1,185 @@
+"""The ODE-VAE's held-out predictions in data space, and its ablations.
+
+For every target of :func:`~odevae.prediction.targets.prediction_targets` (visit j
+from the history visits 0..h−1), in modelling units, with the decoder's mean and
+standard deviation:
+
+* ``odevae``: the model's own predictor. Initial-value loss: encode the last history
+  visit (encoder mean), solve to t_j with the patient's parameters, decode.
+  Statistical loss: the follow-up paper's combination μ̄_j of the local solutions
+  from every history visit (:func:`combine_history`), decoded.
+* ``odevae_population``: the same with every patient's ODE parameters replaced by
+  the training patients' mean (no individual dynamics).
+* ``vae_roundtrip``: the last history visit encoded and decoded, no time step (how
+  much the dynamics add).
+* ``ols_latent``: the follow-up paper's comparator: a least-squares line per latent
+  dimension through the history's encoder means, shifted through the last one,
+  extrapolated to t_j and decoded.
+
+Only the history visits are ever encoded for a target (the encoder is per visit and
+the parameters come from baseline covariates), so nothing at or after visit j
+enters its prediction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from odevae.cohort import Cohort
+from odevae.data import CohortDataset
+from odevae.model import ODEVAE
+from odevae.model.loss import VAR_CLAMP
+from odevae.prediction.targets import history_mask, long_table, prediction_targets
+
+METHODS = ("odevae", "odevae_population", "vae_roundtrip", "ols_latent")
+
+
+def _tensors(model: ODEVAE, cohort: Cohort) -> dict:
+    """The cohort as one scaled batch on the model's device (all visit slots)."""
+    batch = {k: v.to(model.device) for k, v in CohortDataset(cohort).tensors.items()}
+    return model.scale(batch)
+
+
+@torch.no_grad()
+def encode(model: ODEVAE, cohort: Cohort) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder means (n, T, d) and individual ODE parameters (n, nθ)."""
+    model.eval()
+    batch = _tensors(model, cohort)
+    mu, _ = model.encoder(batch["values"])
+    return mu, model.param_net(batch["baseline"])
+
+
+@torch.no_grad()
+def decode(model: ODEVAE, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Latent states (N, d) → decoder mean and sd (N, p) in modelling units."""
+    mean, logvar = model.decoder(z)
+    scale = model.x_std
+    mean = mean * scale + model.x_mean
+    sd = torch.exp(0.5 * logvar) * scale
+    return mean.cpu().numpy().astype(float), sd.cpu().numpy().astype(float)
+
+
+def combine_history(
+    local: torch.Tensor, history: torch.Tensor, weighting: bool
+) -> torch.Tensor:
+    """Combine local solutions (N, T, d) from the history starts (N, T) → (N, d).
+
+    Weighted: w_k = 1 / Var̂{μ̃_{l→j} : l a history visit between k and the last
+    one}, per latent dimension, as in the follow-up paper but without the target's
+    own encoding (which a prediction may not read); the last start, alone in its
+    set, shares the variance of the last two. Unweighted, or with one start: the
+    mean over starts.
+    """
+    h = history.sum(1, keepdim=True)  # (N, 1)
+    rank = torch.cumsum(history.to(torch.int64), 1) - 1  # index among history
+    weights = history[..., None].to(local.dtype).expand_as(local).clone()
+    if weighting:
+        lower = torch.minimum(rank, (h - 2).clamp(min=0))  # (N, T)
+        # member[n, k, l]: history visit l is in start k's set
+        member = history[:, None, :] & (rank[:, None, :] >= lower[:, :, None])
+        m = member[..., None].to(local.dtype)  # (N, k, l, 1)
+        count = m.sum(2)  # (N, k, 1)
+        vals = local[:, None]  # (N, 1, l, d)
+        mean = (vals * m).sum(2) / count.clamp(min=1)
+        var = ((vals - mean[:, :, None]) ** 2 * m).sum(2) / (count - 1).clamp(min=1)
+        w = 1.0 / var.clamp(*VAR_CLAMP)
+        several = (h >= 2)[..., None]
+        weights = torch.where(several & history[..., None], w, weights)
+    total = weights.sum(1)
+    return (weights * local).sum(1) / total.clamp(min=1e-12)
+
+
+def ols_extrapolation(mu, times, history, last, t_target):
+    """Least-squares line per latent dimension through the history's means, shifted
+    through the last history mean and evaluated at ``t_target`` → (N, d)."""
+    m = history[..., None].to(mu.dtype)
+    n = m.sum(1)
+    t = times[..., None]
+    t_mean = (t * m).sum(1) / n
+    mu_mean = (mu * m).sum(1) / n
+    sxx = (((t - t_mean[:, None]) ** 2) * m).sum(1)
+    sxy = ((t - t_mean[:, None]) * (mu - mu_mean[:, None]) * m).sum(1)
+    slope = torch.where(sxx > 0, sxy / sxx.clamp(min=1e-12), torch.zeros_like(sxy))
+    idx = torch.arange(len(mu), device=mu.device)
+    dt = (t_target - times[idx, last])[:, None]
+    return mu[idx, last] + slope * dt
+
+
+@torch.no_grad()
+def latent_predictions(
+    model: ODEVAE, train: Cohort, test: Cohort
+) -> tuple[pd.DataFrame, dict[str, torch.Tensor], torch.Tensor]:
+    """The targets of ``test``, each method's latent prediction (targets × d) and
+    the target visit's own encoder mean (targets × d; for latent-space scores only).
+
+    ``train`` (the fold's training patients) only supplies the population mean of
+    the ODE parameters for ``odevae_population``.
+    """
+    targets = prediction_targets(test)
+    device = model.device
+    mu_all, theta_all = encode(model, test)
+    _, theta_train = encode(model, train)
+    rows = torch.as_tensor(targets["row"].to_numpy().copy(), device=device)
+    history = torch.as_tensor(history_mask(test, targets), device=device)
+    times = torch.as_tensor(test.times, dtype=torch.float32, device=device)[rows]
+    mu = mu_all[rows]  # (N, T, d)
+    theta = theta_all[rows]
+    t_target = torch.as_tensor(targets["time"].to_numpy().copy(), dtype=torch.float32)
+    t_target = t_target.to(device)
+    last = torch.as_tensor(targets["n_history"].to_numpy() - 1, device=device)
+    idx = torch.arange(len(rows), device=device)
+
+    def from_starts(theta_used: torch.Tensor) -> torch.Tensor:
+        if model.hparams.loss == "statistical":
+            N, T, d = mu.shape
+            offsets = (t_target[:, None] - times).reshape(N * T, 1)
+            local = model.solve(
+                mu.reshape(N * T, d), theta_used.repeat_interleave(T, 0), offsets
+            ).reshape(N, T, d)
+            return combine_history(local, history, model.hparams.weighting)
+        dt = (t_target - times[idx, last])[:, None]
+        return model.solve(mu[idx, last], theta_used, dt)[:, 0]
+
+    population = theta_train.mean(0, keepdim=True).expand_as(theta)
+    latent = {
+        "odevae": from_starts(theta),
+        "odevae_population": from_starts(population),
+        "vae_roundtrip": mu[idx, last],
+        "ols_latent": ols_extrapolation(mu, times, history, last, t_target),
+    }
+    visit = torch.as_tensor(targets["visit"].to_numpy().copy(), device=device)
+    return targets, latent, mu[idx, visit]
+
+
+@torch.no_grad()
+def model_predictions(
+    model: ODEVAE, train: Cohort, test: Cohort
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The held-out patients' predictions of every method in :data:`METHODS`.
+
+    Returns the long table in data space (:data:`~odevae.prediction.targets.
+    COLUMNS`) and, as the follow-up paper also scores, the latent-space table:
+    per target, method and latent dimension the prediction and the target visit's
+    own encoder mean (``vae_roundtrip`` is then LOCF in latent space).
+    """
+    targets, latent, encoded = latent_predictions(model, train, test)
+    tables, latents = [], []
+    d = encoded.shape[-1]
+    keys = targets[["patient_id", "visit", "time", "horizon", "n_history"]]
+    for method in METHODS:
+        mean, sd = decode(model, latent[method])
+        tables.append(long_table(test, targets, method, mean, sd))
+        latents.append(
+            keys.loc[keys.index.repeat(d)].assign(
+                method=method,
+                dim=np.tile(np.arange(1, d + 1), len(keys)),
+                target=encoded.cpu().numpy().ravel(),
+                predicted=latent[method].cpu().numpy().ravel(),
+            )
+        )
+    return (
+        pd.concat(tables, ignore_index=True),
+        pd.concat(latents, ignore_index=True),
+    )

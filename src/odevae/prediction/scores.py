@@ -1,0 +1,221 @@
+"""Scores of held-out predictions, all methods on the same targets.
+
+The input is the long prediction table (:data:`~odevae.prediction.targets.COLUMNS`)
+of all folds stacked, with an integer ``fold`` column, in modelling units. Errors
+are standardised by the SD of each variable over the fold's training patients, and
+aggregated per patient first (per variable, the mean over patients of each
+patient's mean error), then averaged over variables, so that patients with many
+visits do not dominate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from odevae.cohort import Cohort
+from odevae.folds import fold_members
+from odevae.prediction.targets import HORIZONS
+
+#: A scored target: one observation of one patient predicted at one horizon.
+KEY = ["fold", "horizon", "patient_id", "visit", "variable"]
+_FOLD_STATS = ["n_patients", "n_targets", "mse", "mae", "ratio_mse"]
+_COVERAGE = ["coverage_1sd", "coverage_2sd"]
+SUMMARY_COLUMNS = [
+    "horizon",
+    "method",
+    "fold",
+    *_FOLD_STATS,
+    "ratio_ci_low",
+    "ratio_ci_high",
+    *_COVERAGE,
+]
+PER_VARIABLE_COLUMNS = [
+    "horizon",
+    "method",
+    "variable",
+    "n_patients",
+    "mse",
+    "mae",
+    "ratio_mse",
+]
+
+
+def training_sd(cohort: Cohort, folds: pd.DataFrame) -> pd.DataFrame:
+    """Per fold, the SD (ddof=1) of each variable over its training patients.
+
+    Returns columns ``fold, variable, sd``; an SD that is 0 or undefined is 1.
+    """
+    observed = cohort.observed & cohort.visits[..., None]
+    values = np.where(observed, cohort.values, np.nan)
+    parts = []
+    for fold in sorted(folds["fold"].unique()):
+        train, _ = fold_members(folds, fold)
+        x = values[cohort.index_of(train)].reshape(-1, cohort.p)
+        n = np.isfinite(x).sum(0)
+        mean = np.nansum(x, 0) / np.maximum(n, 1)
+        ss = np.nansum((x - mean) ** 2, 0)
+        sd = np.sqrt(ss / np.maximum(n - 1, 1))
+        sd = np.where((n > 1) & (sd > 0), sd, 1.0)
+        parts.append(
+            pd.DataFrame(
+                {"fold": int(fold), "variable": cohort.measurement_names, "sd": sd}
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def common_targets(pred: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose target every method of its horizon observed and predicted.
+
+    A target (:data:`KEY`) is kept only where ``observed`` and ``predicted`` are
+    finite for each method present at that horizon, so that all methods of a
+    horizon are scored on exactly the same set.
+    """
+    ok = np.isfinite(pred["observed"]) & np.isfinite(pred["predicted"])
+    keys = [pred[k] for k in KEY]
+    n_ok = pred["method"].where(ok).groupby(keys).transform("nunique")
+    n_methods = pred.groupby("horizon")["method"].transform("nunique")
+    return pred[ok & (n_ok == n_methods)].reset_index(drop=True)
+
+
+def _scored_rows(pred: pd.DataFrame, train_sd: pd.DataFrame) -> pd.DataFrame:
+    """The common targets with standardised errors and coverage indicators."""
+    rows = common_targets(pred).merge(
+        train_sd.rename(columns={"sd": "sd_train"}),
+        on=["fold", "variable"],
+        how="left",
+        validate="many_to_one",
+    )
+    missing = rows.loc[rows["sd_train"].isna(), ["fold", "variable"]]
+    if len(missing):
+        fold, variable = missing.iloc[0]
+        raise ValueError(f"no training SD for variable {variable!r} in fold {fold}")
+    diff = rows["predicted"] - rows["observed"]
+    rows["se"] = (diff / rows["sd_train"]) ** 2
+    rows["ae"] = diff.abs() / rows["sd_train"]
+    has_sd = np.isfinite(rows["sd"])
+    for k in (1, 2):
+        inside = (diff.abs() <= k * rows["sd"]).astype(float)
+        rows[f"coverage_{k}sd"] = inside.where(has_sd)
+    return rows
+
+
+def _stats(rows: pd.DataFrame, by: list[str], reference: str) -> pd.DataFrame:
+    """n_patients, n_targets, mse, mae, ratio_mse and coverage per ``by`` group."""
+    by_variable = by if "variable" in by else [*by, "variable"]
+    patient = rows.groupby([*by_variable, "patient_id"])[["se", "ae"]].mean()
+    errors = patient.groupby(level=by_variable).mean()
+    if "variable" not in by:
+        errors = errors.groupby(level=by).mean()
+    groups = rows.groupby(by)
+    out = errors.rename(columns={"se": "mse", "ae": "mae"})
+    out["n_patients"] = groups["patient_id"].nunique()
+    out["n_targets"] = groups.size()
+    out[_COVERAGE] = groups[_COVERAGE].mean()
+    out = out.reset_index()
+    others = [k for k in by if k != "method"]
+    ref = out.loc[out["method"] == reference, [*others, "mse"]]
+    ref = ref.rename(columns={"mse": "ref_mse"})
+    out = out.merge(ref, on=others, how="left")
+    out["ratio_mse"] = out["mse"] / out.pop("ref_mse")
+    return out
+
+
+def _bootstrap_mse(matrix: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Aggregate MSE of a patients × variables matrix under each resample."""
+    has = np.isfinite(matrix)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_variable = (counts @ np.where(has, matrix, 0.0)) / (counts @ has)
+        n = np.isfinite(per_variable).sum(1)
+        return np.nansum(per_variable, 1) / n
+
+
+def _ratio_ci(
+    rows: pd.DataFrame, reference: str, n_boot: int, seed: int
+) -> pd.DataFrame:
+    """Paired patient-level bootstrap 95% interval of the pooled MSE ratio."""
+    patient = rows.groupby(["horizon", "method", "fold", "patient_id", "variable"])
+    patient = patient["se"].mean().reset_index()
+    out = []
+    for horizon, part in patient.groupby("horizon", sort=False):
+        wide = part.pivot(
+            index=["fold", "patient_id"], columns=["method", "variable"], values="se"
+        )
+        methods = wide.columns.unique(level="method")
+        if reference not in methods:
+            continue
+        variables = wide.columns.unique(level="variable")
+        n = len(wide)
+        rng = np.random.default_rng(seed)
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+        matrix = {m: wide[m].reindex(columns=variables).to_numpy() for m in methods}
+        ref = _bootstrap_mse(matrix[reference], counts)
+        for method in methods:
+            mse = _bootstrap_mse(matrix[method], counts)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratio = mse / ref
+            ratio = ratio[np.isfinite(ratio)]
+            ci = np.quantile(ratio, [0.025, 0.975]) if len(ratio) else [np.nan] * 2
+            out.append((horizon, method, *ci))
+    columns = ["horizon", "method", "ratio_ci_low", "ratio_ci_high"]
+    return pd.DataFrame(out, columns=columns)
+
+
+def _sort(table: pd.DataFrame, order: dict[str, int], extra: str) -> pd.DataFrame:
+    """Rows by horizon (known order first), method ``order`` and ``extra``."""
+    known = {h: i for i, h in enumerate(HORIZONS)}
+    rank = table.assign(
+        _h=table["horizon"].map(known).fillna(len(known)),
+        _m=table["method"].map(order),
+    )
+    return rank.sort_values(["_h", "horizon", "_m", *extra.split()], kind="stable")
+
+
+def summarise(
+    pred: pd.DataFrame,
+    train_sd: pd.DataFrame,
+    reference: str = "locf",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scores per fold and pooled, and per variable, relative to ``reference``.
+
+    ``pred`` is the stacked long table with ``fold``; ``train_sd`` comes from
+    :func:`training_sd`. Returns ``(summary, per_variable)``: ``summary`` has
+    :data:`SUMMARY_COLUMNS`, with rows per (horizon, method) for each fold, the
+    ``mean`` and ``sd`` over folds and ``pooled`` (all held-out patients; only it
+    carries the bootstrap interval of ``ratio_mse``); ``per_variable`` has
+    :data:`PER_VARIABLE_COLUMNS`, pooled over folds.
+    """
+    if reference not in set(pred["method"]):
+        raise ValueError(
+            f"reference method {reference!r} is absent; methods present: "
+            f"{sorted(set(pred['method']))}"
+        )
+    rows = _scored_rows(pred, train_sd)
+    per_fold = _stats(rows, ["horizon", "method", "fold"], reference)
+    by_fold = per_fold.groupby(["horizon", "method"])[_FOLD_STATS + _COVERAGE]
+    mean = by_fold.mean().reset_index().assign(fold="mean")
+    sd = by_fold.std().reset_index().assign(fold="sd")
+    pooled = _stats(rows, ["horizon", "method"], reference).assign(fold="pooled")
+    pooled = pooled.merge(
+        _ratio_ci(rows, reference, n_boot, seed), on=["horizon", "method"], how="left"
+    )
+    folds = sorted(per_fold["fold"].astype(int).unique())
+    fold_rank = {str(f): i for i, f in enumerate([*folds, "mean", "sd", "pooled"])}
+    per_fold["fold"] = per_fold["fold"].astype(int).astype(str)
+    summary = pd.concat([per_fold, mean, sd, pooled], ignore_index=True)
+
+    one_step = pooled[pooled["horizon"] == "one_step"].set_index("method")["ratio_mse"]
+    one_step = one_step[np.isfinite(one_step)]
+    methods = sorted(
+        set(summary["method"]),
+        key=lambda m: (m != reference, m not in one_step, one_step.get(m, 0.0), m),
+    )
+    order = {m: i for i, m in enumerate(methods)}
+    summary = _sort(summary.assign(_f=summary["fold"].map(fold_rank)), order, "_f")
+    summary = summary[SUMMARY_COLUMNS].reset_index(drop=True)
+    per_variable = _stats(rows, ["horizon", "method", "variable"], reference)
+    per_variable = _sort(per_variable, order, "variable")
+    return summary, per_variable[PER_VARIABLE_COLUMNS].reset_index(drop=True)

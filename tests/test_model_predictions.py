@@ -1,0 +1,168 @@
+"""The model's held-out predictors: no leakage from visit j on, the documented
+formulas on hand-made cases, and the back-transform to original units."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from odevae.prediction.model import (
+    METHODS,
+    combine_history,
+    decode,
+    encode,
+    model_predictions,
+    ols_extrapolation,
+)
+from odevae.prediction.targets import in_both_units, prediction_targets
+from odevae.training import build_model
+
+
+@pytest.fixture(params=["initial_value", "statistical"])
+def model(request, tiny_cohort, tiny_config):
+    torch.manual_seed(0)
+    loss = {**tiny_config["loss"], "kind": request.param}
+    model = build_model(tiny_cohort, tiny_config["model"], loss, lr=1e-3)
+    return model.eval()
+
+
+def split(cohort):
+    return cohort.subset(np.arange(10)), cohort.subset(np.arange(10, cohort.n))
+
+
+def test_targets_cover_every_later_visit_per_horizon(tiny_cohort):
+    targets = prediction_targets(tiny_cohort)
+    later = int(tiny_cohort.visits[:, 1:].sum())
+    counts = targets["horizon"].value_counts()
+    assert counts["one_step"] == counts["from_first"] == later
+    assert counts["from_first_two"] == int(tiny_cohort.visits[:, 2:].sum())
+    one = targets[targets["horizon"] == "one_step"]
+    assert (one["n_history"] == one["visit"]).all()
+
+
+def test_no_prediction_reads_the_target_visit_or_later(model, tiny_cohort):
+    train, test = split(tiny_cohort)
+    before = model_predictions(model, train, test)[0]
+    row = int(np.argmax(test.visits.sum(1)))  # the patient with most visits
+    pid = test.patient_ids[row]
+    T = int(test.visits[row].sum())
+    assert T >= 3
+    cut = T - 2  # perturb the last two visits: targets with n_history <= cut stay
+    values, observed = test.values.copy(), test.observed.copy()
+    values[row, cut:] += 5.0
+    observed[row, cut:, 0] = ~observed[row, cut:, 0]
+    changed = dataclasses.replace(test, values=values, observed=observed)
+    after = model_predictions(model, train, changed)[0]
+    keep = (before["patient_id"] == pid) & (before["n_history"] <= cut)
+    assert keep.sum() > 0
+    pd.testing.assert_series_equal(
+        before.loc[keep, "predicted"], after.loc[keep, "predicted"]
+    )
+    # ... while the one-step target whose history holds the change does move
+    moved = (after["patient_id"] == pid) & (after["n_history"] > cut)
+    assert moved.sum() > 0
+    assert not np.allclose(
+        before.loc[moved, "predicted"], after.loc[moved, "predicted"]
+    )
+
+
+def test_initial_value_one_step_is_encode_solve_decode(tiny_cohort, tiny_config):
+    torch.manual_seed(1)
+    model = build_model(tiny_cohort, tiny_config["model"], tiny_config["loss"], 1e-3)
+    train, test = split(tiny_cohort)
+    table = model_predictions(model, train, test)[0]
+    mu, theta = encode(model, test)
+    row = int(np.argmax(test.visits.sum(1)))
+    j = 2
+    dt = torch.tensor(
+        [[test.times[row, j] - test.times[row, j - 1]]], dtype=torch.float32
+    )
+    z = model.solve(mu[row, j - 1][None], theta[row][None], dt)[:, 0]
+    mean, sd = decode(model, z)
+    mine = table[
+        (table["patient_id"] == test.patient_ids[row])
+        & (table["visit"] == j)
+        & (table["horizon"] == "one_step")
+        & (table["method"] == "odevae")
+    ]
+    np.testing.assert_allclose(mine["predicted"], mean[0], rtol=1e-5)
+    np.testing.assert_allclose(mine["sd"], sd[0], rtol=1e-5)
+    assert set(table["method"]) == set(METHODS)
+
+
+def test_combined_prediction_uses_inverse_variance_weights():
+    # one target, three history starts (slots 0..2) of a 4-slot patient; 1-d latent
+    local = torch.tensor([[[0.0], [2.0], [3.0], [99.0]]], dtype=torch.float64)
+    history = torch.tensor([[True, True, True, False]])
+    # start 0: var{0, 2, 3}; start 1: var{2, 3}; start 2 (alone): var{2, 3}
+    v0, v12 = np.var([0.0, 2.0, 3.0], ddof=1), np.var([2.0, 3.0], ddof=1)
+    w = np.array([1 / v0, 1 / v12, 1 / v12])
+    expected = (w * np.array([0.0, 2.0, 3.0])).sum() / w.sum()
+    combined = combine_history(local, history, weighting=True)
+    assert combined.item() == pytest.approx(expected)
+    plain = combine_history(local, history, weighting=False)
+    assert plain.item() == pytest.approx(5.0 / 3.0)
+    single = combine_history(local, torch.tensor([[True, False, False, False]]), True)
+    assert single.item() == pytest.approx(0.0)
+
+
+def test_ols_extrapolation_continues_a_latent_line_through_the_last_visit():
+    times = torch.tensor([[0.0, 1.0, 2.0, 0.0]])
+    mu = torch.stack([2.0 * times + 1.0, -times], -1)
+    mu[0, 2] += torch.tensor([0.5, 0.0])  # the line is shifted through the last mean
+    history = torch.tensor([[True, True, True, False]])
+    last = torch.tensor([2])
+    out = ols_extrapolation(mu, times, history, last, torch.tensor([4.0]))
+    slope = np.polyfit([0, 1, 2], mu[0, :3, 0].numpy(), 1)[0]
+    assert out[0, 0].item() == pytest.approx(mu[0, 2, 0].item() + 2 * slope)
+    assert out[0, 1].item() == pytest.approx(-4.0)
+    flat = ols_extrapolation(
+        mu,
+        times,
+        torch.tensor([[True, False, False, False]]),
+        torch.tensor([0]),
+        torch.tensor([4.0]),
+    )
+    assert torch.equal(flat[0], mu[0, 0])  # one visit: no slope, the state itself
+
+
+def test_original_units_back_transform_values_and_sd():
+    table = pd.DataFrame(
+        {
+            "variable": ["a", "b"],
+            "observed": [np.log(3.0), 1.0],
+            "predicted": [np.log(2.0), 1.5],
+            "sd": [0.1, 0.2],
+        }
+    )
+    both = in_both_units(table, {"a": "log"})
+    original = both[both["units"] == "original"].set_index("variable")
+    assert original.loc["a", "observed"] == pytest.approx(3.0)
+    assert original.loc["a", "predicted"] == pytest.approx(2.0)
+    assert original.loc["a", "sd"] == pytest.approx(2.0 * 0.1, rel=1e-6)  # delta
+    assert original.loc["b", ["observed", "predicted", "sd"]].tolist() == [
+        1.0,
+        1.5,
+        0.2,
+    ]
+    model_rows = both[both["units"] == "model"].drop(columns="units")
+    pd.testing.assert_frame_equal(model_rows.reset_index(drop=True), table)
+
+
+def test_latent_table_scores_against_the_target_visits_own_encoding(model, tiny_cohort):
+    train, test = split(tiny_cohort)
+    _, latent = model_predictions(model, train, test)
+    mu, _ = encode(model, test)
+    one = latent[(latent["horizon"] == "one_step") & (latent["dim"] == 1)]
+    rows = test.index_of(one["patient_id"])
+    visits = one["visit"].to_numpy()
+    np.testing.assert_allclose(one["target"], mu[rows, visits, 0].numpy(), rtol=1e-6)
+    roundtrip = one[one["method"] == "vae_roundtrip"]
+    rows = test.index_of(roundtrip["patient_id"])
+    np.testing.assert_allclose(
+        roundtrip["predicted"],
+        mu[rows, roundtrip["visit"].to_numpy() - 1, 0].numpy(),
+        rtol=1e-6,
+    )

@@ -1,0 +1,203 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from odevae.cohort import Cohort
+from odevae.prediction.scores import common_targets, summarise, training_sd
+from odevae.prediction.targets import COLUMNS
+
+
+def table(records, **defaults) -> pd.DataFrame:
+    """A stacked prediction table from (patient, visit, variable, obs, pred) rows."""
+    base = {"fold": 0, "horizon": "one_step", "method": "locf", "time": 0.0}
+    base.update({"n_history": 1, "sd": np.nan}, **defaults)
+    rows = [
+        {**base, **dict(zip(["patient_id", "visit", "variable"], r[:3], strict=True))}
+        | {"observed": r[3], "predicted": r[4]}
+        for r in records
+    ]
+    return pd.DataFrame(rows)[[*COLUMNS, "fold"]]
+
+
+def unit_sd(folds=(0,), variables=("x",), sd=1.0) -> pd.DataFrame:
+    return pd.DataFrame(
+        [(f, v, sd) for f in folds for v in variables],
+        columns=["fold", "variable", "sd"],
+    )
+
+
+def row(summary, method, fold="pooled", horizon="one_step"):
+    sel = summary[
+        (summary["method"] == method)
+        & (summary["fold"] == fold)
+        & (summary["horizon"] == horizon)
+    ]
+    assert len(sel) == 1
+    return sel.iloc[0]
+
+
+def test_patients_with_many_targets_do_not_dominate():
+    # a: three targets with error 1 (se 1), b: one target with error 3 (se 9)
+    records = [("a", j, "x", 0.0, 1.0) for j in (1, 2, 3)] + [("b", 1, "x", 0.0, 3.0)]
+    records.append(("a", 1, "y", 0.0, 2.0))  # y: only a, error 2
+    model = table(records, method="ode")
+    locf = table([(*r[:3], 0.0, 1.0) for r in records])
+    summary, per_variable = summarise(
+        pd.concat([model, locf]), unit_sd(variables=("x", "y")), n_boot=50
+    )
+    pooled = row(summary, "ode")
+    # x: mean over patients (1 + 9) / 2 = 5, not the row mean 3; y: 4
+    assert pooled["mse"] == pytest.approx((5 + 4) / 2)
+    assert pooled["mae"] == pytest.approx(((1 + 3) / 2 + 2) / 2)
+    assert pooled["n_patients"] == 2 and pooled["n_targets"] == 5
+    assert pooled["ratio_mse"] == pytest.approx(4.5)
+    pv = per_variable[per_variable["method"] == "ode"].set_index("variable")
+    assert pv.loc["x", "mse"] == pytest.approx(5.0)
+    assert pv.loc["y", "mse"] == pytest.approx(4.0)
+    assert pv.loc["x", "n_patients"] == 2 and pv.loc["y", "n_patients"] == 1
+    assert list(summary["method"].unique()) == ["locf", "ode"]
+
+
+def test_training_sd_uses_training_patients_and_standardises_errors():
+    # patients p0 (fold 0), p1 and p2 (fold 1); variables a, b; T = 2
+    values = np.array(
+        [[[0.0, 7.0], [4.0, 0.0]], [[1.0, 2.0], [3.0, 2.0]], [[5.0, 2.0], [100, 0]]]
+    )
+    observed = np.ones((3, 2, 2), bool)
+    observed[0, 1, 1] = False  # p0 has b only once
+    observed[2, 1, 0] = False  # the 100 is not observed
+    visits = np.ones((3, 2), bool)
+    visits[2, 1] = False  # and not a visit
+    cohort = Cohort(
+        np.array(["p0", "p1", "p2"]),
+        np.zeros((3, 2)),
+        values,
+        observed,
+        visits,
+        np.zeros((3, 0)),
+        np.array(["a", "b"]),
+        np.array([], dtype=str),
+    )
+    folds = pd.DataFrame({"patient_id": ["p0", "p1", "p2"], "fold": [0, 1, 1]})
+    sd = training_sd(cohort, folds).set_index(["fold", "variable"])["sd"]
+    # fold 0 trains on p1, p2: a = [1, 3, 5] -> 2, b = [2, 2, 2] -> 0 -> 1
+    # fold 1 trains on p0: a = [0, 4] -> sqrt(8), b = [7] -> undefined -> 1
+    assert sd[(0, "a")] == pytest.approx(2.0)
+    assert sd[(0, "b")] == 1.0
+    assert sd[(1, "a")] == pytest.approx(np.sqrt(8))
+    assert sd[(1, "b")] == 1.0
+
+    pred = pd.concat(
+        [
+            table([("p0", 1, "a", 0.0, 4.0)], fold=0),
+            table([("p1", 1, "a", 0.0, 4.0)], fold=1),
+        ]
+    )
+    summary, _ = summarise(pred, training_sd(cohort, folds), n_boot=10)
+    assert row(summary, "locf", "0")["mse"] == pytest.approx((4 / 2) ** 2)
+    assert row(summary, "locf", "0")["mae"] == pytest.approx(4 / 2)
+    assert row(summary, "locf", "1")["mse"] == pytest.approx(16 / 8)
+    with pytest.raises(ValueError, match="no training SD"):
+        summarise(pred, unit_sd(folds=(0,), variables=("a",)))
+
+
+def test_common_targets_drops_a_target_for_all_methods():
+    keys = [("a", 1, "x"), ("a", 2, "x"), ("b", 1, "x"), ("b", 2, "x")]
+    locf = table([(*k, 1.0, 0.0) for k in keys])
+    ode = table(
+        [
+            (*keys[0], 1.0, 0.5),
+            (*keys[1], 1.0, np.nan),  # no prediction from ode
+            (*keys[2], np.nan, 0.5),  # not observed
+        ],  # keys[3]: no row from ode
+        method="ode",
+    )
+    # a horizon with only locf is scored on its own
+    alone = table([("a", 1, "x", 1.0, 0.0)], horizon="from_first")
+    pred = pd.concat([alone, locf, ode], ignore_index=True)
+    kept = common_targets(pred)
+    assert len(kept) == 3
+    assert set(kept.loc[kept["horizon"] == "one_step", "method"]) == {"locf", "ode"}
+    assert set(zip(kept["patient_id"], kept["visit"], strict=True)) == {("a", 1)}
+    summary, _ = summarise(pred, unit_sd(), n_boot=10)
+    assert list(summary["horizon"].unique()) == ["one_step", "from_first"]
+    assert row(summary, "ode")["n_targets"] == 1
+
+
+def toy_methods(n=30, seed=1) -> pd.DataFrame:
+    """locf, an exact copy of it and a better method on n patients."""
+    rng = np.random.default_rng(seed)
+    records = [
+        (f"p{i}", j, v, rng.normal(), None)
+        for i in range(n)
+        for j in range(1, 1 + i % 3 + 1)
+        for v in ("x", "y")
+    ]
+    noise = np.random.default_rng(seed + 1).normal(size=(2, len(records)))
+    parts = []
+    for method, e in (("locf", noise[0]), ("copy", noise[0]), ("better", noise[1])):
+        e = e * (0.6 if method == "better" else 1.0)
+        pred = [(*r[:4], r[3] + k) for r, k in zip(records, e, strict=True)]
+        parts.append(table(pred, method=method))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_bootstrap_interval_of_the_ratio():
+    pred = toy_methods()
+    sd = unit_sd(variables=("x", "y"))
+    summary, _ = summarise(pred, sd, n_boot=200, seed=3)
+    copy = row(summary, "copy")
+    assert copy["ratio_mse"] == 1.0
+    assert copy["ratio_ci_low"] == copy["ratio_ci_high"] == 1.0
+    better = row(summary, "better")
+    locf_mse = row(summary, "locf")["mse"]
+    assert better["ratio_mse"] == pytest.approx(better["mse"] / locf_mse)
+    assert better["ratio_mse"] < 1
+    assert better["ratio_ci_low"] <= better["ratio_mse"] <= better["ratio_ci_high"]
+    assert better["ratio_ci_low"] < better["ratio_ci_high"]
+    # only the pooled rows carry an interval
+    assert summary.loc[summary["fold"] != "pooled", "ratio_ci_low"].isna().all()
+    again, _ = summarise(pred, sd, n_boot=200, seed=3)
+    pd.testing.assert_frame_equal(summary, again)
+    other, _ = summarise(pred, sd, n_boot=200, seed=4)
+    assert row(other, "better")["ratio_ci_low"] != better["ratio_ci_low"]
+    assert list(summary["method"].unique()) == ["locf", "better", "copy"]
+    with pytest.raises(ValueError, match="reference method 'mean' is absent"):
+        summarise(pred, sd, reference="mean")
+
+
+def test_coverage_uses_the_methods_own_sd_in_model_units():
+    errors = [0.5, 1.0, 1.5, 2.5]
+    records = [(f"p{i}", 1, "x", 0.0, e) for i, e in enumerate(errors)]
+    pred = pd.concat([table(records), table(records, method="ode", sd=1.0)])
+    summary, _ = summarise(pred, unit_sd(sd=10.0), n_boot=10)
+    ode = row(summary, "ode")
+    assert ode["coverage_1sd"] == pytest.approx(2 / 4)
+    assert ode["coverage_2sd"] == pytest.approx(3 / 4)
+    assert ode["mse"] == pytest.approx(np.mean(np.square(errors) / 100))
+    assert np.isnan(row(summary, "locf")["coverage_1sd"])
+
+
+def test_mean_and_sd_rows_over_folds():
+    # ode: error 1 in fold 0, 3 in fold 1; locf: 1 and 2
+    def both(fold, patient, e_ode, e_locf):
+        r = [(patient, 1, "x", 0.0, e_ode)]
+        return [
+            table(r, fold=fold, method="ode"),
+            table([(patient, 1, "x", 0.0, e_locf)], fold=fold),
+        ]
+
+    pred = pd.concat([*both(0, "a", 1.0, 1.0), *both(1, "b", 3.0, 2.0)])
+    summary, _ = summarise(pred, unit_sd(folds=(0, 1)), n_boot=10)
+    ode = summary[summary["method"] == "ode"]
+    assert list(ode["fold"]) == ["0", "1", "mean", "sd", "pooled"]
+    assert row(summary, "ode", "mean")["mse"] == pytest.approx(5.0)
+    assert row(summary, "ode", "sd")["mse"] == pytest.approx(np.sqrt(32))
+    # mean of per-fold ratios (1 and 9/4), not the pooled ratio 5 / 2.5
+    assert row(summary, "ode", "mean")["ratio_mse"] == pytest.approx(1.625)
+    assert row(summary, "ode", "sd")["ratio_mse"] == pytest.approx(
+        np.std([1.0, 2.25], ddof=1)
+    )
+    assert row(summary, "ode")["ratio_mse"] == pytest.approx(2.0)
+    assert row(summary, "ode")["n_patients"] == 2
+    assert row(summary, "ode", "0")["n_patients"] == 1

@@ -1,0 +1,39 @@
+"""Figure: local ODE solutions between visits of held-out patients (arXiv
+2311.16286, Fig. 3), each patient predicted by its fold's model."""
+
+import numpy as np
+import pandas as pd
+
+from odevae.cohort import Cohort
+from odevae.folds import fold_members
+from odevae.model import ODEVAE
+from odevae.paper_figures import (
+    local_solution_table,
+    pick_patients,
+    plot_local_solutions,
+)
+from odevae.runner import run_script
+from odevae.tables import read_tsv, write_tsv
+
+
+def main(snakemake):
+    cohort = Cohort.load(snakemake.input.cohort)
+    folds = read_tsv(snakemake.input.folds)
+    tables, held = [], []
+    for fold, checkpoint in enumerate(snakemake.input.checkpoints):
+        model = ODEVAE.load_from_checkpoint(checkpoint, map_location="cpu")
+        _, held_ids = fold_members(folds, fold)
+        table = local_solution_table(model, cohort.subset(cohort.index_of(held_ids)))
+        table.insert(1, "fold", fold)
+        tables.append(table)
+        held.append(held_ids)
+    table = pd.concat(tables, ignore_index=True)
+    params = snakemake.params
+    shown = pick_patients(cohort, np.concatenate(held), params.patients, params.seed)
+    write_tsv(table, snakemake.output.table)
+    plot_local_solutions(table, params.time_unit, shown).savefig(
+        snakemake.output.figure, dpi=params.dpi
+    )
+
+
+run_script(snakemake, main)

@@ -1,0 +1,27 @@
+"""Figures of held-out prediction (rule ``plot_predictions``): chosen held-out
+patients with the model's and comparators' predictions in original units, and the
+error of every method by horizon and fold."""
+
+from odevae.prediction.figures import (
+    pick_heldout_patients,
+    plot_errors,
+    plot_heldout_patients,
+)
+from odevae.runner import run_script
+from odevae.tables import read_tsv, read_tsvs
+
+
+def main(snakemake):
+    pred = read_tsvs([*snakemake.input.model, *snakemake.input.comparators])
+    pred = pred[pred["units"] == "original"]
+    params = snakemake.params
+    patients = pick_heldout_patients(pred, params.patients, params.seed)
+    plot_heldout_patients(pred, patients, params.time_unit).savefig(
+        snakemake.output.patients, dpi=params.dpi
+    )
+    plot_errors(read_tsv(snakemake.input.summary)).savefig(
+        snakemake.output.errors, dpi=params.dpi
+    )
+
+
+run_script(snakemake, main)

@@ -1,0 +1,33 @@
+"""Figure: the similarity batches of two reference training patients under a fold's
+trained model (BJ 2022, Fig. 6)."""
+
+from odevae.cohort import Cohort
+from odevae.folds import fold_members
+from odevae.model import ODEVAE
+from odevae.paper_figures import (
+    neighbour_batches_of,
+    plot_similarity_batches,
+    reference_patients,
+)
+from odevae.runner import run_script
+from odevae.tables import read_tsv
+
+
+def main(snakemake):
+    cohort = Cohort.load(snakemake.input.cohort)
+    train_ids, _ = fold_members(read_tsv(snakemake.input.folds), 0)
+    train = cohort.subset(cohort.index_of(train_ids))
+    model = ODEVAE.load_from_checkpoint(snakemake.input.checkpoint, map_location="cpu")
+    params = snakemake.params
+    view = neighbour_batches_of(
+        model, train, params.times, params.neighbours, params.bandwidth
+    )
+    group_of = read_tsv(snakemake.input.truth_patients).set_index("patient_id")
+    groups = group_of.loc[train.patient_ids, "group"].to_numpy()
+    references = reference_patients(train.patient_ids, groups)
+    plot_similarity_batches(view, groups, params.times, references).savefig(
+        snakemake.output.figure, dpi=params.dpi
+    )
+
+
+run_script(snakemake, main)

@@ -1,0 +1,19 @@
+"""Figure: a VAE-only model's held-out latent means beside the ODE-VAE's held-out
+trajectories (workshop)."""
+
+from odevae.paper_figures import plot_vae_vs_odevae
+from odevae.runner import run_script
+from odevae.tables import read_tsv, read_tsvs
+
+
+def main(snakemake):
+    figure = plot_vae_vs_odevae(
+        read_tsvs(snakemake.input.vae_latents),
+        read_tsvs(snakemake.input.ode_trajectories),
+        read_tsvs(snakemake.input.ode_latents),
+        read_tsv(snakemake.input.truth_patients),
+    )
+    figure.savefig(snakemake.output.figure, dpi=snakemake.params.dpi)
+
+
+run_script(snakemake, main)
