@@ -5,12 +5,16 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+from snakemake.utils import validate
 
 from odevae.cohort import Cohort
-from odevae.preprocess import preprocess
+from odevae.ingest import fetch_rdataset, ingest_table
+from odevae.preprocess import Preprocessed, preprocess, preprocess_tables
 from odevae.simulate import simulate_cohort, write_cohort
+from odevae.tables import write_tsv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,3 +66,23 @@ def tiny_tables(tiny_config, tmp_path) -> dict[str, Path]:
 @pytest.fixture
 def tiny_cohort(tiny_tables) -> Cohort:
     return preprocess(tiny_tables["visits"], tiny_tables["baseline"])
+
+
+@pytest.fixture(scope="session")
+def pbcseq_raw() -> pd.DataFrame:
+    """survival::pbcseq as the rule fetch_pbcseq writes it."""
+    return fetch_rdataset("survival", "pbcseq")
+
+
+@pytest.fixture(scope="session")
+def pbcseq(pbcseq_raw, tmp_path_factory) -> Preprocessed:
+    """pbcseq ingested by config/pbcseq.yaml's column map and preprocessed."""
+    tmp = tmp_path_factory.mktemp("pbcseq")
+    pbcseq_raw.to_csv(tmp / "pbcseq.csv", index=False)
+    cfg = yaml.safe_load((ROOT / "config" / "pbcseq.yaml").read_text())
+    config = {"table": cfg["table"] | {"visits": str(tmp / "pbcseq.csv")}}
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    visits, baseline = ingest_table(config["table"], cfg["data"]["time_unit"])
+    write_tsv(visits, tmp / "visits.tsv", digits=10)
+    write_tsv(baseline, tmp / "baseline.tsv", digits=10)
+    return preprocess_tables(tmp / "visits.tsv", tmp / "baseline.tsv")

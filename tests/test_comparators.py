@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from odevae.cohort import Cohort
+from odevae.folds import fold_members, make_folds
 from odevae.prediction.comparators import (
     SmootherFit,
     comparator_predictions,
@@ -19,6 +20,7 @@ from odevae.prediction.comparators import (
     smoother,
     train_mean,
 )
+from odevae.prediction.scores import summarise, training_sd
 from odevae.prediction.targets import prediction_targets
 
 nan = np.nan
@@ -247,3 +249,23 @@ def test_comparator_predictions_table_and_info(caplog):
     assert mixed.loc[mixed["variable"] == "y0", "predicted"].notna().all()
     assert mixed.loc[mixed["variable"] == "y1", "predicted"].isna().all()
     assert "y1: too few data" in caplog.text
+
+
+def test_pbcseq_mixed_model_beats_locf_and_the_population_fit_is_far_worse(pbcseq):
+    """Known properties of this cohort, on one fold of patients held out."""
+    cohort = pbcseq.cohort
+    folds = make_folds(cohort.patient_ids, 5, seed=42)
+    train_ids, held_ids = fold_members(folds, 0)
+    train = cohort.subset(cohort.index_of(train_ids))
+    table, info = comparator_predictions(
+        train, cohort.subset(cohort.index_of(held_ids))
+    )
+    table.insert(0, "fold", 0)
+    summary, _ = summarise(
+        table[table["horizon"] == "one_step"], training_sd(cohort, folds), n_boot=200
+    )
+    ratio = summary[summary["fold"] == "pooled"].set_index("method")["ratio_mse"]
+    assert ratio["mixed_model"] < 0.95
+    assert ratio["mixed_model_population"] > 1.2
+    assert ratio["mixed_model_population"] > ratio["mixed_model"] + 0.3
+    assert all(info["mixed_model_converged"].values())

@@ -12,12 +12,9 @@ from snakemake.utils import validate
 from odevae.errors import InputError
 from odevae.ingest import (
     TRANSFORMS,
-    fetch_rdataset,
     ingest_table,
     inverse_transform,
 )
-from odevae.preprocess import preprocess_tables
-from odevae.tables import write_tsv
 from tests.conftest import ROOT
 
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
@@ -289,20 +286,11 @@ def test_inverse_transforms_undo_the_transforms(name):
     np.testing.assert_allclose(back, x, rtol=1e-9, atol=1e-9)
 
 
-def test_pbcseq_counts_27_one_visit_patients_dropped(tmp_path):
+def test_pbcseq_counts_27_one_visit_patients_dropped(pbcseq_raw, pbcseq):
     """The real public cohort: 312 patients, 1945 visits; 27 have one visit."""
-    raw = fetch_rdataset("survival", "pbcseq")
+    raw = pbcseq_raw
     assert raw.shape == (1945, 19) and raw["id"].nunique() == 312
-    raw.to_csv(tmp_path / "pbcseq.csv", index=False)
-    import yaml
-
-    cfg = yaml.safe_load((ROOT / "config" / "pbcseq.yaml").read_text())
-    config = {"table": cfg["table"] | {"visits": str(tmp_path / "pbcseq.csv")}}
-    validate(config, SCHEMA)
-    visits, baseline = ingest_table(config["table"], "years")
-    write_tsv(visits, tmp_path / "visits.tsv", digits=10)
-    write_tsv(baseline, tmp_path / "baseline.tsv", digits=10)
-    result = preprocess_tables(tmp_path / "visits.tsv", tmp_path / "baseline.tsv")
+    result = pbcseq
     drops = result.drops.set_index("reason")
     assert drops.loc["fewer than 2 visits", "patients"] == 27
     assert drops.loc["fewer than 2 visits", "visits"] == 27

@@ -8,7 +8,7 @@ if not config["paper"]["module"]:  # one rule makes it, also under snakemake pap
         output:
             table="resources/pbcseq.csv",
         log:
-            f"{LOGS}/fetch_pbcseq/fetch_pbcseq.log",
+            "results/logs/fetch_pbcseq/fetch_pbcseq.log",  # shared by every run
         conda:
             "../envs/odevae.yaml"
         script:
