@@ -166,3 +166,24 @@ def test_latent_table_scores_against_the_target_visits_own_encoding(model, tiny_
         mu[rows, roundtrip["visit"].to_numpy() - 1, 0].numpy(),
         rtol=1e-6,
     )
+
+
+def test_random_effects_learn_a_patients_own_level(tiny_cohort, tiny_config):
+    """Stable individual levels the model cannot see are recovered from history."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    level = rng.normal(0.0, 5.0, size=(tiny_cohort.n, 1))
+    values = tiny_cohort.values.copy()
+    values[..., 0] += level
+    cohort = dataclasses.replace(tiny_cohort, values=values)
+    model = build_model(cohort, tiny_config["model"], tiny_config["loss"], 1e-3)
+    train, test = split(cohort)
+    table, _ = model_predictions(model.eval(), train, test)
+    one = table[
+        (table["horizon"] == "one_step")
+        & (table["variable"] == "x1")
+        & table["observed"].notna()
+    ]
+    err = (one["predicted"] - one["observed"]) ** 2
+    mse = err.groupby(one["method"]).mean()
+    assert mse["odevae_mixed"] < 0.25 * mse["odevae"]

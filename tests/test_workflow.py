@@ -68,6 +68,7 @@ def test_whole_dag_runs_and_second_run_has_nothing_to_do(workdir):
     summary = pd.read_csv(out / "cv" / "summary.tsv", sep="\t", dtype={"fold": str})
     methods = {
         "odevae",
+        "odevae_mixed",
         "odevae_population",
         "vae_roundtrip",
         "ols_latent",

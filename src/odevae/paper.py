@@ -91,6 +91,7 @@ ITEMS = [
 #: Methods of the follow-up paper's prediction table, and what they are called there.
 TABLE_METHODS = {
     "odevae": "ODE",
+    "odevae_mixed": "ODE + random effects",
     "ols_latent": "OLS",
     "locf": "LOCF",
     "vae_roundtrip": "LOCF (latent)",

@@ -11,7 +11,12 @@ from matplotlib import pyplot as plt
 import odevae.figures  # noqa: F401  (the Agg backend and the theme)
 
 #: Methods drawn in the patient figure, with their colours.
-SHOWN = {"odevae": "tab:orange", "locf": "tab:blue", "mixed_model": "tab:green"}
+SHOWN = {
+    "odevae": "tab:orange",
+    "odevae_mixed": "tab:red",
+    "locf": "tab:blue",
+    "mixed_model": "tab:green",
+}
 HORIZON_STYLE = {"one_step": "o", "from_first": "-"}
 
 

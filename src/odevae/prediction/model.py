@@ -15,6 +15,13 @@ standard deviation:
 * ``ols_latent``: the follow-up paper's comparator: a least-squares line per latent
   dimension through the history's encoder means, shifted through the last one,
   extrapolated to t_j and decoded.
+* ``odevae_mixed``: ``odevae`` plus a per-patient random intercept and slope in time
+  per variable, predicted by empirical Bayes from the patient's history: a linear
+  mixed model (:mod:`~odevae.prediction.comparators`) fitted on the training
+  patients' reconstruction residuals x − decode(encode(x)) and applied to the
+  history's residuals. The ODE-VAE gives the shared multivariate trajectory; the
+  random effects give what is individual to a patient's variable (its level and
+  trend), as a mixed model's do.
 
 Only the history visits are ever encoded for a target (the encoder is per visit and
 the parameters come from baseline covariates), so nothing at or after visit j
@@ -22,6 +29,8 @@ enters its prediction.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -31,9 +40,10 @@ from odevae.cohort import Cohort
 from odevae.data import CohortDataset
 from odevae.model import ODEVAE
 from odevae.model.loss import VAR_CLAMP
+from odevae.prediction.comparators import fit_mixed_models, mixed_model
 from odevae.prediction.targets import history_mask, long_table, prediction_targets
 
-METHODS = ("odevae", "odevae_population", "vae_roundtrip", "ols_latent")
+METHODS = ("odevae", "odevae_mixed", "odevae_population", "vae_roundtrip", "ols_latent")
 
 
 def _tensors(model: ODEVAE, cohort: Cohort) -> dict:
@@ -153,6 +163,39 @@ def latent_predictions(
     return targets, latent, mu[idx, visit]
 
 
+def residuals(model: ODEVAE, cohort: Cohort) -> Cohort:
+    """``cohort`` with its values replaced by the reconstruction residuals
+    x − decode(encode(x)) (modelling units; 0 where not observed)."""
+    mu, _ = encode(model, cohort)
+    n, T, d = mu.shape
+    mean, _ = decode(model, mu.reshape(n * T, d))
+    values = cohort.values - mean.reshape(n, T, -1)
+    return dataclasses.replace(cohort, values=np.where(cohort.observed, values, 0.0))
+
+
+def with_random_effects(
+    model: ODEVAE,
+    train: Cohort,
+    test: Cohort,
+    targets: pd.DataFrame,
+    mean: np.ndarray,
+    sd: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions ``mean`` (targets × p) plus each patient's empirical-Bayes random
+    intercept and slope of the reconstruction residuals, from its history.
+
+    The mixed model is fitted on the training patients' residuals only. Its sd
+    replaces the decoder's; a variable without a fit keeps ``mean`` and ``sd``.
+    """
+    fits = fit_mixed_models(residuals(model, train))
+    offset, offset_sd = mixed_model(fits, residuals(model, test), targets)
+    fitted = np.isfinite(offset)
+    return (
+        np.where(fitted, mean + np.where(fitted, offset, 0.0), mean),
+        np.where(fitted, offset_sd, sd),
+    )
+
+
 @torch.no_grad()
 def model_predictions(
     model: ODEVAE, train: Cohort, test: Cohort
@@ -165,11 +208,16 @@ def model_predictions(
     own encoder mean (``vae_roundtrip`` is then LOCF in latent space).
     """
     targets, latent, encoded = latent_predictions(model, train, test)
+    decoded = {method: decode(model, latent[method]) for method in latent}
+    decoded["odevae_mixed"] = with_random_effects(
+        model, train, test, targets, *decoded["odevae"]
+    )
+    latent["odevae_mixed"] = latent["odevae"]
     tables, latents = [], []
     d = encoded.shape[-1]
     keys = targets[["patient_id", "visit", "time", "horizon", "n_history"]]
     for method in METHODS:
-        mean, sd = decode(model, latent[method])
+        mean, sd = decoded[method]
         tables.append(long_table(test, targets, method, mean, sd))
         latents.append(
             keys.loc[keys.index.repeat(d)].assign(
