@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
+from odevae.errors import InputError
 from odevae.folds import make_folds
 from odevae.predict import predict_fold
 from odevae.training import train_fold
@@ -94,3 +95,12 @@ def test_predict_fold_tables(tiny_cohort, folds, tiny_config, tmp_path):
     np.testing.assert_allclose(
         original.loc[~x1, "predicted"], model_units.loc[~x1, "predicted"]
     )
+
+
+def test_a_non_finite_loss_stops_training_with_the_fold_and_causes(
+    tiny_cohort, folds, tiny_config, tmp_path
+):
+    config = {**tiny_config, "train": {**tiny_config["train"], "lr": 1.0e10}}
+    with pytest.raises(InputError, match=r"fold 1, epoch 0: the training loss is"):
+        train_fold(tiny_cohort, folds, 1, config, tmp_path)
+    assert not (tmp_path / "model.ckpt").exists()

@@ -86,6 +86,10 @@ def test_whole_dag_runs_and_second_run_has_nothing_to_do(workdir):
     assert (pooled["ratio_ci_low"] <= pooled["ratio_mse"] + 1e-9).all()
     assert (pooled["ratio_mse"] <= pooled["ratio_ci_high"] + 1e-9).all()
     assert pooled.loc[("one_step", "locf"), "ratio_mse"] == 1.0
+    assert not pooled.loc[("one_step", "locf"), "model_diverged"]
+    training = pd.read_csv(out / "cv" / "training.tsv", sep="\t")
+    assert training["fold"].tolist() == [0, 1]
+    assert (training["val_loss_min"] <= training["val_loss_final"]).all()
     # every method is scored on the same targets
     assert pooled.groupby("horizon")["n_targets"].nunique().eq(1).all()
     for figure in ("heldout_patients", "prediction_errors", "parameters"):
@@ -202,3 +206,17 @@ def test_bad_input_fails_the_job_cleanly_and_leaves_no_output(workdir):
         workdir / "results" / "tiny" / "logs" / "simulate" / "simulate.log"
     ).read_text()
     assert "simulation.p" in log
+
+
+def test_a_diverging_training_stops_with_one_line_and_leaves_no_model(workdir):
+    bad = merge(TINY, {"train": {"lr": 1.0e10}})
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(bad))
+    result = snakemake(workdir, "--configfile", "bad.yaml", check=False)
+    text = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "odevae: fold " in text and "the training loss is" in text
+    assert "train.lr = 10000000000.0" in text
+    assert "Traceback" not in text
+    train = workdir / "results" / "tiny" / "train"
+    assert not list(train.glob("fold_*/model.ckpt"))
+    assert not list(train.glob("fold_*/metrics.csv"))

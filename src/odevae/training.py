@@ -7,12 +7,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pandas as pd
-from lightning.pytorch.callbacks import ModelCheckpoint
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from odevae.cohort import Cohort
 from odevae.data import CohortDataModule, scaling_stats
+from odevae.errors import InputError
 from odevae.folds import fold_members
 from odevae.model import ODEVAE
 from odevae.similarity import SimilarityBatching, SimilarityDataModule
@@ -59,6 +62,37 @@ def with_progress_bar(config: dict, full_config: dict) -> dict:
     """
     bar = full_config["train"]["progress_bar"]
     return {**config, "train": {**config["train"], "progress_bar": bar}}
+
+
+class StopOnNonFinite(Callback):
+    """Stop training at the first non-finite training loss with one clear error
+    naming the fold, the epoch and the likely causes (``hints``)."""
+
+    def __init__(self, fold: int, hints: str) -> None:
+        self.fold, self.hints = fold, hints
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not torch.isfinite(loss).all():
+            raise InputError(
+                f"fold {self.fold}, epoch {trainer.current_epoch}: the training loss "
+                f"is {loss.item()}, not a finite number; likely causes: {self.hints}"
+            )
+
+
+def divergence_hints(cohort: Cohort, config: dict) -> str:
+    """What in the data and config usually makes the loss blow up, with values."""
+    x = cohort.values[cohort.observed & cohort.visits[..., None]]
+    largest = float(np.abs(x).max()) if x.size else 0.0
+    t_max = float(cohort.times[cohort.visits].max()) if cohort.visits.any() else 0.0
+    standardized = config["model"]["standardize_measurements"]
+    return (
+        f"train.lr = {config['train']['lr']} too high for these data; "
+        f"measurements up to |x| = {largest:.3g} with "
+        f"model.standardize_measurements = {str(standardized).lower()}; "
+        f"visit times up to {t_max:.3g} (growing dynamics over long times overflow: "
+        "choose a coarser data.time_unit)"
+    )
 
 
 def make_trainer(
@@ -137,6 +171,7 @@ def train_fold(
         data = CohortDataModule(
             cohort, train_ids, val_ids, train_cfg["batch_size"], seed
         )
+    callbacks.append(StopOnNonFinite(fold, divergence_hints(data.train, config)))
     model = build_model(cohort, model_cfg, config["loss"], train_cfg["lr"])
     model.set_scaling(
         *scaling_stats(

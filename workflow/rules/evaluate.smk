@@ -22,6 +22,7 @@ rule evaluate:
         folds=f"{OUT}/folds.tsv",
         model=fold_outputs(f"{OUT}/predict/fold_{{fold}}/predictions.tsv"),
         comparators=fold_outputs(f"{OUT}/comparators/fold_{{fold}}/predictions.tsv"),
+        metrics=fold_outputs(f"{OUT}/train/fold_{{fold}}/metrics.csv"),
     output:
         summary=report(
             f"{OUT}/cv/summary.tsv",
@@ -33,6 +34,7 @@ rule evaluate:
             caption="../report/per_variable.rst",
             category="Held-out prediction",
         ),
+        training=f"{OUT}/cv/training.tsv",
     log:
         f"{LOGS}/evaluate/evaluate.log",
     conda:
@@ -41,6 +43,8 @@ rule evaluate:
         reference="locf",
         n_boot=config["evaluation"]["bootstrap"],
         seed=config["seed"],
+        folds=FOLDS,
+        divergence_factor=config["evaluation"]["divergence_factor"],
     script:
         "../scripts/evaluate.py"
 

@@ -1,12 +1,15 @@
 """Held-out prediction scores of the model and the comparators (rule ``evaluate``):
-``cv/summary.tsv`` (per horizon, method and fold) and ``cv/per_variable.tsv``."""
+``cv/summary.tsv`` (per horizon, method and fold), ``cv/per_variable.tsv`` and
+``cv/training.tsv`` (each fold's validation-loss course; a divergence is flagged in
+the summary and the log)."""
 
 import logging
 
 from odevae.cohort import Cohort
 from odevae.prediction.scores import summarise, training_sd
+from odevae.prediction.training_check import flag_diverged, validation_course
 from odevae.runner import run_script
-from odevae.tables import read_tsv, read_tsvs, write_tsv
+from odevae.tables import read_fold_metrics, read_tsv, read_tsvs, write_tsv
 
 log = logging.getLogger("odevae.evaluate")
 
@@ -24,6 +27,21 @@ def main(snakemake):
         n_boot=snakemake.params.n_boot,
         seed=snakemake.params.seed,
     )
+    course = validation_course(
+        read_fold_metrics(snakemake.params.folds, snakemake.input.metrics),
+        snakemake.params.divergence_factor,
+    )
+    for row in course[course["diverged"]].itertuples():
+        log.warning(
+            "fold %s: validation loss ended at %.4g, above its minimum %.4g (epoch "
+            "%d) by more than evaluation.divergence_factor allows",
+            row.fold,
+            row.val_loss_final,
+            row.val_loss_min,
+            row.val_loss_min_epoch,
+        )
+    summary = flag_diverged(summary, course)
+    write_tsv(course, snakemake.output.training)
     write_tsv(summary, snakemake.output.summary)
     write_tsv(per_variable, snakemake.output.per_variable)
     pooled = summary[(summary["fold"] == "pooled") & (summary["horizon"] == "one_step")]
