@@ -28,3 +28,11 @@ def test_folds_reproducible_from_seed():
 def test_fewer_patients_than_folds_is_a_config_error():
     with pytest.raises(InputError, match="cv.folds.*3 patients cannot fill 5 folds"):
         make_folds(["a", "b", "c"], 5, 0)
+
+
+def test_row_order_never_changes_the_folds():
+    ids = [f"P{i:02d}" for i in range(30)]
+    shuffled = list(np.random.default_rng(3).permutation(ids))
+    a = make_folds(ids, 5, seed=7).set_index("patient_id")["fold"]
+    b = make_folds(shuffled, 5, seed=7).set_index("patient_id")["fold"]
+    assert a.sort_index().equals(b.sort_index())

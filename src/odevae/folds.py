@@ -13,9 +13,11 @@ def make_folds(patient_ids, k: int, seed: int) -> pd.DataFrame:
     """Assign each patient to one of ``k`` folds (shuffled with ``seed``).
 
     Folds split patients, not visits: all of a patient's visits are held out together.
-    Returns a table ``patient_id, fold`` with folds numbered 0..k-1.
+    Patients are sorted by id before the seeded shuffle, so the order of rows in the
+    input tables never changes the folds. Returns a table ``patient_id, fold``
+    (sorted by id) with folds numbered 0..k-1.
     """
-    ids = np.asarray(patient_ids)
+    ids = np.sort(np.asarray(patient_ids))
     if len(np.unique(ids)) != len(ids):
         raise ValueError("patient ids must be unique")
     if k < 2:
