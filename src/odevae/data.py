@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from odevae.cohort import Cohort
+from odevae.errors import InputError
 
 
 class CohortDataset(Dataset):
@@ -62,14 +63,44 @@ def collate(items: list[dict] | dict) -> dict:
     return batch
 
 
-def scaling_stats(cohort: Cohort, measurements: bool, covariates: bool):
+def binary_measurements(cohort: Cohort, setting) -> list[bool]:
+    """Which measurements get a Bernoulli likelihood (config
+    ``model.binary_measurements``): ``auto``, those whose observed values in
+    ``cohort`` (the training patients) are all 0 or 1 with both present; ``none``;
+    or a list of names (each must exist)."""
+    names = [str(n) for n in cohort.measurement_names]
+    if setting == "none":
+        return [False] * len(names)
+    if setting == "auto":
+        mask = cohort.observed & cohort.visits[..., None]
+        flags = []
+        for j in range(len(names)):
+            seen = np.unique(cohort.values[..., j][mask[..., j]])
+            flags.append(len(seen) == 2 and set(seen.tolist()) == {0.0, 1.0})
+        return flags
+    unknown = sorted(set(setting) - set(names))
+    if unknown:
+        raise InputError(
+            f"unknown measurement(s) {unknown}; the cohort has {names}",
+            key="model.binary_measurements",
+        )
+    return [name in setting for name in names]
+
+
+def scaling_stats(
+    cohort: Cohort,
+    measurements: bool,
+    covariates: bool,
+    binary: list[bool] | None = None,
+):
     """Scaling and imputation statistics of the training patients.
 
     Returns ``x_mean, x_std`` of the observed measurements and ``z_mean, z_std`` of
     the covariates (identity where standardisation is off), and ``z_fill``, the
     median of each covariate (0 where no value is observed) that replaces missing
     covariates (NaN) before scaling; ``z_mean``/``z_std`` are those of the filled
-    covariates. A measurement no training patient has keeps mean 0 and sd 1.
+    covariates. A measurement no training patient has, or a ``binary`` one (a
+    Bernoulli likelihood reads 0/1), keeps mean 0 and sd 1.
     Computed from ``cohort`` alone: pass the training patients only, so held-out
     patients never influence scaling or imputation.
     """
@@ -84,7 +115,8 @@ def scaling_stats(cohort: Cohort, measurements: bool, covariates: bool):
     if measurements:
         mask = (cohort.observed & cohort.visits[..., None]).reshape(-1, p)
         values = cohort.values.reshape(-1, p)
-        for j in np.flatnonzero(mask.any(0)):  # unobserved in training: left as is
+        keep = mask.any(0) & ~np.asarray(binary or [False] * p, dtype=bool)
+        for j in np.flatnonzero(keep):  # unobserved in training: left as is
             x_mean[j] = values[mask[:, j], j].mean()
             x_std[j] = values[mask[:, j], j].std()
     if covariates:

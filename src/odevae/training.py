@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from odevae.cohort import Cohort
-from odevae.data import CohortDataModule, scaling_stats
+from odevae.data import CohortDataModule, binary_measurements, scaling_stats
 from odevae.errors import InputError
 from odevae.folds import fold_members
 from odevae.model import ODEVAE
@@ -23,8 +23,15 @@ from odevae.similarity import SimilarityBatching, SimilarityDataModule
 log = logging.getLogger(__name__)
 
 
-def build_model(cohort: Cohort, model_cfg: dict, loss_cfg: dict, lr: float) -> ODEVAE:
-    """An untrained :class:`ODEVAE` sized for ``cohort`` from the config sections."""
+def build_model(
+    cohort: Cohort,
+    model_cfg: dict,
+    loss_cfg: dict,
+    lr: float,
+    binary: list[bool] | None = None,
+) -> ODEVAE:
+    """An untrained :class:`ODEVAE` sized for ``cohort`` from the config sections;
+    ``binary`` flags the measurements with a Bernoulli likelihood."""
     stat = loss_cfg["statistical"]
     return ODEVAE(
         p=cohort.p,
@@ -51,6 +58,7 @@ def build_model(cohort: Cohort, model_cfg: dict, loss_cfg: dict, lr: float) -> O
         var_penalty=stat["var_penalty"],
         var_offset=stat["var_offset"],
         lr=lr,
+        binary=binary,
     )
 
 
@@ -172,12 +180,14 @@ def train_fold(
             cohort, train_ids, val_ids, train_cfg["batch_size"], seed
         )
     callbacks.append(StopOnNonFinite(fold, divergence_hints(data.train, config)))
-    model = build_model(cohort, model_cfg, config["loss"], train_cfg["lr"])
+    binary = binary_measurements(data.train, model_cfg["binary_measurements"])
+    model = build_model(cohort, model_cfg, config["loss"], train_cfg["lr"], binary)
     model.set_scaling(
         *scaling_stats(
             data.train,
             model_cfg["standardize_measurements"],
             model_cfg["standardize_covariates"],
+            binary,
         )
     )
     trainer = make_trainer(
@@ -190,11 +200,14 @@ def train_fold(
         fast_dev_run,
     )
     log.info(
-        "fold %d: %d training and %d held-out patients, seed %d",
+        "fold %d: %d training and %d held-out patients, seed %d; Bernoulli "
+        "likelihood for %s",
         fold,
         len(train_ids),
         len(val_ids),
         seed,
+        [str(n) for n, b in zip(cohort.measurement_names, binary, strict=True) if b]
+        or "no measurement",
     )
     trainer.fit(model, datamodule=data)
     return model

@@ -29,6 +29,27 @@ def gaussian_nll(
     return nll if per_visit else nll.sum(1)
 
 
+def observation_nll(
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    logvar: torch.Tensor,
+    observed: torch.Tensor,
+    binary: torch.Tensor,
+    per_visit: bool = False,
+) -> torch.Tensor:
+    """Per-variable likelihoods: Gaussian −log N(x | mean, exp(logvar)), and for the
+    0/1 variables flagged in ``binary`` (p,) Bernoulli with logit ``mean``
+    (``logvar`` unused there). Summed over observed entries like
+    :func:`gaussian_nll`."""
+    gauss = 0.5 * (LOG_2PI + logvar + (x - mean) ** 2 * torch.exp(-logvar))
+    bern = torch.nn.functional.binary_cross_entropy_with_logits(
+        mean, x.clamp(0.0, 1.0), reduction="none"
+    )
+    nll = torch.where(binary, bern, gauss)
+    nll = torch.where(observed, nll, torch.zeros_like(nll)).sum(-1)
+    return nll if per_visit else nll.sum(1)
+
+
 def kl_standard_normal(
     mean: torch.Tensor,
     logvar: torch.Tensor,

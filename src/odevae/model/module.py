@@ -33,9 +33,9 @@ from odevae.model.dynamics import make_system, solve, solve_from_every_visit
 from odevae.model.loss import (
     combine_local_solutions,
     consistency_penalty,
-    gaussian_nll,
     kl_standard_normal,
     multistart_mu_penalty,
+    observation_nll,
     variance_penalty,
 )
 from odevae.model.networks import Decoder, Encoder, ParamNet
@@ -78,6 +78,7 @@ class ODEVAE(L.LightningModule):
         var_penalty: str = "log_diff",
         var_offset: float = 0.1,
         lr: float = 5e-4,
+        binary: list[bool] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -107,6 +108,11 @@ class ODEVAE(L.LightningModule):
         self.register_buffer("z_mean", torch.zeros(q))
         self.register_buffer("z_std", torch.ones(q))
         self.register_buffer("z_fill", torch.zeros(q))  # imputes missing covariates
+        # 0/1 measurements with a Bernoulli likelihood (decoder mean = logit)
+        flags = [False] * p if binary is None else list(binary)
+        if len(flags) != p:
+            raise ValueError(f"binary flags for {len(flags)} measurements, not {p}")
+        self.register_buffer("binary", torch.tensor(flags, dtype=torch.bool))
 
     @property
     def param_names(self) -> list[str]:
@@ -164,7 +170,9 @@ class ODEVAE(L.LightningModule):
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
         x_mean, x_logvar = self.decoder(z)
         observed = batch["observed"] & batch["visits"][..., None]
-        nll = gaussian_nll(batch["values"], x_mean, x_logvar, observed, per_visit=True)
+        nll = observation_nll(
+            batch["values"], x_mean, x_logvar, observed, self.binary, per_visit=True
+        )
         kl = kl_standard_normal(mu, logvar, batch["visits"], per_visit=True)
         return nll, kl
 

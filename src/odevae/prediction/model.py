@@ -63,11 +63,15 @@ def encode(model: ODEVAE, cohort: Cohort) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def decode(model: ODEVAE, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Latent states (N, d) → decoder mean and sd (N, p) in modelling units."""
+    """Latent states (N, d) → decoder mean and sd (N, p) in modelling units (for a
+    Bernoulli variable the probability of a 1 and its sd √(p(1 − p)))."""
     mean, logvar = model.decoder(z)
     scale = model.x_std
-    mean = mean * scale + model.x_mean
-    sd = torch.exp(0.5 * logvar) * scale
+    gauss_mean = mean * scale + model.x_mean
+    gauss_sd = torch.exp(0.5 * logvar) * scale
+    prob = torch.sigmoid(mean)  # Bernoulli variables: the probability of a 1
+    mean = torch.where(model.binary, prob, gauss_mean)
+    sd = torch.where(model.binary, torch.sqrt(prob * (1 - prob)), gauss_sd)
     return mean.cpu().numpy().astype(float), sd.cpu().numpy().astype(float)
 
 

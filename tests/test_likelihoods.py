@@ -1,0 +1,58 @@
+"""Per-variable likelihoods: Bernoulli for 0/1 measurements, Gaussian otherwise."""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from odevae.data import binary_measurements, scaling_stats
+from odevae.errors import InputError
+from odevae.model import ODEVAE
+from odevae.model.loss import gaussian_nll, observation_nll
+from odevae.prediction.model import decode
+
+
+def test_bernoulli_term_is_the_log_loss_of_the_logit():
+    x = torch.tensor([[[1.0, 0.3], [0.0, -1.0]]])
+    mean = torch.tensor([[[2.0, 0.5], [2.0, 0.0]]])
+    logvar = torch.zeros_like(mean)
+    observed = torch.ones_like(x, dtype=torch.bool)
+    binary = torch.tensor([True, False])
+    nll = observation_nll(x, mean, logvar, observed, binary, per_visit=True)
+    p = 1 / (1 + math.exp(-2.0))
+    gauss = gaussian_nll(
+        x[..., 1:], mean[..., 1:], logvar[..., 1:], observed[..., 1:], True
+    )
+    expected = torch.tensor([[-math.log(p), -math.log(1 - p)]]) + gauss
+    torch.testing.assert_close(nll, expected.float())
+    none = observation_nll(x, mean, logvar, observed, torch.tensor([False, False]))
+    torch.testing.assert_close(none, gaussian_nll(x, mean, logvar, observed))
+
+
+def test_auto_detects_exactly_the_zero_one_measurements(tiny_cohort):
+    values = tiny_cohort.values.copy()
+    rng = np.random.default_rng(0)
+    values[..., 0] = rng.integers(0, 2, size=values.shape[:2])  # 0/1
+    values[..., 1] = rng.integers(0, 3, size=values.shape[:2]) / 2  # 0, 0.5, 1
+    values[..., 2] = 1.0  # constant
+    cohort = dataclasses.replace(tiny_cohort, values=values)
+    assert binary_measurements(cohort, "auto") == [True, False, False, False]
+    assert binary_measurements(cohort, "none") == [False] * 4
+    assert binary_measurements(cohort, ["x2"]) == [False, True, False, False]
+    with pytest.raises(InputError, match="model.binary_measurements.*'x9'"):
+        binary_measurements(cohort, ["x9"])
+    x_mean, x_std, *_ = scaling_stats(cohort, True, False, [True, False, False, False])
+    assert (x_mean[0], x_std[0]) == (0.0, 1.0)  # 0/1 kept for the Bernoulli term
+    assert x_std[3] != 1.0
+
+
+def test_decoded_bernoulli_variable_is_a_probability_with_its_sd():
+    torch.manual_seed(0)
+    model = ODEVAE(p=3, q=2, binary=[False, True, False]).eval()
+    model.set_scaling(np.full(3, 5.0), np.full(3, 2.0), np.zeros(2), np.ones(2))
+    mean, sd = decode(model, torch.randn(6, 2))
+    assert ((mean[:, 1] > 0) & (mean[:, 1] < 1)).all()
+    np.testing.assert_allclose(sd[:, 1], np.sqrt(mean[:, 1] * (1 - mean[:, 1])))
+    assert (np.abs(mean[:, 0] - 5.0) > 0).all()  # Gaussian: unscaled back to units
