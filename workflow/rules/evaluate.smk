@@ -9,8 +9,14 @@ rule recovery:
         recovery=f"{OUT}/recovery.tsv",
     log:
         f"{LOGS}/recovery/recovery.log",
+    benchmark:
+        f"{OUT}/benchmarks/recovery.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         alignment=alignment_kind(config),
     script:

@@ -11,8 +11,14 @@ rule plot_data:
         ),
     log:
         f"{LOGS}/plot_data/plot_data.log",
+    benchmark:
+        f"{OUT}/benchmarks/plot_data.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         dpi=config["figures"]["dpi"],
     script:
@@ -38,8 +44,14 @@ rule plot_latent:
         ),
     log:
         f"{LOGS}/plot_latent/plot_latent.log",
+    benchmark:
+        f"{OUT}/benchmarks/plot_latent.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         dpi=config["figures"]["dpi"],
         alignment=alignment_kind(config),
@@ -59,8 +71,14 @@ rule plot_losses:
         table=f"{OUT}/figures/loss_curves.tsv",
     log:
         f"{LOGS}/plot_losses/plot_losses.log",
+    benchmark:
+        f"{OUT}/benchmarks/plot_losses.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         folds=FOLDS,
         dpi=config["figures"]["dpi"],
@@ -80,8 +98,14 @@ rule plot_purity:
         table=f"{OUT}/figures/batch_purity.tsv",
     log:
         f"{LOGS}/plot_purity/plot_purity.log",
+    benchmark:
+        f"{OUT}/benchmarks/plot_purity.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         folds=FOLDS,
         dpi=config["figures"]["dpi"],
