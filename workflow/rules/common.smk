@@ -181,12 +181,12 @@ wildcard_constraints:
 # ===== cluster =========================================================
 # Every rule declares threads and resources (mem_mb in MB, runtime in minutes),
 # sized from the benchmark files (results/<name>/benchmarks/) of `snakemake
-# --cores 2` runs of config/config.yaml, config/pbcseq.yaml and
-# config/registry.yaml on a 2-core machine: every job peaked at 300-550 MB
-# resident memory (torch, pandas and matplotlib imports dominate) and took 2-34 s,
-# so 1000 MB and 10 minutes leave at least a 1.8-fold memory and 17-fold time
-# margin; train gets 1000 MB and 30 minutes per attempt (README, "Running on a
-# SLURM cluster"). Under a cluster executor the light jobs below (figures, the
+# --cores 2` runs of config/config.yaml, config/pbcseq.yaml, config/registry.yaml
+# and the tests' tiny similarity-batch config on a 2-core machine: every job peaked
+# at 300-551 MB resident memory (torch, pandas and matplotlib imports dominate) and
+# took 2-34 s, so 1000 MB and 10 minutes leave at least a 1.8-fold memory and
+# 17-fold time margin; train gets 1000 MB and 30 minutes per attempt (README,
+# "Running on a SLURM cluster"). Under a cluster executor the light jobs below (figures, the
 # recovery table, reading the bundled pbcseq table) run in the Snakemake process
 # itself instead of being submitted.
 localrules:
