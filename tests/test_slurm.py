@@ -68,10 +68,16 @@ def ensure_installed():
         run(*install, env=env)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n):
+    """``n`` distinct TCP ports free on localhost now."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def wait_for(condition, timeout, what):
@@ -103,11 +109,12 @@ def slurm_conf(d: Path) -> str:
     node = dict(
         item.split("=", 1) for item in run("slurmd", "-C").stdout.split() if "=" in item
     )
+    ctld_port, slurmd_port = free_ports(2)
     return f"""{MARK}
 ClusterName=odevae-test
 SlurmctldHost=localhost(127.0.0.1)
-SlurmctldPort={free_port()}
-SlurmdPort={free_port()}
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={d}/munge.socket
@@ -281,22 +288,30 @@ def runs(slurm_cluster, tmp_path_factory):
     """The tiny workflow locally (--cores 2) and on SLURM: the first cluster run
     has fold 0's training cancelled at every attempt, a second run completes."""
     base = tmp_path_factory.mktemp("runs")
-    local_dir, cluster_dir = (
-        workflow_copy(base / "local"),
-        workflow_copy(base / "slurm"),
-    )
+    local_dir = workflow_copy(base / "local")
+    cluster_dir = workflow_copy(base / "slurm")
     started = time.monotonic()
-    local = snakemake(local_dir, "--cores", "2")
-    first = on_cluster(cluster_dir)
-    cancelled = cancel_every_attempt(first, "rule_train_wildcards_0", attempts=3)
-    first_rc, first_log = finish(first)
-    trained = sorted(
-        path.parent.name
-        for path in (cluster_dir / "results").glob("tiny/train/*/model.ckpt")
-    )
-    local_rc, local_log = finish(local)
-    assert local_rc == 0, local_log
-    second_rc, second_log = finish(on_cluster(cluster_dir))
+    processes = []
+    try:
+        local = snakemake(local_dir, "--cores", "2")
+        first = on_cluster(cluster_dir)
+        processes += [local, first]
+        cancelled = cancel_every_attempt(first, "rule_train_wildcards_0", attempts=3)
+        first_rc, first_log = finish(first)
+        trained = sorted(
+            path.parent.name
+            for path in (cluster_dir / "results").glob("tiny/train/*/model.ckpt")
+        )
+        local_rc, local_log = finish(local)
+        assert local_rc == 0, local_log
+        second = on_cluster(cluster_dir)
+        processes.append(second)
+        second_rc, second_log = finish(second)
+    finally:
+        for process in processes:  # after a failure: snakemake cancels its jobs
+            if process.poll() is None:
+                process.terminate()
+                process.communicate(timeout=60)
     print(f"local and two SLURM runs: {time.monotonic() - started:.0f} s")
     return {
         "local": local_dir,
