@@ -4,13 +4,22 @@
 
 if not config["paper"]["module"]:  # one rule makes it, also under snakemake paper
 
+    localrules:
+        fetch_pbcseq,
+
     rule fetch_pbcseq:
         output:
             table="resources/pbcseq.csv",
         log:
             "results/logs/fetch_pbcseq/fetch_pbcseq.log",  # shared by every run
+        benchmark:
+            "results/benchmarks/fetch_pbcseq.tsv"
         conda:
             "../envs/odevae.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=10,
         script:
             "../scripts/fetch_pbcseq.py"
 
@@ -26,8 +35,14 @@ if config["data"]["source"] == "table":
             drops=f"{OUT}/data/ingest_drops.tsv",
         log:
             f"{LOGS}/ingest_table/ingest_table.log",
+        benchmark:
+            f"{OUT}/benchmarks/ingest_table.tsv"
         conda:
             "../envs/odevae.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=10,
         params:
             table=config["table"],
             time_unit=config["data"]["time_unit"],
@@ -47,8 +62,14 @@ if registry_source():
             drops=f"{OUT}/data/ingest_drops.tsv",
         log:
             f"{LOGS}/ingest_registry/ingest_registry.log",
+        benchmark:
+            f"{OUT}/benchmarks/ingest_registry.tsv"
         conda:
             "../envs/odevae.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=10,
         params:
             registry=config["registry"],
             time_unit=config["data"]["time_unit"],
@@ -65,8 +86,14 @@ rule simulate_registry:
         truth_patients=f"{OUT}/registry/truth_patients.tsv",
     log:
         f"{LOGS}/simulate_registry/simulate_registry.log",
+    benchmark:
+        f"{OUT}/benchmarks/simulate_registry.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         simulation=config["registry"]["simulation"],
         seed=config["seed"],
@@ -90,8 +117,14 @@ rule plot_cohort:
         ),
     log:
         f"{LOGS}/plot_cohort/plot_cohort.log",
+    benchmark:
+        f"{OUT}/benchmarks/plot_cohort.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         transforms=measurement_transforms(),
         time_unit=time_unit(),

@@ -127,6 +127,25 @@ def fold_outputs(pattern):
     return expand(pattern, fold=FOLDS)
 
 
+def per_attempt(amount):
+    """A resource that grows with each retry: ``amount``, 2·``amount``, 3·``amount``.
+
+    A job killed at its time or memory limit gets more when resubmitted
+    (``retries`` of profiles/slurm).
+    """
+    return lambda wildcards, attempt: amount * attempt
+
+
+def gpu_request():
+    """``gpu=1`` for ``train`` when training is configured to run on a GPU.
+
+    SLURM then allocates a GPU (``sbatch --gpus=1``); locally, ``snakemake
+    --resources gpu=1`` keeps concurrent training jobs from sharing one GPU.
+    ``auto`` asks for none: it uses a GPU only where one is visible anyway.
+    """
+    return {"gpu": 1} if config["train"]["accelerator"] in ("gpu", "cuda") else {}
+
+
 def all_outputs():
     """Everything ``rule all`` builds for the configured run."""
     outputs = [
@@ -213,3 +232,26 @@ os.environ.update(
 
 wildcard_constraints:
     fold=r"\d+",
+
+
+# ===== cluster =========================================================
+# Every rule declares threads and resources (mem_mb in MB, runtime in minutes),
+# sized from the benchmark files (results/<name>/benchmarks/) of `snakemake
+# --cores 2` runs of config/config.yaml, config/pbcseq.yaml, config/registry.yaml
+# and the tests' tiny similarity-batch config on a 2-core machine: every job peaked
+# at 300-551 MB resident memory (torch, pandas and matplotlib imports dominate) and
+# took 2-34 s, so 1000 MB and 10 minutes leave at least a 1.8-fold memory and
+# 17-fold time margin; train gets 1000 MB and 30 minutes per attempt (README,
+# "Running on a SLURM cluster"). Under a cluster executor the light jobs below
+# (figures, the recovery and score tables; fetch_pbcseq and the paper's tables in
+# their own files) run in the Snakemake process itself instead of being submitted.
+localrules:
+    plot_cohort,
+    plot_data,
+    plot_latent,
+    plot_losses,
+    plot_purity,
+    plot_predictions,
+    plot_parameters,
+    recovery,
+    evaluate,

@@ -8,8 +8,14 @@ if simulated():
             truth_trajectories=f"{OUT}/data/truth_trajectories.tsv",
         log:
             f"{LOGS}/simulate/simulate.log",
+        benchmark:
+            f"{OUT}/benchmarks/simulate.tsv"
         conda:
             "../envs/odevae.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=10,
         params:
             simulation=config["simulation"],
             seed=config["seed"],
@@ -32,8 +38,14 @@ rule preprocess:
         ),
     log:
         f"{LOGS}/preprocess/preprocess.log",
+    benchmark:
+        f"{OUT}/benchmarks/preprocess.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         options=config["preprocess"],
     script:
@@ -47,8 +59,14 @@ rule split:
         folds=f"{OUT}/folds.tsv",
     log:
         f"{LOGS}/split/split.log",
+    benchmark:
+        f"{OUT}/benchmarks/split.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         k=config["cv"]["folds"],
         seed=config["seed"],

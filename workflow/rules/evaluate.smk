@@ -7,9 +7,14 @@ rule comparators:
         fits=f"{OUT}/comparators/fold_{{fold}}/fits.tsv",
     log:
         f"{LOGS}/comparators/fold_{{fold}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/comparators/fold_{{fold}}.tsv"
     conda:
         "../envs/odevae.yaml"
     threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         transforms=measurement_transforms(),
     script:
@@ -37,8 +42,14 @@ rule evaluate:
         training=f"{OUT}/cv/training.tsv",
     log:
         f"{LOGS}/evaluate/evaluate.log",
+    benchmark:
+        f"{OUT}/benchmarks/evaluate.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         reference="locf",
         n_boot=config["evaluation"]["bootstrap"],
@@ -64,8 +75,14 @@ rule recovery:
         ),
     log:
         f"{LOGS}/recovery/recovery.log",
+    benchmark:
+        f"{OUT}/benchmarks/recovery.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         alignment=alignment_kind(config),
     script:

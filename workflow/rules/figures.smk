@@ -11,8 +11,14 @@ rule plot_data:
         ),
     log:
         f"{LOGS}/plot_data/plot_data.log",
+    benchmark:
+        f"{OUT}/benchmarks/plot_data.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         dpi=config["figures"]["dpi"],
     script:
@@ -38,8 +44,14 @@ rule plot_latent:
         ),
     log:
         f"{LOGS}/plot_latent/plot_latent.log",
+    benchmark:
+        f"{OUT}/benchmarks/plot_latent.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         dpi=config["figures"]["dpi"],
         alignment=alignment_kind(config),
@@ -59,8 +71,14 @@ rule plot_losses:
         table=f"{OUT}/figures/loss_curves.tsv",
     log:
         f"{LOGS}/plot_losses/plot_losses.log",
+    benchmark:
+        f"{OUT}/benchmarks/plot_losses.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         folds=FOLDS,
         dpi=config["figures"]["dpi"],
@@ -80,8 +98,14 @@ rule plot_purity:
         table=f"{OUT}/figures/batch_purity.tsv",
     log:
         f"{LOGS}/plot_purity/plot_purity.log",
+    benchmark:
+        f"{OUT}/benchmarks/plot_purity.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         folds=FOLDS,
         dpi=config["figures"]["dpi"],
@@ -107,8 +131,14 @@ rule plot_predictions:
         ),
     log:
         f"{LOGS}/plot_predictions/plot_predictions.log",
+    benchmark:
+        f"{OUT}/benchmarks/plot_predictions.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         patients=config["evaluation"]["figure_patients"],
         seed=config["seed"],
@@ -129,8 +159,14 @@ rule plot_parameters:
         ),
     log:
         f"{LOGS}/plot_parameters/plot_parameters.log",
+    benchmark:
+        f"{OUT}/benchmarks/plot_parameters.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         dpi=config["figures"]["dpi"],
     script:
@@ -151,8 +187,14 @@ rule plot_local_solutions:
         table=f"{OUT}/figures/local_solutions.tsv",
     log:
         f"{LOGS}/plot_local_solutions/plot_local_solutions.log",
+    benchmark:
+        f"{OUT}/benchmarks/plot_local_solutions.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         patients=24,
         seed=config["seed"],
@@ -176,8 +218,14 @@ rule plot_similarity_batches:
         ),
     log:
         f"{LOGS}/plot_similarity_batches/plot_similarity_batches.log",
+    benchmark:
+        f"{OUT}/benchmarks/plot_similarity_batches.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         times=config["train"]["similarity"]["times"],
         neighbours=config["train"]["similarity"]["neighbours"],

@@ -81,13 +81,25 @@ if paper_module("pbcseq"):
     use rule * from pbcseq as pbcseq_*
 
 
+localrules:
+    paper_prediction_table,
+    paper_vae_vs_odevae,
+    paper,
+
+
 rule paper_cost:
     output:
         figure="results/paper/cost/cost.png",
     log:
         "results/paper/logs/paper_cost.log",
+    benchmark:
+        "results/paper/benchmarks/paper_cost.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=60,
     params:
         quick=config["paper"]["cost_benchmark"] == "quick",
     script:
@@ -104,8 +116,14 @@ rule paper_prediction_table:
         table="results/paper/{run}_prediction_table.tsv",
     log:
         "results/paper/logs/prediction_table_{run}.log",
+    benchmark:
+        "results/paper/benchmarks/prediction_table_{run}.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     script:
         "../scripts/paper_prediction_table.py"
 
@@ -121,8 +139,14 @@ rule paper_vae_vs_odevae:
         figure="results/paper/vae_vs_odevae.png",
     log:
         "results/paper/logs/vae_vs_odevae.log",
+    benchmark:
+        "results/paper/benchmarks/vae_vs_odevae.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         dpi=config["figures"]["dpi"],
     script:
@@ -136,8 +160,14 @@ rule paper:
         manifest="results/paper/MANIFEST.tsv",
     log:
         "results/paper/logs/paper.log",
+    benchmark:
+        "results/paper/benchmarks/paper.tsv"
     conda:
         "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         selected=paper_selected(),
     script:

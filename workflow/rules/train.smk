@@ -11,6 +11,10 @@ rule train:
     conda:
         "../envs/odevae.yaml"
     threads: 1
+    resources:
+        **gpu_request(),
+        mem_mb=per_attempt(1000),
+        runtime=per_attempt(30),
     params:
         config=training_config(),
     script:
@@ -30,9 +34,14 @@ rule predict:
         latent_predictions=f"{OUT}/predict/fold_{{fold}}/latent_predictions.tsv",
     log:
         f"{LOGS}/predict/fold_{{fold}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/predict/fold_{{fold}}.tsv"
     conda:
         "../envs/odevae.yaml"
     threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         grid_dt=config["predict"]["grid_dt"],
         transforms=measurement_transforms(),
