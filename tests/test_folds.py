@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from odevae.errors import InputError
-from odevae.folds import fold_members, make_folds
+from odevae.folds import fold_members, inner_split, make_folds
 
 
 def test_every_patient_in_exactly_one_fold_and_balanced():
@@ -36,3 +36,15 @@ def test_row_order_never_changes_the_folds():
     a = make_folds(ids, 5, seed=7).set_index("patient_id")["fold"]
     b = make_folds(shuffled, 5, seed=7).set_index("patient_id")["fold"]
     assert a.sort_index().equals(b.sort_index())
+
+
+def test_inner_split_takes_a_seeded_share_of_the_training_patients():
+    ids = [f"P{i:02d}" for i in range(20)]
+    inner_train, inner_val = inner_split(ids, 0.25, seed=3)
+    assert len(inner_val) == 5 and not set(inner_train) & set(inner_val)
+    assert sorted([*inner_train, *inner_val]) == ids
+    again = inner_split(ids[::-1], 0.25, seed=3)
+    assert list(again[1]) == list(inner_val)  # order of the input does not matter
+    assert list(inner_split(ids, 0.25, seed=4)[1]) != list(inner_val)
+    with pytest.raises(InputError, match="train.early_stopping.inner_fraction"):
+        inner_split(["a"], 0.5, seed=0)

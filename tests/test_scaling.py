@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -81,3 +82,28 @@ def test_a_measurement_unobserved_in_training_scales_to_identity(tiny_cohort):
     x_mean, x_std, *_ = scaling_stats(train, True, True)
     assert np.isfinite(x_mean).all() and np.isfinite(x_std).all()
     assert (x_mean[1], x_std[1]) == (0.0, 1.0) and x_std[0] != 1.0
+
+
+def test_early_stopping_selects_on_training_patients_only(
+    cohort_with_gaps, tiny_config, tmp_path
+):
+    """The inner split, the stopping epoch and the kept model ignore the held-out
+    fold, and the kept model is the best epoch's on the inner validation set."""
+    cohort = cohort_with_gaps
+    folds = make_folds(cohort.patient_ids, 2, seed=0)
+    changed, _ = perturb_held_out(cohort, folds, 1)
+    train = {
+        **tiny_config["train"],
+        "epochs": 8,
+        "early_stopping": {"inner_fraction": 0.3, "patience": 2},
+    }
+    config = {**tiny_config, "train": train}
+    a = train_fold(cohort, folds, 1, config, tmp_path / "a")
+    b = train_fold(changed, folds, 1, config, tmp_path / "b")
+    for key, value in a.state_dict().items():
+        torch.testing.assert_close(value, b.state_dict()[key], rtol=0, atol=0)
+    metrics = pd.read_csv(tmp_path / "a" / "metrics.csv")
+    val = metrics.dropna(subset=["val/loss"])
+    best_epoch = int(val.loc[val["val/loss"].idxmin(), "epoch"])
+    saved = torch.load(tmp_path / "a" / "model.ckpt", weights_only=False)
+    assert saved["epoch"] == best_epoch

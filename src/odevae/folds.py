@@ -36,3 +36,24 @@ def fold_members(folds: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.ndarray
     held = folds["fold"].to_numpy() == fold
     ids = folds["patient_id"].astype(str).to_numpy()
     return ids[~held], ids[held]
+
+
+def inner_split(train_ids, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split a fold's training patients into inner training and inner validation
+    patients (``fraction`` of them, at least one; seeded, independent of order).
+
+    Model selection (early stopping) looks at the inner validation patients only,
+    never at the held-out fold.
+    """
+    ids = np.sort(np.asarray(train_ids))
+    n_val = max(1, int(round(fraction * len(ids))))
+    if n_val >= len(ids):
+        raise InputError(
+            f"an inner validation share of {fraction} leaves no inner training "
+            f"patients among {len(ids)}",
+            key="train.early_stopping.inner_fraction",
+        )
+    order = np.random.default_rng(seed).permutation(len(ids))
+    held = np.zeros(len(ids), dtype=bool)
+    held[order[:n_val]] = True
+    return ids[~held], ids[held]

@@ -10,13 +10,13 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from odevae.cohort import Cohort
 from odevae.data import CohortDataModule, binary_measurements, scaling_stats
 from odevae.errors import InputError
-from odevae.folds import fold_members
+from odevae.folds import fold_members, inner_split
 from odevae.model import ODEVAE
 from odevae.similarity import SimilarityBatching, SimilarityDataModule
 
@@ -111,18 +111,15 @@ def make_trainer(
     progress_bar: bool = False,
     callbacks: list | None = None,
     fast_dev_run: bool = False,
+    patience: int | None = None,
 ) -> L.Trainer:
-    """The workflow's Trainer: per-epoch ``metrics.csv`` and the last epoch's
-    ``model.ckpt`` in ``out_dir`` (no selection on held-out data)."""
+    """The workflow's Trainer: per-epoch ``metrics.csv`` and ``model.ckpt`` in
+    ``out_dir``. Without ``patience``: the last epoch's model. With ``patience``:
+    early stopping on ``val/loss`` (which must then be an inner validation set of
+    training patients, never held-out data) and the best epoch's model."""
     out_dir = Path(out_dir)
-    return L.Trainer(
-        max_epochs=epochs,
-        accelerator=accelerator,
-        devices=1,
-        deterministic=deterministic,
-        logger=CSVLogger(save_dir=out_dir, name="", version=""),
-        callbacks=[
-            *(callbacks or []),
+    if patience is None:
+        selection = [
             ModelCheckpoint(
                 dirpath=out_dir,
                 filename="model",
@@ -130,8 +127,27 @@ def make_trainer(
                 monitor=None,
                 every_n_epochs=epochs,  # only the last epoch's model
                 enable_version_counter=False,
+            )
+        ]
+    else:
+        selection = [
+            EarlyStopping(monitor="val/loss", mode="min", patience=patience),
+            ModelCheckpoint(
+                dirpath=out_dir,
+                filename="model",
+                save_top_k=1,
+                monitor="val/loss",
+                mode="min",
+                enable_version_counter=False,
             ),
-        ],
+        ]
+    return L.Trainer(
+        max_epochs=epochs,
+        accelerator=accelerator,
+        devices=1,
+        deterministic=deterministic,
+        logger=CSVLogger(save_dir=out_dir, name="", version=""),
+        callbacks=[*(callbacks or []), *selection],
         default_root_dir=out_dir,
         enable_progress_bar=progress_bar,
         enable_model_summary=False,
@@ -149,11 +165,15 @@ def train_fold(
     fast_dev_run: bool = False,
     groups: Mapping | None = None,
 ) -> ODEVAE:
-    """Train on all folds but ``fold`` and validate on ``fold``.
+    """Train on all folds but ``fold``.
 
     Writes ``metrics.csv`` (per-epoch ``train/*`` and ``val/*``) and ``model.ckpt``
-    (the model after the last epoch: no selection on the held-out fold) to
-    ``out_dir``. Seeds everything from ``config['seed']`` and the fold.
+    to ``out_dir``. Without early stopping (``train.early_stopping.inner_fraction``
+    0) ``val/*`` is the held-out fold, for the record only, and the model is the
+    last epoch's. With it, a seeded share of the training patients is an inner
+    validation set: ``val/*`` is theirs, training stops after ``patience`` epochs
+    without improvement and the best epoch's model is kept; the held-out fold is
+    not seen. Seeds everything from ``config['seed']`` and the fold.
     ``train.batching`` picks random mini-batches or similarity batches; with the
     latter, ``groups`` (patient id → true group) adds ``train/batch_purity``.
     """
@@ -161,6 +181,9 @@ def train_fold(
     seed = config["seed"] + fold
     L.seed_everything(seed, workers=True)
     train_ids, val_ids = fold_members(folds, fold)
+    stopping = train_cfg["early_stopping"]
+    if stopping["inner_fraction"] > 0:
+        train_ids, val_ids = inner_split(train_ids, stopping["inner_fraction"], seed)
     callbacks = []
     if train_cfg["batching"] == "similarity":
         sim = train_cfg["similarity"]
@@ -198,16 +221,26 @@ def train_fold(
         train_cfg["progress_bar"],
         callbacks,
         fast_dev_run,
+        stopping["patience"] if stopping["inner_fraction"] > 0 else None,
     )
     log.info(
-        "fold %d: %d training and %d held-out patients, seed %d; Bernoulli "
-        "likelihood for %s",
+        "fold %d: %d training and %d %s patients, seed %d; Bernoulli likelihood for %s",
         fold,
         len(train_ids),
         len(val_ids),
+        "inner validation" if stopping["inner_fraction"] > 0 else "held-out",
         seed,
         [str(n) for n, b in zip(cohort.measurement_names, binary, strict=True) if b]
         or "no measurement",
     )
     trainer.fit(model, datamodule=data)
+    if stopping["inner_fraction"] > 0 and not fast_dev_run:
+        best = trainer.checkpoint_callback
+        log.info(
+            "fold %d: best inner validation loss %.6g; stopped after %d epochs",
+            fold,
+            float(best.best_model_score),
+            trainer.current_epoch,
+        )
+        model = ODEVAE.load_from_checkpoint(best.best_model_path, map_location="cpu")
     return model
