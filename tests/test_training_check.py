@@ -28,6 +28,9 @@ def test_course_flags_a_final_loss_above_factor_times_the_minimum():
     assert course.loc[0, "val_loss_min_epoch"] == 1
     assert course.loc[0, "epochs"] == 4
     assert course.loc[0, "val_loss_final"] == 3131.0
+    best = validation_course({0: metrics([300.0, 159.0, 3131.0])}, 2.0, kept="best")
+    assert not best.loc[0, "diverged"]  # early stopping kept epoch 1's model
+    assert best.loc[0, "val_loss_kept"] == 159.0
 
 
 def test_summary_flags_model_rows_of_the_diverged_fold_only():

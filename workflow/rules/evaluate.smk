@@ -56,6 +56,7 @@ rule evaluate:
         seed=config["seed"],
         folds=FOLDS,
         divergence_factor=config["evaluation"]["divergence_factor"],
+        early_stopping=config["train"]["early_stopping"]["inner_fraction"] > 0,
     script:
         "../scripts/evaluate.py"
 

@@ -30,13 +30,14 @@ def main(snakemake):
     course = validation_course(
         read_fold_metrics(snakemake.params.folds, snakemake.input.metrics),
         snakemake.params.divergence_factor,
+        kept="best" if snakemake.params.early_stopping else "last",
     )
     for row in course[course["diverged"]].itertuples():
         log.warning(
-            "fold %s: validation loss ended at %.4g, above its minimum %.4g (epoch "
-            "%d) by more than evaluation.divergence_factor allows",
+            "fold %s: the kept model's validation loss %.4g is above its minimum "
+            "%.4g (epoch %d) by more than evaluation.divergence_factor allows",
             row.fold,
-            row.val_loss_final,
+            row.val_loss_kept,
             row.val_loss_min,
             row.val_loss_min_epoch,
         )

@@ -15,10 +15,14 @@ MODEL_METHODS = (
 )
 
 
-def validation_course(metrics: dict[int, pd.DataFrame], factor: float) -> pd.DataFrame:
+def validation_course(
+    metrics: dict[int, pd.DataFrame], factor: float, kept: str = "last"
+) -> pd.DataFrame:
     """Per fold: epochs, the minimum validation loss and its epoch, the final one,
-    and ``diverged``: final > minimum + (factor − 1)·|minimum| (``factor`` times the
-    minimum for a positive loss; losses with learned variances can be negative)."""
+    the one of the model kept (``kept``: ``last`` epoch, or ``best`` with early
+    stopping), and ``diverged``: kept > minimum + (factor − 1)·|minimum| (``factor``
+    times the minimum for a positive loss; losses with learned variances can be
+    negative)."""
     rows = []
     for fold, table in sorted(metrics.items()):
         val = table.dropna(subset=["val/loss"])
@@ -27,6 +31,7 @@ def validation_course(metrics: dict[int, pd.DataFrame], factor: float) -> pd.Dat
         best = val.loc[val["val/loss"].idxmin()]
         final = float(val["val/loss"].iloc[-1])
         low = float(best["val/loss"])
+        kept_loss = low if kept == "best" else final
         rows.append(
             {
                 "fold": fold,
@@ -34,7 +39,9 @@ def validation_course(metrics: dict[int, pd.DataFrame], factor: float) -> pd.Dat
                 "val_loss_min": low,
                 "val_loss_min_epoch": int(best["epoch"]),
                 "val_loss_final": final,
-                "diverged": final > low + (factor - 1.0) * abs(low),
+                "kept": kept,
+                "val_loss_kept": kept_loss,
+                "diverged": kept_loss > low + (factor - 1.0) * abs(low),
             }
         )
     return pd.DataFrame(rows)
