@@ -47,8 +47,19 @@ CLUSTER_JOBS = {
     ("train", "1"),
     ("predict", "0"),
     ("predict", "1"),
+    ("comparators", "0"),
+    ("comparators", "1"),
 }
-LOCAL_RULES = {"plot_data", "plot_cohort", "plot_losses", "plot_latent", "recovery"}
+LOCAL_RULES = {
+    "plot_data",
+    "plot_cohort",
+    "plot_losses",
+    "plot_latent",
+    "plot_parameters",
+    "plot_predictions",
+    "recovery",
+    "evaluate",
+}
 
 
 # ===== the cluster =====================================================
