@@ -148,7 +148,8 @@ def test_config_error_names_the_key(workdir):
     result = snakemake(workdir, "--configfile", "bad.yaml", "-n", check=False)
     text = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "['train']['lr']" in text and "'x' is not of type 'number'" in text
+    assert "odevae: config key 'train.lr': 'x' is not of type 'number'" in text
+    assert len(text.strip().splitlines()) <= 2  # the line (and Snakemake's note)
 
 
 def test_cross_key_config_error_names_both_keys(workdir):

@@ -4,11 +4,11 @@ import sys
 from pathlib import Path
 
 import yaml
-from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, update_config, validate
 
 # The odevae library of this checkout (torch-free modules only in this process).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from odevae.config_schema import schema_error
 from odevae.errors import InputError
 from odevae.paper import RUNS, item_sources
 from odevae.systems import alignment_kind, check_model_config
@@ -27,16 +27,31 @@ def registry_source():
     return config["data"]["source"] in ("smartcare", "simulate_registry")
 
 
+def config_error(message):
+    """Stop before any job with one ``odevae:`` line (no traceback)."""
+    print(f"odevae: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def validate_config(schema):
+    """The schema's checks as one line naming the key, then Snakemake's validation
+    (which fills in the defaults)."""
+    problem = schema_error(config, yaml.safe_load(Path(schema).read_text()))
+    if problem is not None:
+        config_error(problem)
+    validate(config, schema=schema)
+
+
 def check_config():
     """Cross-key checks the schema cannot express; errors name the keys."""
     check_source_config()
     try:
         check_model_config(config)
     except InputError as error:
-        raise WorkflowError(str(error)) from None
+        config_error(str(error))
     dim, u0 = config["model"]["latent_dim"], config["simulation"]["u0"]
     if simulated() and dim != len(u0):
-        raise WorkflowError(
+        config_error(
             f"config key 'model.latent_dim' = {dim} must equal the simulated latent "
             f"dimension len(simulation.u0) = {len(u0)}, so that learned and true "
             "trajectories can be compared"
@@ -58,7 +73,7 @@ def check_source_config():
                 if name == "time_unit"
                 else ""
             )
-            raise WorkflowError(
+            config_error(
                 f"config key '{key}' is required when data.source is {source}, "
                 f"found null{hint}"
             )
@@ -214,7 +229,7 @@ def paper_fold_outputs(run, pattern):
 
 
 # ===== config ==========================================================
-validate(config, schema="../schemas/config.schema.yaml")
+validate_config(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 check_config()
 
 OUT = f"results/{config['name']}"

@@ -1,0 +1,23 @@
+"""The config against its JSON schema, as one line a person can act on."""
+
+from __future__ import annotations
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+
+def _allowed(error: ValidationError) -> str:
+    """What the schema allows where ``error`` happened, when the message lacks it."""
+    if error.validator == "additionalProperties":
+        return f"; allowed keys: {', '.join(error.schema.get('properties', {}))}"
+    return ""  # type, enum and bound messages state what is allowed
+
+
+def schema_error(config: dict, schema: dict) -> str | None:
+    """The most relevant violation of ``schema`` by ``config`` as one line naming
+    the key path, what was found and what is allowed; None if the config is valid."""
+    error = best_match(Draft202012Validator(schema).iter_errors(config))
+    if error is None:
+        return None
+    key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+    return f"config key '{key}': {error.message}{_allowed(error)}"

@@ -1,0 +1,35 @@
+"""Schema violations become one line naming the key path, found and allowed."""
+
+import copy
+
+import yaml
+
+from odevae.config_schema import schema_error
+from tests.conftest import ROOT
+
+SCHEMA = yaml.safe_load(
+    (ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text()
+)
+
+
+def test_valid_default_config_has_no_error(default_config):
+    assert schema_error(default_config, SCHEMA) is None
+
+
+def test_each_kind_of_violation_names_its_key(default_config):
+    cases = [
+        ("train", "epoch", 10, "config key 'train': Additional properties"),
+        ("train", "lr", "x", "config key 'train.lr': 'x' is not of type"),
+        ("cv", "folds", 1, "config key 'cv.folds': 1 is less than the minimum"),
+        ("data", "source", "csv", "config key 'data.source': 'csv' is not one of"),
+        ("loss", "kind", 3, "config key 'loss.kind'"),
+    ]
+    for section, key, value, expected in cases:
+        config = copy.deepcopy(default_config)
+        config[section][key] = value
+        message = schema_error(config, SCHEMA)
+        assert message is not None and message.startswith(expected), message
+        assert "\n" not in message
+    config = copy.deepcopy(default_config)
+    config["train"]["epoch"] = 10
+    assert "allowed keys: epochs, batch_size" in schema_error(config, SCHEMA)
