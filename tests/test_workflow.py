@@ -99,6 +99,10 @@ def test_whole_dag_runs_and_second_run_has_nothing_to_do(workdir):
     held = set(folds.loc[folds["fold"] == 0, "patient_id"])
     assert set(predictions["patient_id"]) == held
 
+    software = pd.read_csv(out / "software.tsv", sep="\t").set_index("package")
+    assert {"python", "torch", "snakemake", "statsmodels"} <= set(software.index)
+    assert yaml.safe_load((out / "config.yaml").read_text())["name"] == "tiny"
+
     snakemake(workdir, "--configfile", "tiny.yaml", "--report", "report.html")
     html = (workdir / "report.html").read_text()
     assert "Held-out prediction" in html and "summary.tsv" in html

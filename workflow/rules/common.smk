@@ -1,4 +1,5 @@
 import copy
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -137,6 +138,13 @@ def parameter_figure_inputs(wildcards):
     return inputs
 
 
+def config_hash():
+    """A digest of the whole config, so that a record of it is rewritten when it
+    changes."""
+    text = yaml.safe_dump(config, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def fold_outputs(pattern):
     """``pattern`` (with a {fold} wildcard) for every cross-validation fold."""
     return expand(pattern, fold=FOLDS)
@@ -165,6 +173,7 @@ def all_outputs():
     """Everything ``rule all`` builds for the configured run."""
     outputs = [
         f"{OUT}/folds.tsv",
+        f"{OUT}/software.tsv",
         f"{OUT}/preprocessed/report.tsv",
         f"{OUT}/figures/visit_times.png",
         f"{OUT}/figures/measurements.png",
@@ -261,6 +270,7 @@ wildcard_constraints:
 # (figures, the recovery and score tables; fetch_pbcseq and the paper's tables in
 # their own files) run in the Snakemake process itself instead of being submitted.
 localrules:
+    software,
     plot_cohort,
     plot_data,
     plot_latent,

@@ -72,3 +72,24 @@ rule split:
         seed=config["seed"],
     script:
         "../scripts/split.py"
+
+
+rule software:
+    input:
+        environment="workflow/envs/odevae.yaml",
+    output:
+        software=f"{OUT}/software.tsv",
+        config=f"{OUT}/config.yaml",
+    log:
+        f"{LOGS}/software/software.log",
+    conda:
+        "../envs/odevae.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        # rerun when the config changes (the script writes snakemake.config)
+        config_hash=config_hash(),
+    script:
+        "../scripts/software.py"
