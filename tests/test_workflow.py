@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -225,3 +228,46 @@ def test_a_diverging_training_stops_with_one_line_and_leaves_no_model(workdir):
     train = workdir / "results" / "tiny" / "train"
     assert not list(train.glob("fold_*/model.ckpt"))
     assert not list(train.glob("fold_*/metrics.csv"))
+
+
+def test_a_run_killed_during_training_resumes_with_rerun_incomplete(workdir):
+    """SIGKILL to the whole run mid-training leaves nothing taken as complete;
+    after ``--unlock``, ``--rerun-incomplete`` trains the fold again to the end."""
+    config = merge(TINY, {"train": {"epochs": 200}})
+    (workdir / "long.yaml").write_text(yaml.safe_dump(config))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "1",
+            "--configfile",
+            "long.yaml",
+        ],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    metrics = workdir / "results" / "tiny" / "train" / "fold_0" / "metrics.csv"
+    deadline = time.monotonic() + 300
+    while not metrics.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert metrics.exists(), "training never started"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (metrics.parent / "model.ckpt").exists()
+    snakemake(workdir, "--configfile", "long.yaml", "--unlock")  # the kill's lock
+    stale = snakemake(workdir, "--configfile", "long.yaml", "-n", check=False)
+    assert "incomplete" in (stale.stdout + stale.stderr).lower()
+    snakemake(
+        workdir,
+        "--configfile",
+        "long.yaml",
+        "--rerun-incomplete",
+        "results/tiny/train/fold_0/model.ckpt",
+    )
+    assert (metrics.parent / "model.ckpt").is_file()
+    epochs = pd.read_csv(metrics)["epoch"].max() + 1
+    assert epochs == 200
