@@ -51,6 +51,7 @@ CLUSTER_JOBS = {
     ("comparators", "1"),
 }
 LOCAL_RULES = {
+    "software",
     "plot_data",
     "plot_cohort",
     "plot_losses",
