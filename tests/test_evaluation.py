@@ -7,6 +7,7 @@ from odevae.evaluation import (
     apply_alignment,
     fit_alignment,
     group_recovery,
+    sign_agreement,
     trajectory_recovery,
     with_mean_row,
 )
@@ -61,6 +62,35 @@ def test_group_recovery_per_fold_and_mean():
     assert table["n_test"].tolist() == [6, 6]
     mean = with_mean_row(table).iloc[-1]
     assert mean["fold"] == "mean" and mean["accuracy_threshold"] == (1 + 5 / 6) / 2
+
+
+def test_sign_agreement_drops_when_a_growing_group_is_learned_as_decaying():
+    ids = [f"P{i}" for i in range(8)]
+    truth = pd.DataFrame(
+        {
+            "patient_id": ids,
+            "group": [1, 2] * 4,
+            "a11": -0.2,
+            "a12": 0.0,
+            "a21": 0.0,
+            "a22": [-0.2, 0.2] * 4,
+        }
+    )
+    # learned dimension 2 is true axis 1 and vice versa (the alignment swaps them)
+    swap = (np.array([[0.0, 3.0], [-2.0, 0.0]]), np.zeros(2))
+    right = {"a11": truth["a22"] * 0.5, "a22": truth["a11"] * 2}
+    wrong = {"a11": -np.abs(truth["a22"]), "a22": truth["a11"]}  # nothing grows
+    params = pd.concat(
+        [
+            pd.DataFrame({"patient_id": ids, "fold": 0, "split": "test", **right}),
+            pd.DataFrame({"patient_id": ids, "fold": 1, "split": "test", **wrong}),
+        ]
+    )
+    table = sign_agreement(params, truth, {0: swap, 1: swap})
+    assert table["sign_agreement"].tolist() == [1.0, 0.75]
+    # an affine map mixes axes: no per-axis rate to compare
+    mixed = (np.array([[1.0, 0.5], [0.2, 1.0]]), np.zeros(2))
+    assert np.isnan(sign_agreement(params, truth, {0: mixed})["sign_agreement"][0])
 
 
 def test_align_folds_fits_on_training_patients_and_maps_held_out_ones():

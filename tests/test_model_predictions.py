@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
+from odevae.prediction.comparators import locf
 from odevae.prediction.model import (
+    CANDIDATES,
     METHODS,
     combine_history,
     decode,
@@ -16,6 +18,7 @@ from odevae.prediction.model import (
     model_predictions,
     ols_extrapolation,
 )
+from odevae.prediction.selection import select_predictor
 from odevae.prediction.targets import in_both_units, prediction_targets
 from odevae.training import build_model
 
@@ -171,11 +174,7 @@ def test_latent_table_scores_against_the_target_visits_own_encoding(model, tiny_
 def test_random_effects_learn_a_patients_own_level(tiny_cohort, tiny_config):
     """Stable individual levels the model cannot see are recovered from history."""
     torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    level = rng.normal(0.0, 5.0, size=(tiny_cohort.n, 1))
-    values = tiny_cohort.values.copy()
-    values[..., 0] += level
-    cohort = dataclasses.replace(tiny_cohort, values=values)
+    cohort = level_shifted(tiny_cohort)
     model = build_model(cohort, tiny_config["model"], tiny_config["loss"], 1e-3)
     train, test = split(cohort)
     table, _ = model_predictions(model.eval(), train, test)
@@ -187,3 +186,64 @@ def test_random_effects_learn_a_patients_own_level(tiny_cohort, tiny_config):
     err = (one["predicted"] - one["observed"]) ** 2
     mse = err.groupby(one["method"]).mean()
     assert mse["odevae_mixed"] < 0.25 * mse["odevae"]
+
+
+def level_shifted(cohort):
+    """``cohort`` with a stable individual level on x1 that covariates cannot tell."""
+    level = np.random.default_rng(0).normal(0.0, 5.0, size=(cohort.n, 1))
+    values = cohort.values.copy()
+    values[..., 0] += level
+    return dataclasses.replace(cohort, values=values)
+
+
+def test_increment_adds_the_predicted_change_to_the_last_observation(
+    model, tiny_cohort
+):
+    train, test = split(tiny_cohort)
+    observed = test.observed.copy()
+    observed[0, :, 1] = False  # patient 0 never shows x2
+    test = dataclasses.replace(test, observed=observed)
+    table, _ = model_predictions(model, train, test)
+    wide = table.pivot_table(
+        index=["horizon", "patient_id", "visit", "variable"],
+        columns="method",
+        values="predicted",
+    )
+    targets = prediction_targets(test)
+    last, _ = locf(test, targets)
+    keys = pd.MultiIndex.from_arrays(
+        [
+            np.repeat(targets[k].to_numpy(), test.p)
+            for k in ("horizon", "patient_id", "visit")
+        ]
+        + [np.tile(test.measurement_names, len(targets))],
+        names=["horizon", "patient_id", "visit", "variable"],
+    )
+    last = pd.Series(last.ravel(), index=keys).loc[wide.index]
+    change = wide["odevae"] - wide["vae_roundtrip"]
+    seen = last.notna()
+    assert seen.any() and (~seen).any()
+    np.testing.assert_allclose(
+        wide.loc[seen, "odevae_increment"], (last + change)[seen], rtol=1e-5
+    )
+    np.testing.assert_allclose(  # never observed before: the decoded prediction
+        wide.loc[~seen, "odevae_increment"], wide.loc[~seen, "odevae"], rtol=1e-6
+    )
+
+
+def test_selection_on_inner_patients_prefers_a_predictor_that_keeps_own_levels(
+    tiny_cohort, tiny_config
+):
+    torch.manual_seed(0)
+    cohort = level_shifted(tiny_cohort)
+    model = build_model(cohort, tiny_config["model"], tiny_config["loss"], 1e-3)
+    fitted, scored = split(cohort)
+    table = select_predictor(model.eval(), fitted, scored, "inner_validation")
+    assert list(table["candidate"]) == list(CANDIDATES)
+    assert table["selected"].sum() == 1
+    mse = table.set_index("candidate")["mse"]
+    assert mse["odevae_increment"] < mse["odevae"]
+    assert mse["odevae_mixed"] < mse["odevae"]
+    chosen = table.loc[table["selected"], "candidate"].item()
+    assert mse[chosen] == mse.min() and chosen != "odevae"
+    assert (table["n_patients"] == scored.n).all()

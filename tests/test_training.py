@@ -69,12 +69,20 @@ def test_scaling_uses_training_patients_only(tiny_cohort, folds, tiny_config, tm
 def test_predict_fold_tables(tiny_cohort, folds, tiny_config, tmp_path):
     train_fold(tiny_cohort, folds, 0, tiny_config, tmp_path)
     tables = predict_fold(
-        str(tmp_path / "model.ckpt"), tiny_cohort, folds, 0, 0.5, {"x1": "log1p"}
+        str(tmp_path / "model.ckpt"),
+        tiny_cohort,
+        folds,
+        0,
+        0.5,
+        {"x1": "log1p"},
+        inner_fraction=0.25,
+        seed=tiny_config["seed"],
     )
     params, latents, traj = tables["params"], tables["latents"], tables["trajectories"]
     assert list(params.columns) == ["patient_id", "fold", "split", "a11", "a22"]
     assert len(params) == tiny_cohort.n
-    held = set(folds.loc[folds["fold"] == 0, "patient_id"])
+    held_mask = folds["fold"].to_numpy() == 0
+    held = set(folds.loc[held_mask, "patient_id"])
     assert set(params.loc[params["split"] == "test", "patient_id"]) == held
     assert len(latents) == int(tiny_cohort.visits.sum())
     assert {"mu1", "mu2", "logvar1", "ode2"} <= set(latents.columns)
@@ -94,6 +102,15 @@ def test_predict_fold_tables(tiny_cohort, folds, tiny_config, tmp_path):
     )
     np.testing.assert_allclose(
         original.loc[~x1, "predicted"], model_units.loc[~x1, "predicted"]
+    )
+    selection = tables["selection"]  # chosen on 25% of the training patients
+    assert (selection["scored_on"] == "inner_validation").all()
+    assert (selection["n_patients"] == round(0.25 * (~held_mask).sum())).all()
+    chosen = selection.loc[selection["selected"], "candidate"].item()
+    by_method = model_units.set_index(["method", "horizon", "patient_id", "visit"])
+    np.testing.assert_array_equal(
+        by_method.loc["odevae_selected", "predicted"],
+        by_method.loc[chosen, "predicted"],
     )
 
 

@@ -135,6 +135,48 @@ def true_at(truth_traj: pd.DataFrame, groups, times) -> np.ndarray:
     return out
 
 
+def fold_alignments(
+    trajectories: pd.DataFrame,
+    latents: pd.DataFrame,
+    truth_patients: pd.DataFrame,
+    truth_traj: pd.DataFrame,
+    kind: str = "axis",
+) -> dict:
+    """Per fold, the map of :func:`fit_alignment` (of ``kind``) fitted on the fold's
+    *training* patients: their ODE trajectories ``z*`` up to their last visit
+    against their group's true trajectory. Returns {fold: (W, c)}."""
+    zcols = latent_columns(trajectories, "z")
+    ucols = latent_columns(truth_traj, "u")
+    maps = {}
+    for fold, traj in _observed(trajectories, latents).groupby("fold", sort=True):
+        train = _with_truth(traj[traj["split"] == "train"], truth_patients, truth_traj)
+        maps[fold] = fit_alignment(
+            train[zcols].to_numpy(), train[ucols].to_numpy(), kind
+        )
+    return maps
+
+
+def _observed(trajectories: pd.DataFrame, latents: pd.DataFrame) -> pd.DataFrame:
+    """Trajectory rows up to each patient's last visit."""
+    last = latents.groupby("patient_id")["time"].max()
+    return trajectories[
+        trajectories["time"] <= trajectories["patient_id"].map(last) + 1e-9
+    ]
+
+
+def _with_truth(
+    frame: pd.DataFrame, truth_patients: pd.DataFrame, truth_traj: pd.DataFrame
+) -> pd.DataFrame:
+    """``frame`` with each row's true group and true latent states ``u*``."""
+    group_of = truth_patients.set_index("patient_id")["group"]
+    frame = frame.copy()
+    frame["group"] = frame["patient_id"].map(group_of).to_numpy()
+    true = true_at(truth_traj, frame["group"], frame["time"])
+    for k, u in enumerate(latent_columns(truth_traj, "u")):
+        frame[u] = true[:, k]
+    return frame
+
+
 def align_folds(
     trajectories: pd.DataFrame,
     latents: pd.DataFrame,
@@ -144,40 +186,60 @@ def align_folds(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Map each fold's held-out latents onto the true axes.
 
-    Per fold, the map of :func:`fit_alignment` (of ``kind``) is fitted on the
-    fold's *training* patients (their ODE trajectories ``z*`` up to their last
-    visit against their group's true trajectory) and applied to the held-out
-    patients' trajectories, encoder means (``mu*``) and ODE solutions at visits
-    (``ode*``), so nothing about the held-out patients' truth enters the map.
-    Returns the held-out rows of both tables, aligned, with ``group`` and the true
-    states ``u*`` added.
+    The maps of :func:`fold_alignments` (fitted on each fold's training patients)
+    are applied to the held-out patients' trajectories, encoder means (``mu*``) and
+    ODE solutions at visits (``ode*``), so nothing about the held-out patients'
+    truth enters the map. Returns the held-out rows of both tables, aligned, with
+    ``group`` and the true states ``u*`` added.
     """
     zcols = latent_columns(trajectories, "z")
-    ucols = latent_columns(truth_traj, "u")
-    group_of = truth_patients.set_index("patient_id")["group"]
-    last = latents.groupby("patient_id")["time"].max()
-    observed = trajectories["time"] <= trajectories["patient_id"].map(last) + 1e-9
-    trajectories = trajectories[observed]
-
-    def with_truth(frame: pd.DataFrame) -> pd.DataFrame:
-        frame = frame.copy()
-        frame["group"] = frame["patient_id"].map(group_of).to_numpy()
-        true = true_at(truth_traj, frame["group"], frame["time"])
-        for k, u in enumerate(ucols):
-            frame[u] = true[:, k]
-        return frame
-
+    maps = fold_alignments(trajectories, latents, truth_patients, truth_traj, kind)
     traj_out, lat_out = [], []
-    for fold, traj in trajectories.groupby("fold", sort=True):
-        train = with_truth(traj[traj["split"] == "train"])
-        test = with_truth(traj[traj["split"] == "test"])
+    for fold, traj in _observed(trajectories, latents).groupby("fold", sort=True):
+        test = _with_truth(traj[traj["split"] == "test"], truth_patients, truth_traj)
         lat = latents[(latents["fold"] == fold) & (latents["split"] == "test")]
-        lat = with_truth(lat)
-        maps = fit_alignment(train[zcols].to_numpy(), train[ucols].to_numpy(), kind)
-        test[zcols] = apply_alignment(test[zcols].to_numpy(), maps)
+        lat = _with_truth(lat, truth_patients, truth_traj)
+        test[zcols] = apply_alignment(test[zcols].to_numpy(), maps[fold])
         for prefix in ("mu", "ode"):
             cols = latent_columns(lat, prefix)
-            lat[cols] = apply_alignment(lat[cols].to_numpy(), maps)
+            lat[cols] = apply_alignment(lat[cols].to_numpy(), maps[fold])
         traj_out.append(test)
         lat_out.append(lat)
     return pd.concat(traj_out, ignore_index=True), pd.concat(lat_out, ignore_index=True)
+
+
+def sign_agreement(
+    params: pd.DataFrame, truth_patients: pd.DataFrame, maps: dict
+) -> pd.DataFrame:
+    """Per fold, the share of held-out patients' nonzero true diagonal rates
+    ``a_kk`` whose learned counterpart has the same sign.
+
+    The learned rate of true axis k is ``a_jj`` of the learned dimension j that the
+    fold's axis alignment (``maps`` of :func:`fold_alignments`) maps onto axis k;
+    rates do not change under the alignment's sign flips and positive rescaling. A
+    fold whose model makes a growing group decay scores about half, however well
+    its parameters separate the groups. NaN where the parameters are not diagonal
+    rates, or the alignment is not per axis.
+    """
+    truth = truth_patients.set_index("patient_id")
+    rows = []
+    for fold, (W, _) in sorted(maps.items()):
+        part = params[(params["fold"] == fold) & (params["split"] == "test")]
+        agree = []
+        for k in range(W.shape[1]):
+            j = int(np.argmax(np.abs(W[:, k])))
+            learned, true = f"a{j + 1}{j + 1}", f"a{k + 1}{k + 1}"
+            if (
+                learned not in part
+                or true not in truth
+                or np.count_nonzero(W[:, k]) > 1
+            ):
+                agree = []
+                break
+            want = truth.loc[part["patient_id"], true].to_numpy(dtype=float)
+            have = part[learned].to_numpy(dtype=float)
+            keep = want != 0
+            agree.append(np.sign(have[keep]) == np.sign(want[keep]))
+        share = float(np.mean(np.concatenate(agree))) if agree else np.nan
+        rows.append({"fold": fold, "sign_agreement": share})
+    return pd.DataFrame(rows)

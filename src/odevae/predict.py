@@ -9,9 +9,10 @@ import torch
 
 from odevae.cohort import Cohort
 from odevae.data import CohortDataset, collate
-from odevae.folds import fold_members
+from odevae.folds import fold_members, inner_split
 from odevae.model import ODEVAE
 from odevae.prediction.model import model_predictions
+from odevae.prediction.selection import select_predictor
 from odevae.prediction.targets import in_both_units
 
 
@@ -71,6 +72,8 @@ def predict_fold(
     fold: int,
     grid_dt: float,
     transforms: dict[str, str],
+    inner_fraction: float,
+    seed: int,
 ) -> dict[str, pd.DataFrame]:
     """Load a fold's checkpoint and predict every patient, marked train or test.
 
@@ -80,7 +83,11 @@ def predict_fold(
     ``predictions``: the held-out patients' predictions in data space
     (:func:`~odevae.prediction.model.model_predictions`) in modelling and original
     units (``transforms``: variable → transform name), and ``latent_predictions``
-    (the same in latent space, against the target visit's encoder mean).
+    (the same in latent space, against the target visit's encoder mean), and
+    ``selection``: the candidates' scores on the inner validation patients that
+    training held out (the split of ``inner_fraction`` and ``seed`` + ``fold``, as in
+    training), or on the training patients when ``inner_fraction`` is 0; the best
+    is written as ``odevae_selected``.
     """
     model = ODEVAE.load_from_checkpoint(checkpoint, map_location="cpu")
     t_max = float(cohort.times[cohort.visits].max())
@@ -99,11 +106,18 @@ def predict_fold(
         split = np.where(table["patient_id"].isin(held), "test", "train")
         table.insert(1, "fold", fold)
         table.insert(2, "split", split)
+    train = cohort.subset(cohort.index_of(train_ids))
+    if inner_fraction > 0:
+        fit_ids, val_ids = inner_split(train_ids, inner_fraction, seed + fold)
+        fitted, scored = (cohort.subset(cohort.index_of(i)) for i in (fit_ids, val_ids))
+        selection = select_predictor(model, fitted, scored, "inner_validation")
+    else:
+        selection = select_predictor(model, train, train, "training")
+    selected = selection.loc[selection["selected"], "candidate"].item()
     heldout, latent = model_predictions(
-        model,
-        cohort.subset(cohort.index_of(train_ids)),
-        cohort.subset(cohort.index_of(held_ids)),
+        model, train, cohort.subset(cohort.index_of(held_ids)), selected
     )
+    tables["selection"] = selection.assign(fold=fold)
     tables["predictions"] = in_both_units(heldout, transforms)
     tables["latent_predictions"] = latent
     for key in ("predictions", "latent_predictions"):

@@ -96,7 +96,7 @@ rule simulate_registry:
         runtime=10,
     params:
         simulation=config["registry"]["simulation"],
-        seed=config["seed"],
+        seed=run_seed,
     script:
         "../scripts/simulate_registry.py"
 

@@ -115,11 +115,22 @@ def time_unit():
     return "a.u." if simulated() else config["data"]["time_unit"]
 
 
-def training_config():
-    """The config sections that determine a trained model (display options left out)."""
-    sections = {key: config[key] for key in ("seed", "model", "loss", "train")}
+def sweeping():
+    """True when ``sweep.seeds`` repeats the run over several seeds."""
+    return bool(config["sweep"]["seeds"])
+
+
+def run_seed(wildcards):
+    """The seed of a job: its ``{seed}`` wildcard in a sweep, ``seed`` otherwise."""
+    return int(wildcards.seed) if sweeping() else config["seed"]
+
+
+def training_config(wildcards):
+    """The config sections that determine a trained model (display options left
+    out), with the job's seed."""
+    sections = {key: config[key] for key in ("model", "loss", "train")}
     train = {k: v for k, v in config["train"].items() if k != "progress_bar"}
-    return {**sections, "train": train}
+    return {**sections, "seed": run_seed(wildcards), "train": train}
 
 
 def train_inputs(wildcards):
@@ -147,7 +158,7 @@ def config_hash():
 
 def fold_outputs(pattern):
     """``pattern`` (with a {fold} wildcard) for every cross-validation fold."""
-    return expand(pattern, fold=FOLDS)
+    return expand(pattern, fold=FOLDS, allow_missing=True)
 
 
 def per_attempt(amount):
@@ -193,30 +204,62 @@ def all_outputs():
         ]
         if config["train"]["batching"] == "similarity":
             outputs.append(f"{OUT}/figures/batch_purity.png")
+    if sweeping():
+        outputs = expand(outputs, seed=config["sweep"]["seeds"])
+        outputs += sweep_outputs()
     return outputs
+
+
+def sweep_outputs():
+    """The tables aggregated over the seeds of a sweep."""
+    outputs = [f"{SWEEP}/summary.tsv"]
+    return outputs + [f"{SWEEP}/recovery.tsv"] if simulated() else outputs
+
+
+def sweep_recovery_output():
+    """Rule sweep's recovery table, on simulated cohorts only."""
+    if not simulated():
+        return {}
+    table = report(
+        f"{SWEEP}/recovery.tsv",
+        caption="../report/sweep_recovery.rst",
+        category="Sweep over seeds",
+    )
+    return {"recovery": table}
+
+
+def sweep_tables(wildcards):
+    """Each seed's held-out scores (and recovery, where simulated) for rule sweep."""
+    seeds = config["sweep"]["seeds"]
+    inputs = {"summaries": expand(f"{OUT}/cv/summary.tsv", seed=seeds)}
+    if simulated():
+        inputs["recoveries"] = expand(f"{OUT}/recovery.tsv", seed=seeds)
+    return inputs
 
 
 def paper_config(run):
     """Config of a run ``snakemake paper`` needs: its preset merged over
     config/config.yaml, then ``paper.overrides``; the current config for its own run."""
-    if run == config["name"]:
+    if run == config["name"] and not sweeping():
         return config
     root = Path(workflow.basedir)
     merged = yaml.safe_load((root / "config" / "config.yaml").read_text())
     if RUNS[run] != "config/config.yaml":
         update_config(merged, yaml.safe_load((root / RUNS[run]).read_text()))
     update_config(merged, copy.deepcopy(config["paper"]["overrides"]))
-    update_config(merged, {"name": run, "paper": {"module": True}})
+    update_config(
+        merged, {"name": run, "paper": {"module": True}, "sweep": {"seeds": []}}
+    )
     return merged
 
 
 def paper_module(run):
     """True when ``snakemake paper`` imports ``run`` as a module (selected in
-    ``paper.runs`` and not the run of the current config)."""
+    ``paper.runs`` and not the run of the current config, unless that is a sweep)."""
     return (
         not config["paper"]["module"]
         and run in config["paper"]["runs"]
-        and run != config["name"]
+        and (run != config["name"] or sweeping())
     )
 
 
@@ -241,7 +284,10 @@ def paper_fold_outputs(run, pattern):
 validate_config(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 check_config()
 
-OUT = f"results/{config['name']}"
+# A sweep puts each seed's run under results/<name>/seed<seed>/ (a {seed} wildcard
+# in every path) and the tables over seeds under results/<name>/sweep/.
+SWEEP = f"results/{config['name']}/sweep"
+OUT = f"results/{config['name']}" + ("/seed{seed}" if sweeping() else "")
 LOGS = f"{OUT}/logs"
 FOLDS = list(range(config["cv"]["folds"]))
 
@@ -256,6 +302,7 @@ os.environ.update(
 
 wildcard_constraints:
     fold=r"\d+",
+    seed=r"\d+",
 
 
 # ===== cluster =========================================================

@@ -18,7 +18,7 @@ if simulated():
             runtime=10,
         params:
             simulation=config["simulation"],
-            seed=config["seed"],
+            seed=run_seed,
         script:
             "../scripts/simulate.py"
 
@@ -69,7 +69,7 @@ rule split:
         runtime=10,
     params:
         k=config["cv"]["folds"],
-        seed=config["seed"],
+        seed=run_seed,
     script:
         "../scripts/split.py"
 

@@ -28,6 +28,7 @@ rule evaluate:
         model=fold_outputs(f"{OUT}/predict/fold_{{fold}}/predictions.tsv"),
         comparators=fold_outputs(f"{OUT}/comparators/fold_{{fold}}/predictions.tsv"),
         metrics=fold_outputs(f"{OUT}/train/fold_{{fold}}/metrics.csv"),
+        selection=fold_outputs(f"{OUT}/predict/fold_{{fold}}/selection.tsv"),
     output:
         summary=report(
             f"{OUT}/cv/summary.tsv",
@@ -40,6 +41,7 @@ rule evaluate:
             category="Held-out prediction",
         ),
         training=f"{OUT}/cv/training.tsv",
+        selection=f"{OUT}/cv/selection.tsv",
     log:
         f"{LOGS}/evaluate/evaluate.log",
     benchmark:
@@ -53,7 +55,7 @@ rule evaluate:
     params:
         reference="locf",
         n_boot=config["evaluation"]["bootstrap"],
-        seed=config["seed"],
+        seed=run_seed,
         folds=FOLDS,
         divergence_factor=config["evaluation"]["divergence_factor"],
         early_stopping=config["train"]["early_stopping"]["inner_fraction"] > 0,
@@ -88,3 +90,33 @@ rule recovery:
         alignment=alignment_kind(config),
     script:
         "../scripts/recovery.py"
+
+
+# A sweep over seeds (config sweep.seeds): every fold of every seed is one run.
+if sweeping():
+
+    localrules:
+        sweep,
+
+    rule sweep:
+        input:
+            unpack(sweep_tables),
+        output:
+            **sweep_recovery_output(),
+            summary=report(
+                f"{SWEEP}/summary.tsv",
+                caption="../report/sweep_summary.rst",
+                category="Sweep over seeds",
+            ),
+        log:
+            f"{SWEEP}/logs/sweep.log",
+        benchmark:
+            f"{SWEEP}/benchmarks/sweep.tsv"
+        conda:
+            "../envs/odevae.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=10,
+        script:
+            "../scripts/sweep.py"

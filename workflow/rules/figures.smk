@@ -141,7 +141,7 @@ rule plot_predictions:
         runtime=10,
     params:
         patients=config["evaluation"]["figure_patients"],
-        seed=config["seed"],
+        seed=run_seed,
         time_unit=time_unit(),
         dpi=config["figures"]["dpi"],
     script:
@@ -197,7 +197,7 @@ rule plot_local_solutions:
         runtime=10,
     params:
         patients=24,
-        seed=config["seed"],
+        seed=run_seed,
         time_unit=time_unit(),
         dpi=config["figures"]["dpi"],
     script:

@@ -16,7 +16,7 @@ rule train:
         mem_mb=per_attempt(1000),
         runtime=per_attempt(30),
     params:
-        config=training_config(),
+        config=training_config,
     script:
         "../scripts/train.py"
 
@@ -32,6 +32,7 @@ rule predict:
         trajectories=f"{OUT}/predict/fold_{{fold}}/trajectories.tsv",
         predictions=f"{OUT}/predict/fold_{{fold}}/predictions.tsv",
         latent_predictions=f"{OUT}/predict/fold_{{fold}}/latent_predictions.tsv",
+        selection=f"{OUT}/predict/fold_{{fold}}/selection.tsv",
     log:
         f"{LOGS}/predict/fold_{{fold}}.log",
     benchmark:
@@ -45,5 +46,7 @@ rule predict:
     params:
         grid_dt=config["predict"]["grid_dt"],
         transforms=measurement_transforms(),
+        inner_fraction=config["train"]["early_stopping"]["inner_fraction"],
+        seed=run_seed,
     script:
         "../scripts/predict.py"

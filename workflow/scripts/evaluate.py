@@ -1,7 +1,8 @@
 """Held-out prediction scores of the model and the comparators (rule ``evaluate``):
 ``cv/summary.tsv`` (per horizon, method and fold), ``cv/per_variable.tsv`` and
 ``cv/training.tsv`` (each fold's validation-loss course; a divergence is flagged in
-the summary and the log)."""
+the summary and the log) and ``cv/selection.tsv`` (each fold's choice of predictor
+on its inner validation patients)."""
 
 import logging
 
@@ -42,6 +43,16 @@ def main(snakemake):
             row.val_loss_min_epoch,
         )
     summary = flag_diverged(summary, course)
+    selection = read_tsvs(snakemake.input.selection)
+    for row in selection[selection["selected"]].itertuples():
+        log.info(
+            "fold %d: odevae_selected is %s (scored on %d %s patients)",
+            row.fold,
+            row.candidate,
+            row.n_patients,
+            row.scored_on.replace("_", " "),
+        )
+    write_tsv(selection, snakemake.output.selection)
     write_tsv(course, snakemake.output.training)
     write_tsv(summary, snakemake.output.summary)
     write_tsv(per_variable, snakemake.output.per_variable)

@@ -1,12 +1,15 @@
 """Recovery of the simulated truth per fold (rule ``recovery``).
 
-Group separation by the learned ODE parameters, and R² of the held-out latent
-trajectories against the true ones after alignment.
+Group separation by the learned ODE parameters, agreement of the learned rates'
+signs with the true ones, and R² of the held-out latent trajectories against the
+true ones after alignment.
 """
 
 from odevae.evaluation import (
     align_folds,
+    fold_alignments,
     group_recovery,
+    sign_agreement,
     trajectory_recovery,
     with_mean_row,
 )
@@ -19,14 +22,18 @@ def main(snakemake):
     truth = read_tsv(snakemake.input.truth_patients)
     names = [c for c in params.columns if c not in ("patient_id", "fold", "split")]
     groups = group_recovery(params, truth, names)
-    aligned, _ = align_folds(
+    inputs = (
         read_tsvs(snakemake.input.trajectories),
         read_tsvs(snakemake.input.latents),
         truth,
         read_tsv(snakemake.input.truth_trajectories),
         snakemake.params.alignment,
     )
-    table = groups.merge(trajectory_recovery(aligned), on="fold")
+    aligned, _ = align_folds(*inputs)
+    signs = sign_agreement(params, truth, fold_alignments(*inputs))
+    table = groups.merge(signs, on="fold").merge(
+        trajectory_recovery(aligned), on="fold"
+    )
     write_tsv(with_mean_row(table), snakemake.output.recovery, digits=4)
 
 

@@ -15,6 +15,10 @@ standard deviation:
 * ``ols_latent``: the follow-up paper's comparator: a least-squares line per latent
   dimension through the history's encoder means, shifted through the last one,
   extrapolated to t_j and decoded.
+* ``odevae_increment``: the model's predicted change added to each variable's last
+  observed value, x̂_j = x_last + decode(ẑ_j) − decode(μ_last) (μ_last: the last
+  history visit's encoder mean); a flat trajectory is then last observation carried
+  forward, and the patient's own level is kept exactly.
 * ``odevae_mixed``: ``odevae`` plus a per-patient random intercept and slope in time
   per variable, predicted by empirical Bayes from the patient's history: a linear
   mixed model (:mod:`~odevae.prediction.comparators`) fitted on the training
@@ -22,6 +26,10 @@ standard deviation:
   history's residuals. The ODE-VAE gives the shared multivariate trajectory; the
   random effects give what is individual to a patient's variable (its level and
   trend), as a mixed model's do.
+* ``odevae_selected``: whichever of ``odevae``, ``odevae_increment`` and
+  ``odevae_mixed`` predicts the fold's inner validation patients best one step ahead
+  (:mod:`~odevae.prediction.selection`); the held-out fold plays no part in the
+  choice.
 
 Only the history visits are ever encoded for a target (the encoder is per visit and
 the parameters come from baseline covariates), so nothing at or after visit j
@@ -40,10 +48,12 @@ from odevae.cohort import Cohort
 from odevae.data import CohortDataset
 from odevae.model import ODEVAE
 from odevae.model.loss import VAR_CLAMP
-from odevae.prediction.comparators import fit_mixed_models, mixed_model
+from odevae.prediction.comparators import fit_mixed_models, locf, mixed_model
 from odevae.prediction.targets import history_mask, long_table, prediction_targets
 
-METHODS = ("odevae", "odevae_mixed", "odevae_population", "vae_roundtrip", "ols_latent")
+#: The model's own predictors, from which :mod:`~odevae.prediction.selection` picks.
+CANDIDATES = ("odevae", "odevae_increment", "odevae_mixed")
+METHODS = (*CANDIDATES, "odevae_population", "vae_roundtrip", "ols_latent")
 
 
 def _tensors(model: ODEVAE, cohort: Cohort) -> dict:
@@ -200,27 +210,60 @@ def with_random_effects(
     )
 
 
+def increment(
+    model: ODEVAE, test: Cohort, targets: pd.DataFrame, decoded: dict
+) -> tuple[np.ndarray, np.ndarray]:
+    """``odevae_increment``: each variable's last observed value plus the decoded
+    change from the last history visit's encoding to the prediction; where a
+    variable was never observed, the decoded prediction itself. Probabilities of
+    Bernoulli variables are clipped to [0, 1]."""
+    mean, sd = decoded["odevae"]
+    last, _ = locf(test, targets)
+    step = last + mean - decoded["vae_roundtrip"][0]
+    binary = model.binary.cpu().numpy()
+    step = np.where(binary, np.clip(step, 0.0, 1.0), step)
+    return np.where(np.isfinite(last), step, mean), sd
+
+
+@torch.no_grad()
+def decoded_predictions(
+    model: ODEVAE, train: Cohort, test: Cohort
+) -> tuple[pd.DataFrame, dict, dict, torch.Tensor]:
+    """The targets of ``test``, every method's latent prediction, its decoded mean
+    and sd (targets × p, modelling units), and the targets' own encoder means.
+    ``train`` supplies the population parameters and the residual mixed model."""
+    targets, latent, encoded = latent_predictions(model, train, test)
+    decoded = {method: decode(model, latent[method]) for method in latent}
+    decoded["odevae_increment"] = increment(model, test, targets, decoded)
+    decoded["odevae_mixed"] = with_random_effects(
+        model, train, test, targets, *decoded["odevae"]
+    )
+    latent["odevae_increment"] = latent["odevae_mixed"] = latent["odevae"]
+    return targets, latent, decoded, encoded
+
+
 @torch.no_grad()
 def model_predictions(
-    model: ODEVAE, train: Cohort, test: Cohort
+    model: ODEVAE, train: Cohort, test: Cohort, selected: str | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The held-out patients' predictions of every method in :data:`METHODS`.
+    """The held-out patients' predictions of every method in :data:`METHODS`, and
+    ``odevae_selected`` (a copy of the ``selected`` candidate) when given.
 
     Returns the long table in data space (:data:`~odevae.prediction.targets.
     COLUMNS`) and, as the follow-up paper also scores, the latent-space table:
     per target, method and latent dimension the prediction and the target visit's
     own encoder mean (``vae_roundtrip`` is then LOCF in latent space).
     """
-    targets, latent, encoded = latent_predictions(model, train, test)
-    decoded = {method: decode(model, latent[method]) for method in latent}
-    decoded["odevae_mixed"] = with_random_effects(
-        model, train, test, targets, *decoded["odevae"]
-    )
-    latent["odevae_mixed"] = latent["odevae"]
+    targets, latent, decoded, encoded = decoded_predictions(model, train, test)
+    methods = list(METHODS)
+    if selected is not None:
+        decoded["odevae_selected"] = decoded[selected]
+        latent["odevae_selected"] = latent[selected]
+        methods.append("odevae_selected")
     tables, latents = [], []
     d = encoded.shape[-1]
     keys = targets[["patient_id", "visit", "time", "horizon", "n_history"]]
-    for method in METHODS:
+    for method in methods:
         mean, sd = decoded[method]
         tables.append(long_table(test, targets, method, mean, sd))
         latents.append(

@@ -41,22 +41,24 @@ PER_VARIABLE_COLUMNS = [
 ]
 
 
-def training_sd(cohort: Cohort, folds: pd.DataFrame) -> pd.DataFrame:
-    """Per fold, the SD (ddof=1) of each variable over its training patients.
-
-    Returns columns ``fold, variable, sd``; an SD that is 0 or undefined is 1.
-    """
+def variable_sd(cohort: Cohort) -> np.ndarray:
+    """The SD (ddof=1) of each variable over all observed values of ``cohort``
+    (p,); an SD that is 0 or undefined is 1."""
     observed = cohort.observed & cohort.visits[..., None]
-    values = np.where(observed, cohort.values, np.nan)
+    x = np.where(observed, cohort.values, np.nan).reshape(-1, cohort.p)
+    n = np.isfinite(x).sum(0)
+    mean = np.nansum(x, 0) / np.maximum(n, 1)
+    sd = np.sqrt(np.nansum((x - mean) ** 2, 0) / np.maximum(n - 1, 1))
+    return np.where((n > 1) & (sd > 0), sd, 1.0)
+
+
+def training_sd(cohort: Cohort, folds: pd.DataFrame) -> pd.DataFrame:
+    """Per fold, the SD of each variable over its training patients
+    (:func:`variable_sd`). Returns columns ``fold, variable, sd``."""
     parts = []
     for fold in sorted(folds["fold"].unique()):
         train, _ = fold_members(folds, fold)
-        x = values[cohort.index_of(train)].reshape(-1, cohort.p)
-        n = np.isfinite(x).sum(0)
-        mean = np.nansum(x, 0) / np.maximum(n, 1)
-        ss = np.nansum((x - mean) ** 2, 0)
-        sd = np.sqrt(ss / np.maximum(n - 1, 1))
-        sd = np.where((n > 1) & (sd > 0), sd, 1.0)
+        sd = variable_sd(cohort.subset(cohort.index_of(train)))
         parts.append(
             pd.DataFrame(
                 {"fold": int(fold), "variable": cohort.measurement_names, "sd": sd}

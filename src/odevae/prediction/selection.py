@@ -1,0 +1,63 @@
+"""Choose the model's predictor on an inner split of the training patients.
+
+The trained model offers several predictors (:data:`~odevae.prediction.model.
+CANDIDATES`). Which one predicts best is a setting like any other, so it is chosen
+without the held-out fold: every candidate predicts the fold's inner validation
+patients one step ahead (the mixed model of ``odevae_mixed`` fitted on the inner
+training patients only), scored as :mod:`~odevae.prediction.scores` scores held-out
+predictions, and the lowest standardised MSE wins. Without an inner validation
+split (``train.early_stopping.inner_fraction`` 0) the model's own training
+patients are scored instead, which the table records.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from odevae.cohort import Cohort
+from odevae.model import ODEVAE
+from odevae.prediction.model import CANDIDATES, decoded_predictions
+from odevae.prediction.scores import variable_sd
+
+SELECTION_COLUMNS = ["candidate", "scored_on", "n_patients", "mse", "selected"]
+
+
+def standardised_mse(
+    cohort: Cohort, targets: pd.DataFrame, mean: np.ndarray, sd: np.ndarray
+) -> float:
+    """Mean over variables of the mean over patients of each patient's mean squared
+    error, errors divided by ``sd`` (p,); unobserved targets are left out."""
+    row, visit = targets["row"].to_numpy(), targets["visit"].to_numpy()
+    observed = cohort.observed[row, visit]
+    err = np.where(observed, ((mean - cohort.values[row, visit]) / sd) ** 2, np.nan)
+    per_patient = pd.DataFrame(err).groupby(targets["patient_id"].to_numpy()).mean()
+    return float(per_patient.mean().mean())
+
+
+def select_predictor(
+    model: ODEVAE, fitted: Cohort, scored: Cohort, scored_on: str
+) -> pd.DataFrame:
+    """Score every candidate on ``scored`` one step ahead, with ``fitted`` (the
+    patients the model was trained on) for the population parameters, the residual
+    mixed model and the SDs. Returns :data:`SELECTION_COLUMNS`, one row per
+    candidate; ``selected`` marks the lowest MSE (the first candidate on ties)."""
+    targets, _, decoded, _ = decoded_predictions(model, fitted, scored)
+    one_step = (targets["horizon"] == "one_step").to_numpy()
+    sd = variable_sd(fitted)
+    rows = []
+    for candidate in CANDIDATES:
+        mean = decoded[candidate][0][one_step]
+        mse = standardised_mse(scored, targets[one_step], mean, sd)
+        rows.append(
+            {
+                "candidate": candidate,
+                "scored_on": scored_on,
+                "n_patients": scored.n,
+                "mse": mse,
+            }
+        )
+    table = pd.DataFrame(rows)
+    best = table["mse"].fillna(np.inf).to_numpy().argmin()
+    table["selected"] = np.arange(len(table)) == best
+    return table[SELECTION_COLUMNS]
