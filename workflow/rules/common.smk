@@ -286,8 +286,9 @@ check_config()
 
 # A sweep puts each seed's run under results/<name>/seed<seed>/ (a {seed} wildcard
 # in every path) and the tables over seeds under results/<name>/sweep/.
-SWEEP = f"results/{config['name']}/sweep"
-OUT = f"results/{config['name']}" + ("/seed{seed}" if sweeping() else "")
+RUN = f"results/{config['name']}"
+SWEEP = f"{RUN}/sweep"
+OUT = f"{RUN}/seed{{seed}}" if sweeping() else RUN
 LOGS = f"{OUT}/logs"
 FOLDS = list(range(config["cv"]["folds"]))
 
