@@ -1,4 +1,5 @@
-"""Per-variable likelihoods: Bernoulli for 0/1 measurements, Gaussian otherwise."""
+"""Per-variable likelihoods (Bernoulli for 0/1 measurements, Gaussian otherwise)
+and the KL term."""
 
 import dataclasses
 import math
@@ -10,7 +11,7 @@ import torch
 from odevae.data import binary_measurements, scaling_stats
 from odevae.errors import InputError
 from odevae.model import ODEVAE
-from odevae.model.loss import gaussian_nll, observation_nll
+from odevae.model.loss import gaussian_nll, kl_standard_normal, observation_nll
 from odevae.prediction.model import decode
 
 
@@ -56,3 +57,18 @@ def test_decoded_bernoulli_variable_is_a_probability_with_its_sd():
     assert ((mean[:, 1] > 0) & (mean[:, 1] < 1)).all()
     np.testing.assert_allclose(sd[:, 1], np.sqrt(mean[:, 1] * (1 - mean[:, 1])))
     assert (np.abs(mean[:, 0] - 5.0) > 0).all()  # Gaussian: unscaled back to units
+
+
+def test_free_bits_floor_each_dimensions_kl_and_stop_its_pull_to_the_prior():
+    mean = torch.tensor([[[0.0, 2.0]]], requires_grad=True)  # dim 1 on the prior
+    logvar = torch.zeros(1, 1, 2)
+    visits = torch.ones(1, 1, dtype=torch.bool)
+    plain = kl_standard_normal(mean, logvar, visits)
+    assert plain.item() == pytest.approx(2.0)  # 0.5 * 2² from dim 2 only
+    floored = kl_standard_normal(mean, logvar, visits, free_bits=0.5)
+    assert floored.item() == pytest.approx(2.5)  # dim 1 counted at the floor
+    (grad,) = torch.autograd.grad(floored.sum(), mean)
+    assert grad[0, 0, 0] == 0 and grad[0, 0, 1] == pytest.approx(2.0)
+    # a dimension above the floor keeps its KL and its gradient
+    above = kl_standard_normal(mean, logvar, visits, free_bits=1.5)
+    assert above.item() == pytest.approx(3.5)

@@ -49,6 +49,7 @@ def build_model(
         adjoint=model_cfg["adjoint"],
         loss=loss_cfg["kind"],
         kl_weight=loss_cfg["kl_weight"],
+        free_bits=loss_cfg["free_bits"],
         decoder_l2=loss_cfg["decoder_l2"],
         consistency_weight=loss_cfg["consistency_weight"],
         weighting=stat["weighting"],

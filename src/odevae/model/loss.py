@@ -55,12 +55,19 @@ def kl_standard_normal(
     logvar: torch.Tensor,
     visits: torch.Tensor,
     per_visit: bool = False,
+    free_bits: float = 0.0,
 ) -> torch.Tensor:
     """KL(N(mean, exp(logvar)) ‖ N(0, I)) summed over real visits (B, T, d) → (B,).
 
-    ``per_visit`` keeps the visit axis: (B, T).
+    ``per_visit`` keeps the visit axis: (B, T). ``free_bits`` > 0 floors each latent
+    dimension's KL at that many nats per visit (Kingma et al. 2016): below the
+    floor the term has no gradient, so a dimension is not pushed onto the prior
+    (posterior collapse) for the sake of a smaller KL.
     """
-    kl = 0.5 * (torch.exp(logvar) + mean**2 - 1.0 - logvar).sum(-1)
+    kl = 0.5 * (torch.exp(logvar) + mean**2 - 1.0 - logvar)
+    if free_bits > 0:
+        kl = kl.clamp(min=free_bits)
+    kl = kl.sum(-1)
     kl = torch.where(visits, kl, torch.zeros_like(kl))
     return kl if per_visit else kl.sum(1)
 

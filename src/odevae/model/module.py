@@ -69,6 +69,7 @@ class ODEVAE(L.LightningModule):
         adjoint: bool = False,
         loss: str = "initial_value",
         kl_weight: float = 0.5,
+        free_bits: float = 0.0,
         decoder_l2: float = 0.01,
         consistency_weight: float = 1.0,
         weighting: bool = True,
@@ -173,7 +174,9 @@ class ODEVAE(L.LightningModule):
         nll = observation_nll(
             batch["values"], x_mean, x_logvar, observed, self.binary, per_visit=True
         )
-        kl = kl_standard_normal(mu, logvar, batch["visits"], per_visit=True)
+        kl = kl_standard_normal(
+            mu, logvar, batch["visits"], True, self.hparams.get("free_bits", 0.0)
+        )
         return nll, kl
 
     def loss_terms(self, batch: dict, sample: bool) -> dict:
