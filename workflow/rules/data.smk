@@ -76,7 +76,7 @@ rule split:
 
 rule software:
     input:
-        environment="workflow/envs/odevae.yaml",
+        environment=workflow.source_path("../envs/odevae.yaml"),
     output:
         software=f"{OUT}/software.tsv",
         config=f"{OUT}/config.yaml",
@@ -91,5 +91,6 @@ rule software:
     params:
         # rerun when the config changes (the script writes snakemake.config)
         config_hash=config_hash(),
+        seed=run_seed,
     script:
         "../scripts/software.py"

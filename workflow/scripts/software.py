@@ -1,4 +1,5 @@
-"""The package versions and the config of this run (rule ``software``)."""
+"""The package versions and the config of this run (rule ``software``): a config
+that reruns it as it was (in a sweep, one seed's run)."""
 
 import yaml
 
@@ -10,8 +11,12 @@ from odevae.tables import write_tsv
 def main(snakemake):
     table = software_table(pinned_packages(snakemake.input.environment))
     write_tsv(table, snakemake.output.software)
+    # the config of this run: in a sweep, one seed's run (its seed, no sweep)
+    config = {**snakemake.config, "seed": snakemake.params.seed}
+    if config["sweep"]["seeds"]:
+        config["sweep"] = {**config["sweep"], "seeds": []}
     with open(snakemake.output.config, "w") as handle:
-        yaml.safe_dump(snakemake.config, handle, sort_keys=False)
+        yaml.safe_dump(config, handle, sort_keys=False)
 
 
 run_script(snakemake, main)
