@@ -1,8 +1,12 @@
-"""Shared fixtures: the default config, tiny variants of it and small cohorts."""
+"""Shared fixtures: the default config, tiny variants of it, small cohorts and a
+copy of the workflow to run Snakemake in."""
 
 from __future__ import annotations
 
 import copy
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +15,7 @@ import yaml
 from snakemake.utils import validate
 
 from odevae.cohort import Cohort
+from odevae.data import CohortDataset, collate
 from odevae.ingest import fetch_rdataset, ingest_table
 from odevae.preprocess import Preprocessed, preprocess, preprocess_tables
 from odevae.simulate import simulate_cohort, write_cohort
@@ -18,13 +23,14 @@ from odevae.tables import write_tsv
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: The tiny config of the tests: the workflow's test run (.test/config/config.yaml)
+#: as one run, without its sweep over seeds.
 TINY = {
-    "name": "tiny",
-    "simulation": {"n": 20, "p": 4, "q": 6, "q_info": 2, "maxntps": 4},
-    "cv": {"folds": 2},
-    "train": {"epochs": 2, "batch_size": 8, "progress_bar": False},
-    "predict": {"grid_dt": 0.5},
-    "figures": {"dpi": 40},
+    key: value
+    for key, value in yaml.safe_load(
+        (ROOT / ".test" / "config" / "config.yaml").read_text()
+    ).items()
+    if key != "sweep"
 }
 
 
@@ -68,6 +74,12 @@ def tiny_cohort(tiny_tables) -> Cohort:
     return preprocess(tiny_tables["visits"], tiny_tables["baseline"])
 
 
+def batch_of(cohort: Cohort, index) -> dict:
+    """The collated batch of ``cohort``'s patients at positions ``index``."""
+    dataset = CohortDataset(cohort)
+    return collate([dataset[i] for i in index])
+
+
 @pytest.fixture(scope="session")
 def pbcseq_raw() -> pd.DataFrame:
     """survival::pbcseq as the rule fetch_pbcseq writes it."""
@@ -86,3 +98,27 @@ def pbcseq(pbcseq_raw, tmp_path_factory) -> Preprocessed:
     write_tsv(visits, tmp / "visits.tsv", digits=10)
     write_tsv(baseline, tmp / "baseline.tsv", digits=10)
     return preprocess_tables(tmp / "visits.tsv", tmp / "baseline.tsv")
+
+
+def snakemake(workdir, *args, check=True):
+    """Run Snakemake (2 cores) in ``workdir``; with ``check``, fail on an error."""
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(result.stdout + result.stderr)
+    return result
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A copy of the workflow (Snakefile, workflow/, config/) with a tiny config."""
+    shutil.copy(ROOT / "Snakefile", tmp_path)
+    shutil.copytree(ROOT / "workflow", tmp_path / "workflow")
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    return tmp_path

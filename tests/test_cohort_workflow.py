@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import TINY
-from tests.test_workflow import snakemake, workdir  # noqa: F401
+from tests.conftest import TINY, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -53,11 +52,11 @@ def cohort_config(**table):
     }
 
 
-def write_config(workdir, name, config):  # noqa: F811
+def write_config(workdir, name, config):
     (workdir / name).write_text(yaml.safe_dump(config))
 
 
-def test_a_new_cohort_runs_from_a_config_file_alone(workdir):  # noqa: F811
+def test_a_new_cohort_runs_from_a_config_file_alone(workdir):
     new_cohort(workdir / "mine.csv")
     write_config(workdir, "mine.yaml", cohort_config())
     snakemake(workdir, "--configfile", "mine.yaml")
@@ -82,7 +81,7 @@ def test_a_new_cohort_runs_from_a_config_file_alone(workdir):  # noqa: F811
     assert visits.groupby("patient_id")["time"].diff().dropna().between(2.9, 3.0).all()
 
 
-def test_registry_export_runs_end_to_end(workdir):  # noqa: F811
+def test_registry_export_runs_end_to_end(workdir):
     config = FAST | {
         "name": "reg",
         "data": {"source": "simulate_registry"},
@@ -131,7 +130,7 @@ def assert_clean_failure(result, message, leftovers):
     ],
 )
 def test_bad_table_fails_in_one_line_and_leaves_no_output(
-    workdir,  # noqa: F811
+    workdir,
     edit,
     message,
 ):
@@ -149,7 +148,7 @@ def test_bad_table_fails_in_one_line_and_leaves_no_output(
     )
 
 
-def test_all_patients_dropped_fails_in_preprocess(workdir):  # noqa: F811
+def test_all_patients_dropped_fails_in_preprocess(workdir):
     new_cohort(workdir / "mine.csv")
     write_config(
         workdir, "mine.yaml", cohort_config() | {"preprocess": {"min_visits": 5}}
@@ -163,7 +162,7 @@ def test_all_patients_dropped_fails_in_preprocess(workdir):  # noqa: F811
     )
 
 
-def test_fewer_patients_than_folds_fails_in_split(workdir):  # noqa: F811
+def test_fewer_patients_than_folds_fails_in_split(workdir):
     new_cohort(workdir / "mine.csv", n=4)
     config = cohort_config() | {"cv": {"folds": 4}}
     write_config(workdir, "mine.yaml", config)
@@ -182,7 +181,7 @@ def test_fewer_patients_than_folds_fails_in_split(workdir):  # noqa: F811
         ({"transforms": {"lab_crp": "sqrt"}}, ["'sqrt' is not one of", "transforms"]),
     ],
 )
-def test_config_errors_name_the_key(workdir, table, words):  # noqa: F811
+def test_config_errors_name_the_key(workdir, table, words):
     write_config(workdir, "mine.yaml", cohort_config(**table))
     result = snakemake(workdir, "--configfile", "mine.yaml", "-n", check=False)
     text = result.stdout + result.stderr
@@ -191,7 +190,7 @@ def test_config_errors_name_the_key(workdir, table, words):  # noqa: F811
         assert word in text, text
 
 
-def test_smartcare_source_needs_its_files(workdir):  # noqa: F811
+def test_smartcare_source_needs_its_files(workdir):
     write_config(workdir, "sc.yaml", FAST | {"data": {"source": "smartcare"}})
     result = snakemake(workdir, "--configfile", "sc.yaml", "-n", check=False)
     text = result.stdout + result.stderr

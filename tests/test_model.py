@@ -1,14 +1,9 @@
 import pytest
 import torch
 
-from odevae.data import CohortDataset, collate
 from odevae.model import ODEVAE, make_system, solve
 from odevae.model.loss import gaussian_nll
-
-
-def batch_of(cohort, index):
-    dataset = CohortDataset(cohort)
-    return collate([dataset[i] for i in index])
+from tests.conftest import batch_of
 
 
 @pytest.fixture

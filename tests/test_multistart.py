@@ -14,7 +14,7 @@ from odevae.model.loss import (
     variance_penalty,
 )
 from odevae.systems import SYSTEM_NAMES
-from tests.test_model import batch_of
+from tests.conftest import batch_of
 
 
 def _case(seed=0):
@@ -139,12 +139,12 @@ def test_statistical_loss_matches_a_per_patient_reference(tiny_cohort):
         one["baseline"] = batch["baseline"][b : b + 1]
         alone = model.loss_terms(one, sample=False)["per_patient"]
         per_patient.append(float(alone.detach()))
-        assert float(terms["per_patient"][b]) == pytest.approx(
+        assert float(terms["per_patient"][b].detach()) == pytest.approx(
             per_patient[-1], abs=1e-8
         )
-    l2 = sum(float((w**2).sum()) for w in model.decoder.parameters())
+    l2 = sum(float((w.detach() ** 2).sum()) for w in model.decoder.parameters())
     expected = np.mean(per_patient) + hp.decoder_l2 * l2
-    assert float(terms["loss"]) == pytest.approx(expected, abs=1e-8)
+    assert float(terms["loss"].detach()) == pytest.approx(expected, abs=1e-8)
     assert out["mu_enc"].shape[1] == batch["visits"].shape[1]
 
 
@@ -169,5 +169,5 @@ def test_every_system_and_loss_trains(system, loss, tiny_cohort):
             assert param.grad is not None and torch.isfinite(param.grad).all(), name
         assert any(p.grad.abs().sum() > 0 for p in model.param_net.parameters())
         opt.step()
-        losses.append(float(terms["loss"]))
+        losses.append(float(terms["loss"].detach()))
     assert losses[0] != losses[-1]

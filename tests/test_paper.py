@@ -6,8 +6,7 @@ import pytest
 import yaml
 
 from odevae.paper import ITEMS, latent_one_step_mse, prediction_table, write_manifest
-from tests.conftest import TINY, merge
-from tests.test_workflow import snakemake, workdir  # noqa: F401  (fixture)
+from tests.conftest import TINY, merge, snakemake
 
 
 def test_latent_error_is_averaged_per_patient_before_patients():
@@ -78,7 +77,7 @@ def test_manifest_copies_made_items_and_says_why_the_rest_are_missing(tmp_path):
 
 
 @pytest.mark.workflow
-def test_paper_target_runs_a_preset_as_a_module(workdir):  # noqa: F811
+def test_paper_target_runs_a_preset_as_a_module(workdir):
     shrink = {
         "simulation": {"n": 20, "p": 4, "q": 6, "q_info": 2},
         "cv": {"folds": 2},

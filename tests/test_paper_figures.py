@@ -1,10 +1,13 @@
 """Paper figures: local solutions, similarity batches, VAE vs ODE-VAE."""
 
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import lightning as L
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
@@ -176,10 +179,38 @@ def run(script, tmp_path, **kwargs):
         threads=1,
         **{k: SimpleNamespace(**v) for k, v in kwargs.items()},
     )
-    runpy.run_path(
-        str(ROOT / "workflow" / "scripts" / f"{script}.py"),
-        init_globals={"snakemake": fake},
+    with matplotlib.rc_context():  # the script's figure style stays in the script
+        runpy.run_path(
+            str(ROOT / "workflow" / "scripts" / f"{script}.py"),
+            init_globals={"snakemake": fake},
+        )
+
+
+CHANGED_SETTINGS = """
+import matplotlib
+
+def settings():
+    return {key: matplotlib.rcParams._get(key) for key in matplotlib.rcParams}
+
+before = settings()
+import odevae.figures, odevae.paper_figures, odevae.prediction.figures
+print(sorted(k for k, v in settings().items() if v != before[k]))
+odevae.figures.use_figure_style()
+print(sorted(k for k, v in settings().items() if v != before[k]))
+"""
+
+
+def test_importing_the_figure_modules_changes_no_matplotlib_setting():
+    result = subprocess.run(
+        [sys.executable, "-c", CHANGED_SETTINGS],
+        capture_output=True,
+        text=True,
+        check=True,
     )
+    on_import, on_use = result.stdout.splitlines()
+    assert on_import == "[]"
+    # the figure scripts' call does change them (so the check above can fail)
+    assert "'axes.grid'" in on_use and "'backend'" in on_use
 
 
 def test_scripts_write_their_outputs(model, tiny_cohort, tiny_tables, tmp_path):

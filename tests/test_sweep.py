@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from odevae.sweep import recovery_over_seeds, scores_over_seeds
-from tests.conftest import ROOT
-from tests.test_workflow import snakemake
+from tests.conftest import ROOT, snakemake
 
 
 def summary(ratios: list[float], diverged: list[bool]) -> pd.DataFrame:
@@ -61,14 +60,9 @@ def test_recovery_over_seeds_reports_the_worst_fold():
 
 
 @pytest.mark.workflow
-def test_a_sweep_of_3_seeds_and_5_folds_is_15_independent_training_jobs(tmp_path):
-    shutil.copy(ROOT / "Snakefile", tmp_path)
-    shutil.copytree(ROOT / "workflow", tmp_path / "workflow")
-    shutil.copytree(ROOT / "config", tmp_path / "config")
-    (tmp_path / "sweep.yaml").write_text(
-        yaml.safe_dump({"sweep": {"seeds": [1, 2, 3]}})
-    )
-    dry = snakemake(tmp_path, "--configfile", "sweep.yaml", "-n").stdout
+def test_a_sweep_of_3_seeds_and_5_folds_is_15_independent_training_jobs(workdir):
+    (workdir / "sweep.yaml").write_text(yaml.safe_dump({"sweep": {"seeds": [1, 2, 3]}}))
+    dry = snakemake(workdir, "--configfile", "sweep.yaml", "-n").stdout
     jobs = re.findall(
         r"rule train:\n(?:.*\n)*?\s+wildcards: seed=(\d+), fold=(\d+)", dry
     )
@@ -78,13 +72,11 @@ def test_a_sweep_of_3_seeds_and_5_folds_is_15_independent_training_jobs(tmp_path
 
 
 @pytest.mark.workflow
-def test_the_test_config_sweeps_two_seeds_and_aggregates(tmp_path):
+def test_the_test_config_sweeps_two_seeds_and_aggregates(workdir):
     """`snakemake --directory .test` (the catalog's test run): 2 seeds × 2 folds."""
-    shutil.copy(ROOT / "Snakefile", tmp_path)
-    for name in ("workflow", "config", ".test"):
-        shutil.copytree(ROOT / name, tmp_path / name)
-    snakemake(tmp_path, "--directory", ".test")
-    out = tmp_path / ".test" / "results" / "tiny"
+    shutil.copytree(ROOT / ".test", workdir / ".test")
+    snakemake(workdir, "--directory", ".test")
+    out = workdir / ".test" / "results" / "tiny"
     visits = [
         pd.read_csv(out / f"seed{k}" / "data" / "visits.tsv", sep="\t") for k in (1, 2)
     ]

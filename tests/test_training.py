@@ -1,3 +1,7 @@
+import io
+import sys
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,6 +10,7 @@ import torch
 from odevae.errors import InputError
 from odevae.folds import make_folds
 from odevae.predict import predict_fold
+from odevae.runner import run_script
 from odevae.training import train_fold
 
 
@@ -14,18 +19,24 @@ def folds(tiny_cohort):
     return make_folds(tiny_cohort.patient_ids, 2, seed=0)
 
 
-def test_fast_dev_run(tiny_cohort, folds, tiny_config, tmp_path):
-    model = train_fold(tiny_cohort, folds, 0, tiny_config, tmp_path, fast_dev_run=True)
+@pytest.fixture
+def out(tmp_path):
+    """A fresh folder for one training (tmp_path holds the tiny cohort's tables)."""
+    return tmp_path / "train"
+
+
+def test_fast_dev_run(tiny_cohort, folds, tiny_config, out):
+    model = train_fold(tiny_cohort, folds, 0, tiny_config, out, fast_dev_run=True)
     assert model.trainer.state.finished
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 def test_training_writes_per_epoch_metrics_and_checkpoint(
-    tiny_cohort, folds, tiny_config, tmp_path
+    tiny_cohort, folds, tiny_config, out
 ):
-    train_fold(tiny_cohort, folds, 1, tiny_config, tmp_path)
-    assert (tmp_path / "model.ckpt").is_file()
-    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    train_fold(tiny_cohort, folds, 1, tiny_config, out)
+    assert (out / "model.ckpt").is_file()
+    metrics = pd.read_csv(out / "metrics.csv")
     for key in ("train/loss", "val/loss", "train/nll", "val/kl", "val/consistency"):
         values = metrics[key].dropna()
         assert len(values) == tiny_config["train"]["epochs"], key
@@ -40,14 +51,14 @@ def test_training_is_reproducible(tiny_cohort, folds, tiny_config, tmp_path):
     pd.testing.assert_frame_equal(a, b)
 
 
-def test_training_reduces_the_loss(tiny_cohort, folds, tiny_config, tmp_path):
+def test_training_reduces_the_loss(tiny_cohort, folds, tiny_config, out):
     config = {**tiny_config, "train": {**tiny_config["train"], "epochs": 30}}
-    train_fold(tiny_cohort, folds, 0, config, tmp_path)
-    val = pd.read_csv(tmp_path / "metrics.csv")["val/loss"].dropna().to_numpy()
+    train_fold(tiny_cohort, folds, 0, config, out)
+    val = pd.read_csv(out / "metrics.csv")["val/loss"].dropna().to_numpy()
     assert val[-1] < val[0]
 
 
-def test_scaling_uses_training_patients_only(tiny_cohort, folds, tiny_config, tmp_path):
+def test_scaling_uses_training_patients_only(tiny_cohort, folds, tiny_config, out):
     config = {
         **tiny_config,
         "model": {
@@ -56,7 +67,7 @@ def test_scaling_uses_training_patients_only(tiny_cohort, folds, tiny_config, tm
             "standardize_covariates": True,
         },
     }
-    model = train_fold(tiny_cohort, folds, 0, config, tmp_path, fast_dev_run=True)
+    model = train_fold(tiny_cohort, folds, 0, config, out, fast_dev_run=True)
     held = folds["fold"].to_numpy() == 0
     train = tiny_cohort.subset(tiny_cohort.index_of(folds["patient_id"][~held]))
     np.testing.assert_allclose(
@@ -66,10 +77,10 @@ def test_scaling_uses_training_patients_only(tiny_cohort, folds, tiny_config, tm
     assert model.x_mean.numpy().mean() == pytest.approx(x.mean(), rel=1e-4)
 
 
-def test_predict_fold_tables(tiny_cohort, folds, tiny_config, tmp_path):
-    train_fold(tiny_cohort, folds, 0, tiny_config, tmp_path)
+def test_predict_fold_tables(tiny_cohort, folds, tiny_config, out):
+    train_fold(tiny_cohort, folds, 0, tiny_config, out)
     tables = predict_fold(
-        str(tmp_path / "model.ckpt"),
+        str(out / "model.ckpt"),
         tiny_cohort,
         folds,
         0,
@@ -115,9 +126,62 @@ def test_predict_fold_tables(tiny_cohort, folds, tiny_config, tmp_path):
 
 
 def test_a_non_finite_loss_stops_training_with_the_fold_and_causes(
-    tiny_cohort, folds, tiny_config, tmp_path
+    tiny_cohort, folds, tiny_config, out
 ):
     config = {**tiny_config, "train": {**tiny_config["train"], "lr": 1.0e10}}
     with pytest.raises(InputError, match=r"fold 1, epoch 0: the training loss is"):
-        train_fold(tiny_cohort, folds, 1, config, tmp_path)
-    assert not (tmp_path / "model.ckpt").exists()
+        train_fold(tiny_cohort, folds, 1, config, out)
+    assert not (out / "model.ckpt").exists()
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_the_training_log_is_a_short_record_and_the_bar_stays_on_the_terminal(
+    tiny_cohort, folds, tiny_config, out, tmp_path, monkeypatch
+):
+    # As in the workflow: a job started from a terminal, its output sent to a log.
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "__stdout__", terminal)
+    config = {**tiny_config, "train": {**tiny_config["train"], "epochs": 150}}
+    job = SimpleNamespace(log=[str(tmp_path / "fold_1.log")], threads=1)
+    run_script(
+        job, lambda _: train_fold(tiny_cohort, folds, 1, config, out, progress_bar=True)
+    )
+    text = (tmp_path / "fold_1.log").read_text()
+    assert "\r" not in text and "it/s" not in text  # no progress bar redraws
+    assert len(text.encode()) < 10_000
+    assert "Epoch 149" in terminal.getvalue()  # the bar was drawn, elsewhere
+    assert "linear_diagonal, latent dim 2, initial_value loss" in text
+    assert "10 training and 10 validation (the held-out fold) patients" in text
+    final = pd.read_csv(out / "metrics.csv")["train/loss"].dropna().iloc[-1]
+    assert f"trained 150 epochs; final train/loss {final:.6g}," in text
+    assert f"epoch 150/150: train/loss {final:.6g}" in text
+    assert f"to {out}" in text
+    for noise in ("Tip:", "LeafSpec", "srun", "Warning"):
+        assert noise not in text, noise
+
+
+def test_early_stopping_logs_the_best_epoch(tiny_cohort, folds, tiny_config, out):
+    stop = {"inner_fraction": 0.3, "patience": 2}
+    train = {**tiny_config["train"], "epochs": 60, "lr": 0.05, "early_stopping": stop}
+    job = SimpleNamespace(log=[str(out.parent / "fold_0.log")], threads=1)
+    run_script(
+        job,
+        lambda _: train_fold(
+            tiny_cohort, folds, 0, {**tiny_config, "train": train}, out
+        ),
+    )
+    text = (out.parent / "fold_0.log").read_text()
+    val = pd.read_csv(out / "metrics.csv")[["epoch", "val/loss"]].dropna()
+    epochs = int(val["epoch"].max()) + 1
+    assert epochs < 60  # it did stop early
+    assert f"trained {epochs} epochs" in text
+    best = val.loc[val["val/loss"].idxmin()]
+    assert (
+        f"best inner validation loss {best['val/loss']:.6g} at epoch "
+        f"{int(best['epoch']) + 1} (metrics.csv epoch {int(best['epoch'])})" in text
+    )
+    assert "7 training and 3 validation (inner, from the training folds)" in text

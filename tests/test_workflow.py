@@ -13,32 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import ROOT, TINY, merge
+from tests.conftest import ROOT, TINY, merge, snakemake
 
 pytestmark = pytest.mark.workflow
-
-
-def snakemake(workdir, *args, check=True):
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(result.stdout + result.stderr)
-    return result
-
-
-@pytest.fixture
-def workdir(tmp_path):
-    """A copy of the workflow (Snakefile, workflow/, config/) with a tiny config."""
-    shutil.copy(ROOT / "Snakefile", tmp_path)
-    shutil.copytree(ROOT / "workflow", tmp_path / "workflow")
-    shutil.copytree(ROOT / "config", tmp_path / "config")
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    return tmp_path
 
 
 def test_whole_dag_runs_and_second_run_has_nothing_to_do(workdir):
@@ -55,10 +32,17 @@ def test_whole_dag_runs_and_second_run_has_nothing_to_do(workdir):
         "figures/latent_trajectories.png",
         "figures/individual_fits.png",
         "figures/loss_curves.png",
+        "train/fold_0/hparams.yaml",
         "benchmarks/train/fold_0.tsv",
         "logs/train/fold_0.log",
     ):
         assert (out / path).is_file(), path
+    # the training log: a short record, no progress bar redraws
+    log = (out / "logs" / "train" / "fold_0.log").read_text()
+    assert "\r" not in log and len(log.encode()) < 10_000
+    assert "10 training and 10 validation (the held-out fold) patients" in log
+    final = pd.read_csv(out / "train" / "fold_0" / "metrics.csv")["train/loss"]
+    assert f"final train/loss {final.dropna().iloc[-1]:.6g}," in log
     recovery = pd.read_csv(out / "recovery.tsv", sep="\t", dtype={"fold": str})
     assert recovery["fold"].tolist() == ["0", "1", "mean"]
     scores = recovery[["accuracy_1nn", "accuracy_threshold", "r2_dim1", "r2_dim2"]]
@@ -209,7 +193,7 @@ def test_bad_input_fails_the_job_cleanly_and_leaves_no_output(workdir):
     assert "odevae: config key 'simulation.p': p = 5 must be a multiple" in text
     assert "Traceback" not in text
     data = workdir / "results" / "tiny" / "data"
-    assert not any(data.glob("*.tsv")) if data.exists() else True
+    assert not data.exists() or not any(data.glob("*.tsv"))
     log = (
         workdir / "results" / "tiny" / "logs" / "simulate" / "simulate.log"
     ).read_text()

@@ -1,19 +1,25 @@
-"""Seaborn figures of data, fitted latent trajectories and training curves."""
+"""Seaborn figures of data, fitted latent trajectories and training curves.
+
+Importing this module changes no matplotlib or seaborn setting; the workflow's
+figure scripts call :func:`use_figure_style` first.
+"""
 
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")
+from odevae.evaluation import latent_columns
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
 
-from odevae.evaluation import latent_columns  # noqa: E402
-
-sns.set_theme(style="whitegrid", context="paper")
+def use_figure_style() -> None:
+    """The workflow's figure settings, for this process: drawing off-screen (the
+    Agg backend, whatever the display) and seaborn's whitegrid "paper" theme."""
+    matplotlib.use("Agg")
+    sns.set_theme(style="whitegrid", context="paper")
 
 
 def _group_by_dimension_grid(n_groups: int, n_dims: int):

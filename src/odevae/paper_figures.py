@@ -14,7 +14,6 @@ import seaborn as sns
 import torch
 from matplotlib.lines import Line2D
 
-import odevae.figures  # noqa: F401  (Agg backend and the seaborn theme)
 from odevae.cohort import Cohort
 from odevae.data import CohortDataset
 from odevae.evaluation import latent_columns

@@ -20,6 +20,8 @@ def run_script(snakemake, main: Callable) -> None:
     Threads for torch follow the rule's ``threads``.
     """
     log_path = snakemake.log[0]
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     with open(log_path, "w", buffering=1) as handle:
         with contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
             logging.basicConfig(
@@ -36,6 +38,11 @@ def run_script(snakemake, main: Callable) -> None:
                 log.error("%s", err)
                 print(f"odevae: {err}", file=sys.__stderr__)
                 sys.exit(1)
+            finally:
+                # the root logger as found, not bound to the closed log (in-process
+                # callers such as tests go on logging)
+                root.handlers[:] = handlers
+                root.setLevel(level)
 
 
 def _route_library_loggers() -> None:

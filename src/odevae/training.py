@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+import math
+import sys
+import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    ModelCheckpoint,
+    TQDMProgressBar,
+)
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from odevae.cohort import Cohort
 from odevae.data import CohortDataModule, binary_measurements, scaling_stats
@@ -63,14 +73,109 @@ def build_model(
     )
 
 
-def with_progress_bar(config: dict, full_config: dict) -> dict:
-    """``config`` with ``train.progress_bar`` taken from ``full_config``.
+class TerminalProgressBar(TQDMProgressBar):
+    """Lightning's progress bar drawn on ``stream``, a terminal.
 
-    The progress bar is display only: the workflow keeps it out of the training
-    rule's params so that switching it does not retrain every fold.
+    Lightning draws on ``sys.stdout``, which a workflow job sends to its log file;
+    this bar draws on the terminal instead, so that no log gets its redraws.
     """
-    bar = full_config["train"]["progress_bar"]
-    return {**config, "train": {**config["train"], "progress_bar": bar}}
+
+    def __init__(self, stream) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def _on(self, init):
+        with contextlib.redirect_stdout(self.stream):
+            return init()
+
+    def init_sanity_tqdm(self):
+        return self._on(super().init_sanity_tqdm)
+
+    def init_train_tqdm(self):
+        return self._on(super().init_train_tqdm)
+
+    def init_validation_tqdm(self):
+        return self._on(super().init_validation_tqdm)
+
+    def init_predict_tqdm(self):
+        return self._on(super().init_predict_tqdm)
+
+    def init_test_tqdm(self):
+        return self._on(super().init_test_tqdm)
+
+
+def terminal():
+    """The terminal this process draws on: its stdout if that is one, else the
+    stdout it started with (a workflow job redirects ``sys.stdout`` to its log);
+    ``None`` when neither is a terminal (batch jobs, logs, captured output)."""
+    for stream in (sys.stdout, sys.__stdout__):
+        isatty = getattr(stream, "isatty", None)
+        if isatty is not None and isatty():
+            return stream
+    return None
+
+
+class EpochLog(Callback):
+    """One log line per ``every`` epochs (and after the last) with the epoch's
+    ``train/loss`` and ``val/loss``: a record that stays small, unlike a bar."""
+
+    def __init__(self, fold: int, epochs: int, lines: int = 10) -> None:
+        self.fold, self.epochs = fold, epochs
+        self.every = max(1, math.ceil(epochs / lines))
+        self.logged = 0
+
+    def _log(self, trainer, done: int) -> None:
+        if done == 0 or done == self.logged:
+            return
+        self.logged = done
+        metrics = trainer.callback_metrics
+        losses = ", ".join(
+            f"{key} {float(metrics[key]):.6g}"
+            for key in ("train/loss", "val/loss")
+            if key in metrics
+        )
+        log.info("fold %d: epoch %d/%d: %s", self.fold, done, self.epochs, losses)
+
+    # The module logs an epoch's training losses after the callbacks' epoch-end
+    # hooks: report each epoch when the next one starts, and the last at the end.
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch % self.every == 0:
+            self._log(trainer, trainer.current_epoch)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._log(trainer, trainer.current_epoch)
+
+
+class _DropTips(logging.Filter):
+    """Drops Lightning's advertisements ("💡 Tip: ... litlogger/litmodels")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")
+
+
+def _drop_lightning_tips() -> None:
+    source = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropTips) for f in source.filters):
+        source.addFilter(_DropTips())
+
+
+@contextlib.contextmanager
+def third_party_noise_filtered() -> Iterator[None]:
+    """Known harmless third-party warnings left out of training output: torch's
+    deprecation of ``LeafSpec`` (used by Lightning 2.6) and Lightning's hint to use
+    ``srun`` where SLURM is installed (each fold trains on one device)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+            category=FutureWarning,
+        )
+        warnings.filterwarnings(
+            "ignore",
+            message="The `srun` command is available on your system but is not used",
+            category=PossibleUserWarning,
+        )
+        yield
 
 
 class StopOnNonFinite(Callback):
@@ -114,11 +219,16 @@ def make_trainer(
     fast_dev_run: bool = False,
     patience: int | None = None,
 ) -> L.Trainer:
-    """The workflow's Trainer: per-epoch ``metrics.csv`` and ``model.ckpt`` in
-    ``out_dir``. Without ``patience``: the last epoch's model. With ``patience``:
-    early stopping on ``val/loss`` (which must then be an inner validation set of
-    training patients, never held-out data) and the best epoch's model."""
+    """The workflow's Trainer: per-epoch ``metrics.csv``, ``hparams.yaml`` and
+    ``model.ckpt`` in ``out_dir``. Without ``patience``: the last epoch's model.
+    With ``patience``: early stopping on ``val/loss`` (which must then be an inner
+    validation set of training patients, never held-out data) and the best epoch's
+    model. ``progress_bar``: Lightning's bar, on the terminal only (none without
+    one)."""
     out_dir = Path(out_dir)
+    _drop_lightning_tips()
+    screen = terminal() if progress_bar else None
+    bar = [] if screen is None else [TerminalProgressBar(screen)]
     if patience is None:
         selection = [
             ModelCheckpoint(
@@ -148,9 +258,9 @@ def make_trainer(
         devices=1,
         deterministic=deterministic,
         logger=CSVLogger(save_dir=out_dir, name="", version=""),
-        callbacks=[*(callbacks or []), *selection],
+        callbacks=[*(callbacks or []), *selection, *bar],
         default_root_dir=out_dir,
-        enable_progress_bar=progress_bar,
+        enable_progress_bar=screen is not None,
         enable_model_summary=False,
         log_every_n_steps=1,
         fast_dev_run=fast_dev_run,
@@ -165,6 +275,7 @@ def train_fold(
     out_dir: str | Path,
     fast_dev_run: bool = False,
     groups: Mapping | None = None,
+    progress_bar: bool | None = None,
 ) -> ODEVAE:
     """Train on all folds but ``fold``.
 
@@ -177,13 +288,16 @@ def train_fold(
     not seen. Seeds everything from ``config['seed']`` and the fold.
     ``train.batching`` picks random mini-batches or similarity batches; with the
     latter, ``groups`` (patient id → true group) adds ``train/batch_purity``.
+    ``progress_bar`` (default ``train.progress_bar``, else none) draws Lightning's
+    bar on the terminal; the log gets a line per tenth of the epochs instead.
     """
     model_cfg, train_cfg = config["model"], config["train"]
     seed = config["seed"] + fold
     L.seed_everything(seed, workers=True)
     train_ids, val_ids = fold_members(folds, fold)
     stopping = train_cfg["early_stopping"]
-    if stopping["inner_fraction"] > 0:
+    inner = stopping["inner_fraction"] > 0
+    if inner:
         train_ids, val_ids = inner_split(train_ids, stopping["inner_fraction"], seed)
     callbacks = []
     if train_cfg["batching"] == "similarity":
@@ -204,6 +318,7 @@ def train_fold(
             cohort, train_ids, val_ids, train_cfg["batch_size"], seed
         )
     callbacks.append(StopOnNonFinite(fold, divergence_hints(data.train, config)))
+    callbacks.append(EpochLog(fold, train_cfg["epochs"]))
     binary = binary_measurements(data.train, model_cfg["binary_measurements"])
     model = build_model(cohort, model_cfg, config["loss"], train_cfg["lr"], binary)
     model.set_scaling(
@@ -214,34 +329,72 @@ def train_fold(
             binary,
         )
     )
-    trainer = make_trainer(
-        out_dir,
-        train_cfg["epochs"],
-        train_cfg["accelerator"],
-        train_cfg["deterministic"],
-        train_cfg["progress_bar"],
-        callbacks,
-        fast_dev_run,
-        stopping["patience"] if stopping["inner_fraction"] > 0 else None,
-    )
-    log.info(
-        "fold %d: %d training and %d %s patients, seed %d; Bernoulli likelihood for %s",
-        fold,
-        len(train_ids),
-        len(val_ids),
-        "inner validation" if stopping["inner_fraction"] > 0 else "held-out",
-        seed,
-        [str(n) for n, b in zip(cohort.measurement_names, binary, strict=True) if b]
-        or "no measurement",
-    )
-    trainer.fit(model, datamodule=data)
-    if stopping["inner_fraction"] > 0 and not fast_dev_run:
-        best = trainer.checkpoint_callback
+    if progress_bar is None:
+        progress_bar = train_cfg.get("progress_bar", False)
+    with third_party_noise_filtered():
+        trainer = make_trainer(
+            out_dir,
+            train_cfg["epochs"],
+            train_cfg["accelerator"],
+            train_cfg["deterministic"],
+            progress_bar,
+            callbacks,
+            fast_dev_run,
+            stopping["patience"] if inner else None,
+        )
         log.info(
-            "fold %d: best inner validation loss %.6g; stopped after %d epochs",
+            "fold %d: training an ODE-VAE (system %s, latent dim %d, %s loss, "
+            "%s batches) for %s%d epochs, lr %g, seed %d, on %s",
+            fold,
+            model_cfg["system"],
+            model_cfg["latent_dim"],
+            config["loss"]["kind"],
+            train_cfg["batching"],
+            "at most " if inner else "",
+            train_cfg["epochs"],
+            train_cfg["lr"],
+            seed,
+            trainer.strategy.root_device,
+        )
+        log.info(
+            "fold %d: %d training and %d validation (%s) patients; "
+            "Bernoulli likelihood for %s",
+            fold,
+            len(train_ids),
+            len(val_ids),
+            "inner, from the training folds" if inner else "the held-out fold",
+            [str(n) for n, b in zip(cohort.measurement_names, binary, strict=True) if b]
+            or "no measurement",
+        )
+        trainer.fit(model, datamodule=data)
+    if fast_dev_run:
+        return model
+    final = trainer.callback_metrics
+    log.info(
+        "fold %d: trained %d epochs; final train/loss %.6g, val/loss %.6g",
+        fold,
+        trainer.current_epoch,
+        float(final["train/loss"]),
+        float(final["val/loss"]),
+    )
+    kept = f"epoch {trainer.current_epoch}, the last"
+    if inner:
+        best = trainer.checkpoint_callback
+        epoch = torch.load(best.best_model_path, map_location="cpu", weights_only=False)
+        kept = f"epoch {epoch['epoch'] + 1}, the best"
+        log.info(
+            "fold %d: early stopping: best inner validation loss %.6g at epoch %d "
+            "(metrics.csv epoch %d)",
             fold,
             float(best.best_model_score),
-            trainer.current_epoch,
+            epoch["epoch"] + 1,
+            epoch["epoch"],
         )
         model = ODEVAE.load_from_checkpoint(best.best_model_path, map_location="cpu")
+    log.info(
+        "fold %d: wrote model.ckpt (model of %s), metrics.csv and hparams.yaml to %s",
+        fold,
+        kept,
+        out_dir,
+    )
     return model

@@ -4,6 +4,7 @@ rule train:
     output:
         checkpoint=f"{OUT}/train/fold_{{fold}}/model.ckpt",
         metrics=f"{OUT}/train/fold_{{fold}}/metrics.csv",
+        hparams=f"{OUT}/train/fold_{{fold}}/hparams.yaml",
     log:
         f"{LOGS}/train/fold_{{fold}}.log",
     benchmark:

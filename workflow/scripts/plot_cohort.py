@@ -2,12 +2,13 @@
 original units (rule ``plot_cohort``)."""
 
 from odevae.cohort import Cohort
-from odevae.figures import plot_measurements, plot_visit_times
+from odevae.figures import plot_measurements, plot_visit_times, use_figure_style
 from odevae.ingest import inverse_transform, resolve_transforms
 from odevae.runner import run_script
 
 
 def main(snakemake):
+    use_figure_style()
     cohort = Cohort.load(snakemake.input.cohort)
     names = list(cohort.measurement_names)
     spec = resolve_transforms(snakemake.params.transforms, names)

@@ -1,11 +1,12 @@
 """Figure: simulated measurements over the true latent trajectories."""
 
-from odevae.figures import plot_data_vs_truth
+from odevae.figures import plot_data_vs_truth, use_figure_style
 from odevae.runner import run_script
 from odevae.tables import read_tsv
 
 
 def main(snakemake):
+    use_figure_style()
     fig = plot_data_vs_truth(
         read_tsv(snakemake.input.visits),
         read_tsv(snakemake.input.truth_patients),

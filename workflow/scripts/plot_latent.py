@@ -1,12 +1,18 @@
 """Figures: held-out latent trajectories per group, and two individual fits."""
 
 from odevae.evaluation import align_folds
-from odevae.figures import pick_patients, plot_individual_fits, plot_latent_trajectories
+from odevae.figures import (
+    pick_patients,
+    plot_individual_fits,
+    plot_latent_trajectories,
+    use_figure_style,
+)
 from odevae.runner import run_script
 from odevae.tables import read_tsv, read_tsvs
 
 
 def main(snakemake):
+    use_figure_style()
     truth_traj = read_tsv(snakemake.input.truth_trajectories)
     traj, latents = align_folds(
         read_tsvs(snakemake.input.trajectories),

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 
 from odevae.cohort import Cohort
+from odevae.figures import use_figure_style
 from odevae.folds import fold_members
 from odevae.model import ODEVAE
 from odevae.paper_figures import (
@@ -17,6 +18,7 @@ from odevae.tables import read_tsv, write_tsv
 
 
 def main(snakemake):
+    use_figure_style()
     cohort = Cohort.load(snakemake.input.cohort)
     folds = read_tsv(snakemake.input.folds)
     tables, held = [], []

@@ -1,11 +1,12 @@
 """Figure: training and validation loss per epoch and fold."""
 
-from odevae.figures import loss_table, plot_loss_curves
+from odevae.figures import loss_table, plot_loss_curves, use_figure_style
 from odevae.runner import run_script
 from odevae.tables import read_fold_metrics
 
 
 def main(snakemake):
+    use_figure_style()
     metrics = read_fold_metrics(snakemake.params.folds, snakemake.input.metrics)
     losses = loss_table(metrics)
     losses.to_csv(snakemake.output.table, sep="\t", index=False)

@@ -1,12 +1,14 @@
 """Figure: the learned ODE parameters of every held-out patient (rule
 ``plot_parameters``), coloured by the true group where the cohort is simulated."""
 
+from odevae.figures import use_figure_style
 from odevae.prediction.figures import plot_parameters
 from odevae.runner import run_script
 from odevae.tables import read_tsv, read_tsvs
 
 
 def main(snakemake):
+    use_figure_style()
     truth = getattr(snakemake.input, "truth_patients", None)
     groups = None if truth is None else read_tsv(truth).set_index("patient_id")["group"]
     figure = plot_parameters(read_tsvs(snakemake.input.params), groups)

@@ -2,6 +2,7 @@
 patients with the model's and comparators' predictions in original units, and the
 error of every method by horizon and fold."""
 
+from odevae.figures import use_figure_style
 from odevae.prediction.figures import (
     pick_heldout_patients,
     plot_errors,
@@ -12,6 +13,7 @@ from odevae.tables import read_tsv, read_tsvs
 
 
 def main(snakemake):
+    use_figure_style()
     pred = read_tsvs([*snakemake.input.model, *snakemake.input.comparators])
     pred = pred[pred["units"] == "original"]
     params = snakemake.params

@@ -2,6 +2,7 @@
 trained model (BJ 2022, Fig. 6)."""
 
 from odevae.cohort import Cohort
+from odevae.figures import use_figure_style
 from odevae.folds import fold_members
 from odevae.model import ODEVAE
 from odevae.paper_figures import (
@@ -14,6 +15,7 @@ from odevae.tables import read_tsv
 
 
 def main(snakemake):
+    use_figure_style()
     cohort = Cohort.load(snakemake.input.cohort)
     train_ids, _ = fold_members(read_tsv(snakemake.input.folds), 0)
     train = cohort.subset(cohort.index_of(train_ids))

@@ -1,12 +1,14 @@
 """Figure: a VAE-only model's held-out latent means beside the ODE-VAE's held-out
 trajectories (workshop)."""
 
+from odevae.figures import use_figure_style
 from odevae.paper_figures import plot_vae_vs_odevae
 from odevae.runner import run_script
 from odevae.tables import read_tsv, read_tsvs
 
 
 def main(snakemake):
+    use_figure_style()
     figure = plot_vae_vs_odevae(
         read_tsvs(snakemake.input.vae_latents),
         read_tsvs(snakemake.input.ode_trajectories),

@@ -5,7 +5,7 @@ from pathlib import Path
 from odevae.cohort import Cohort
 from odevae.runner import run_script
 from odevae.tables import read_tsv
-from odevae.training import train_fold, with_progress_bar
+from odevae.training import train_fold
 
 
 def main(snakemake):
@@ -15,9 +15,11 @@ def main(snakemake):
         Cohort.load(snakemake.input.cohort),
         read_tsv(snakemake.input.folds),
         int(snakemake.wildcards.fold),
-        with_progress_bar(snakemake.params.config, snakemake.config),
+        snakemake.params.config,
         Path(snakemake.output.checkpoint).parent,
         groups=groups,
+        # display only, so not among the params (changing it retrains nothing)
+        progress_bar=snakemake.config["train"]["progress_bar"],
     )
 
 

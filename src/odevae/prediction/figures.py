@@ -8,8 +8,6 @@ import pandas as pd
 import seaborn as sns
 from matplotlib import pyplot as plt
 
-import odevae.figures  # noqa: F401  (the Agg backend and the theme)
-
 #: Methods drawn in the patient figure, with their colours.
 SHOWN = {
     "odevae": "tab:orange",
