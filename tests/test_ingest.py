@@ -361,3 +361,67 @@ def test_covariate_globs_leave_out_time_and_measurements(tmp_path):
     )
     _, baseline = ingest_table(cfg, "days")
     assert list(baseline.columns) == ["patient_id", "age"]
+
+
+CHANGING = (  # p1's first row holds no measurement; age and sex change
+    "pid,day,crp,score,age,sex\n"
+    "p1,0,,,40,f\n"
+    "p1,30,10,0.5,41,f\n"
+    "p1,60,12,0.6,43,m\n"
+    "p2,0,7,0.25,60,m\n"
+    "p2,30,8,0.5,60,m\n"
+)
+
+
+@pytest.mark.parametrize(
+    "row, time_zero, age_p1",
+    [
+        ("first", "first_measurement", 40.0),
+        ("time_zero", "first_measurement", 41.0),
+        ("time_zero", "first_row", 40.0),
+    ],
+)
+def test_baseline_row_and_changing_covariates_are_reported(
+    tmp_path, caplog, row, time_zero, age_p1
+):
+    cfg = cfg_for(write(tmp_path, "v.csv", CHANGING), baseline_row=row)
+    notes = []
+    with caplog.at_level("WARNING"):
+        _, baseline = ingest_table(cfg, "days", time_zero=time_zero, notes=notes)
+    assert baseline.set_index("patient_id").loc["p1", "age"] == age_p1
+    report = pd.DataFrame(notes).set_index("step")
+    assert report.loc["age", "section"] == "time-varying covariate"
+    assert report.loc["age", "patients"] == 1 and report.loc["age", "value"] == 3.0
+    assert report.loc["sex", "patients"] == 1 and report.loc["sex", "value"] == 2.0
+    assert f"the model uses the {row} row's value" in report.loc["age", "item"]
+    assert "covariate age changes between visits for 1 of 2 patients" in caplog.text
+
+
+def test_each_covariate_column_is_reported_changing_or_not(tmp_path):
+    cfg = cfg_for(write(tmp_path, "v.csv", VISITS))  # p1 turns 41 a year later
+    notes = []
+    ingest_table(cfg, "days", notes=notes)
+    report = pd.DataFrame(notes).set_index("step")
+    assert report.loc[["age", "sex"], "patients"].tolist() == [1, 0]
+    assert report.loc[["age", "sex"], "value"].tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "unit, factor", [("seconds", 86400.0), ("minutes", 1440.0), ("hours", 24.0)]
+)
+def test_fine_time_units_convert_to_the_output_unit(tmp_path, unit, factor):
+    text = "pid,t,crp,score,age,sex\np1,0,1,2,40,f\np1,{},2,3,40,f\n"
+    path = write(tmp_path, "v.csv", text.format(3 * factor))
+    cfg = cfg_for(path, time_column="t", time_unit=unit)
+    visits, _ = ingest_table(cfg, "days")
+    assert visits["time"].tolist() == pytest.approx([0.0, 3.0])
+
+
+def test_a_patient_without_measurements_keeps_its_first_row_as_baseline(tmp_path):
+    text = CHANGING + "p3,0,,,70,f\n"
+    cfg = cfg_for(write(tmp_path, "v.csv", text), baseline_row="time_zero")
+    _, baseline = ingest_table(cfg, "days")
+    assert baseline.set_index("patient_id").loc[["p1", "p3"], "age"].tolist() == [
+        41.0,
+        70.0,
+    ]

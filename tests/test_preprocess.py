@@ -262,3 +262,115 @@ def test_line_numbers_count_blank_lines(tmp_path):
     b = write(tmp_path, "b.csv", "patient_id,age\nA,1\n")
     with pytest.raises(InputError, match="line 4"):
         preprocess_tables(v, b)
+
+
+EARLY = (  # A's first row (an enrolment row) has no measurement
+    "patient_id\ttime\tx1\tx2\n"
+    "A\t1.0\t\t\n"
+    "A\t3.0\t1\t2\n"
+    "A\t4.5\t2\t3\n"
+    "B\t2.0\t3\t4\n"
+    "B\t2.5\t5\t6\n"
+)
+
+
+def notes_of(result, section):
+    return result.notes[result.notes["section"] == section].set_index("step")
+
+
+@pytest.mark.parametrize(
+    "time_zero, times_a", [("first_measurement", [0.0, 1.5]), ("first_row", [2.0, 3.5])]
+)
+def test_time_zero_is_the_first_measured_visit_or_the_first_row(
+    tmp_path, caplog, time_zero, times_a
+):
+    visits = write(tmp_path, "v.tsv", EARLY)
+    with caplog.at_level("WARNING"):
+        result = preprocess_tables(
+            visits, write(tmp_path, "b.tsv", BASELINE), {"time_zero": time_zero}
+        )
+    np.testing.assert_allclose(result.cohort.times[0], times_a)
+    np.testing.assert_allclose(result.cohort.times[1], [0.0, 0.5])  # B: no difference
+    notes = notes_of(result, "time zero")
+    assert notes.loc[time_zero, "patients"] == 2
+    differ = notes.loc["first row without measurements"]
+    assert differ["patients"] == 1 and differ["value"] == 2.0
+    assert "1 patients have rows without any measurement" in caplog.text
+    assert f"preprocess.time_zero: {time_zero}" in caplog.text
+
+
+def test_an_unknown_time_zero_names_the_key(tmp_path):
+    visits = write(tmp_path, "v.tsv", EARLY)
+    with pytest.raises(InputError, match="config key 'preprocess.time_zero'"):
+        preprocess(visits, write(tmp_path, "b.tsv", BASELINE), options={"time_zero": 0})
+
+
+def test_a_first_visit_after_time_zero_starts_the_ode_there(tmp_path, tiny_config):
+    from odevae.folds import make_folds
+    from odevae.predict import predict_fold
+    from odevae.training import train_fold
+
+    rows = ["patient_id\ttime\tx1\tx2"]
+    for i in range(8):
+        rows.append(f"P{i}\t0\t\t")  # enrolment rows without measurements
+        rows += [f"P{i}\t{1 + i % 3 + k}\t{k + i}\t{2 * k - i}" for k in range(3)]
+    visits = write(tmp_path, "v.tsv", "\n".join(rows) + "\n")
+    base = "patient_id\tage\n" + "".join(f"P{i}\t{i}\n" for i in range(8))
+    result = preprocess_tables(
+        visits, write(tmp_path, "b.tsv", base), {"time_zero": "first_row"}
+    )
+    cohort = result.cohort
+    assert (cohort.times[:, 0] > 0).all()
+    folds = make_folds(cohort.patient_ids, 2, seed=0)
+    train_fold(cohort, folds, 0, tiny_config, tmp_path)
+    tables = predict_fold(str(tmp_path / "model.ckpt"), cohort, folds, 0, 0.5, {})
+    latents = tables["latents"]
+    first = latents[latents["visit"] == 0]
+    np.testing.assert_allclose(first["time"], cohort.times[:, 0])
+    np.testing.assert_allclose(first["mu1"], first["ode1"], rtol=1e-5)  # IVP start
+    traj = tables["trajectories"].merge(
+        first[["patient_id", "time", "mu1"]], on=["patient_id", "time"]
+    )
+    assert len(traj) == cohort.n  # first visits lie on the 0.5 grid
+    np.testing.assert_allclose(traj["z1"], traj["mu1"], rtol=1e-5)
+
+
+def test_scale_hint_when_measurements_differ_by_orders_of_magnitude(tmp_path, caplog):
+    visits = write(
+        tmp_path,
+        "v.tsv",
+        "patient_id\ttime\tsmall\tlarge\tflag\n"
+        "A\t0\t0.1\t1000\t0\nA\t1\t0.2\t3000\t1\n"
+        "B\t0\t0.3\t5000\t1\nB\t1\t0.1\t2000\t0\n",
+    )
+    baseline = write(tmp_path, "b.tsv", BASELINE)
+    with caplog.at_level("WARNING"):
+        off = preprocess_tables(visits, baseline, standardized=False)
+    hint = off.notes[off.notes["section"] == "hint"]
+    assert len(hint) == 1
+    assert hint["step"].iloc[0] == "model.standardize_measurements is off"
+    assert "(small)" in hint["item"].iloc[0] and "(large)" in hint["item"].iloc[0]
+    assert hint["value"].iloc[0] > 1e4
+    assert "measurement scales span orders of magnitude" in caplog.text
+    on = preprocess_tables(visits, baseline, standardized=True)
+    assert (on.notes["section"] != "hint").all()
+    close = write(
+        tmp_path,
+        "w.tsv",
+        "patient_id\ttime\ta\tb\nA\t0\t1\t10\nA\t1\t2\t30\nB\t0\t3\t20\nB\t1\t1\t40\n",
+    )
+    quiet = preprocess_tables(close, baseline, standardized=False)
+    assert (quiet.notes["section"] != "hint").all()  # sd 0.96 vs 12.9: < 100-fold
+
+
+def test_report_lists_time_unit_and_notes(tmp_path):
+    from odevae.report import cohort_report
+
+    visits = write(tmp_path, "v.tsv", EARLY)
+    result = preprocess_tables(
+        visits, write(tmp_path, "b.tsv", BASELINE), time_unit="weeks"
+    )
+    assert result.cohort.time_unit == "weeks"
+    report = cohort_report(result.drops, result.cohort, result.notes)
+    assert "follow-up (weeks)" in set(report["section"])
+    assert "time zero" in set(report["section"])

@@ -19,13 +19,14 @@ class Cohort:
     """Padded arrays for n patients, T visit slots, p measurements, q covariates."""
 
     patient_ids: np.ndarray  # (n,) str
-    times: np.ndarray  # (n, T) float, 0 at each patient's first visit, 0 in padding
+    times: np.ndarray  # (n, T) float, from each patient's time 0, 0 in padding
     values: np.ndarray  # (n, T, p) float, 0 where not observed
     observed: np.ndarray  # (n, T, p) bool, measurement observed
     visits: np.ndarray  # (n, T) bool, visit slot in use
     baseline: np.ndarray  # (n, q) float
     measurement_names: np.ndarray  # (p,) str
     covariate_names: np.ndarray  # (q,) str
+    time_unit: str = "a.u."  # unit of ``times`` (a.u.: simulated, no unit)
 
     @property
     def n(self) -> int:
@@ -50,6 +51,7 @@ class Cohort:
             self.baseline[index],
             self.measurement_names,
             self.covariate_names,
+            self.time_unit,
         )
 
     def index_of(self, patient_ids) -> np.ndarray:
@@ -90,7 +92,14 @@ class Cohort:
     @classmethod
     def load(cls, path: str | Path) -> Cohort:
         with np.load(path, allow_pickle=False) as data:
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+            fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        if "time_unit" in fields:  # absent from files written before it existed
+            fields["time_unit"] = str(fields["time_unit"])
+        return cls(**fields)
+
+    def median_follow_up(self) -> float:
+        """Median over patients of the time from time 0 to the last visit."""
+        return float(np.median(np.where(self.visits, self.times, 0.0).max(1)))
 
 
 def cohort_from_long(
@@ -100,11 +109,12 @@ def cohort_from_long(
     covariate_cols: list[str],
     id_col: str = "patient_id",
     time_col: str = "time",
+    time_unit: str = "a.u.",
 ) -> Cohort:
     """Build a :class:`Cohort` from validated long-format tables.
 
     ``visits`` must already be sorted by patient and time with times relative to each
-    patient's first visit; ``baseline`` must hold exactly one row per patient.
+    patient's time 0; ``baseline`` must hold exactly one row per patient.
     """
     ids = visits[id_col].drop_duplicates().to_numpy()
     groups = visits.groupby(id_col, sort=False)
@@ -131,4 +141,5 @@ def cohort_from_long(
         base,
         np.asarray(measurement_cols, dtype=str),
         np.asarray(covariate_cols, dtype=str),
+        time_unit,
     )

@@ -21,3 +21,13 @@ def schema_error(config: dict, schema: dict) -> str | None:
         return None
     key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
     return f"config key '{key}': {error.message}{_allowed(error)}"
+
+
+def standardize_measurements(config: dict) -> bool:
+    """``model.standardize_measurements`` resolved: ``auto`` standardises the
+    measurements of table sources (real labs and signs on any scale) and leaves
+    simulated cohorts and registry item scores (which share one scale) as they are."""
+    setting = config["model"]["standardize_measurements"]
+    if setting == "auto":
+        return config.get("data", {}).get("source", "simulate") == "table"
+    return bool(setting)

@@ -167,7 +167,7 @@ def plot_individual_fits(
             )
         group = lat["group"].iloc[0]
         ax.set_title(f"patient {pid} (group {group}, fold {lat['fold'].iloc[0]})")
-        ax.set_xlabel("time")
+        ax.set_xlabel("time (a.u.)")
         ax.set_ylabel("latent state")
     axes[0, -1].legend(fontsize=7, loc="best")
     fig.tight_layout()
@@ -241,7 +241,7 @@ def plot_visit_times(long: pd.DataFrame, unit: str) -> plt.Figure:
         color="tab:blue",
         edgecolor=None,
     )
-    ax.set_xlabel(f"time since first visit ({unit})")
+    ax.set_xlabel(f"time since time 0 ({unit})")
     ax.set_ylabel("patient (sorted by follow-up)")
     ax.set_yticks([])
     fig.tight_layout()
@@ -276,6 +276,6 @@ def plot_measurements(
     for name, ax in grid.axes_dict.items():
         shown = transforms.get(name, "none")
         ax.set_title(name if shown == "none" else f"{name} (model: {shown})")
-    grid.set_axis_labels(f"time since first visit ({unit})", "original units")
+    grid.set_axis_labels(f"time since time 0 ({unit})", "original units")
     grid.figure.tight_layout()
     return grid.figure

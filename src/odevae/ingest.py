@@ -33,7 +33,17 @@ from odevae.preprocess import (
 log = logging.getLogger(__name__)
 
 ONE_DAY = pd.Timedelta(days=1)  # dates → fractional days (time of day kept)
-DAYS_PER = {"days": 1.0, "weeks": 7.0, "months": 365.25 / 12, "years": 365.25}
+# length of each time unit in days (a month is a twelfth of a Julian year)
+DAYS_PER = {
+    "seconds": 1.0 / 86400,
+    "minutes": 1.0 / 1440,
+    "hours": 1.0 / 24,
+    "days": 1.0,
+    "weeks": 7.0,
+    "months": 365.25 / 12,
+    "years": 365.25,
+}
+UNITS = tuple(DAYS_PER)
 
 
 def _item_map(levels: int) -> np.ndarray:
@@ -210,8 +220,8 @@ def visit_times(
     col, unit = cfg["time_column"], cfg["time_unit"]
     if unit is None:
         raise InputError(
-            "a numeric time column needs a unit: set it to days, weeks, months or "
-            "years, or to date when the column holds dates",
+            "a numeric time column needs a unit: set it to one of "
+            f"{', '.join(UNITS)}, or to date when the column holds dates",
             key="table.time_unit",
         )
     if unit != "date":
@@ -283,12 +293,20 @@ def _dates(raw: pd.Series, fmt: str | None, file: str, col: str) -> pd.Series:
 
 
 def ingest_table(
-    cfg: dict, out_unit: str, duplicates: str = "error"
+    cfg: dict,
+    out_unit: str,
+    duplicates: str = "error",
+    time_zero: str = "first_measurement",
+    notes: list[dict] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ``table`` config section's files → long-format visits and baseline.
 
     ``duplicates`` is ``preprocess.duplicates``: conflicting duplicate visits are
     reported here with the user's file lines (unless averaged later).
+    ``time_zero`` is ``preprocess.time_zero``, which defines the row of
+    ``table.baseline_row: time_zero``. Covariates taken from the visit table that
+    change between a patient's rows are logged and reported as rows appended to
+    ``notes`` (:data:`odevae.report.COLUMNS`).
     """
     vfile = cfg["visits"]
     if vfile is None:
@@ -336,12 +354,86 @@ def ingest_table(
         raw_time = visits[time_col].rename("time")
         check = pd.concat([long.drop(columns="time"), raw_time], axis=1)
         collapse_duplicates(check, measurements, vfile, "error")
-    covariates = _covariates(cfg, visits, vfile, baseline, bfile, long)
+    rows = _baseline_rows(long, cfg.get("baseline_row", "first"), time_zero)
+    covariates, names = _covariates(cfg, visits, vfile, baseline, bfile, long, rows)
+    if baseline is None and notes is not None:
+        notes += covariate_changes(visits, ids, names, cfg, vfile)
     return long, covariates
 
 
-def _covariates(cfg, visits, vfile, baseline, bfile, long) -> pd.DataFrame:
-    """Baseline covariates: from the baseline table or each patient's first visit."""
+def _baseline_rows(long: pd.DataFrame, setting: str, time_zero: str) -> pd.Index:
+    """Each patient's baseline row of the visit table (``table.baseline_row``): its
+    earliest row, or the row at its time 0 (``preprocess.time_zero``: the earliest
+    row with an observed measurement, or the earliest row)."""
+    if setting not in ("first", "time_zero"):
+        raise InputError(
+            f"expected first or time_zero, found {setting!r}", key="table.baseline_row"
+        )
+    table = long.sort_values(["patient_id", "time"], kind="stable")
+    first = table.groupby("patient_id", sort=False).head(1)
+    if setting == "time_zero" and time_zero == "first_measurement":
+        measured = table.drop(columns=["patient_id", "time"]).notna().any(axis=1)
+        at_zero = table[measured.to_numpy()].groupby("patient_id", sort=False).head(1)
+        # a patient without any measurement keeps its first row (preprocessing
+        # drops the patient and counts it)
+        first = pd.concat([at_zero, first]).drop_duplicates("patient_id")
+    return pd.Index(sorted(first.index))
+
+
+def covariate_changes(
+    visits: pd.DataFrame, ids: pd.Series, columns: list[str], cfg: dict, file: str
+) -> list[dict]:
+    """Per covariate column of the visit table: the patients whose non-missing
+    values differ between rows and the largest within-patient change (max − min;
+    for a category, the most levels of one patient). A warning names each such
+    column, since only the ``table.baseline_row`` value enters the model."""
+    rows = []
+    row_setting = cfg.get("baseline_row", "first")
+    for col in columns:
+        raw = visits[col]
+        categorical = any(
+            col == pat or fnmatch.fnmatchcase(col, pat) for pat in cfg["categorical"]
+        )
+        values = raw.astype(str).where(raw.notna()) if categorical else None
+        if values is None:
+            values = pd.to_numeric(raw, errors="coerce")
+        groups = values.groupby(ids.to_numpy(), sort=False)
+        distinct = groups.nunique(dropna=True)
+        varying = int((distinct > 1).sum())
+        if categorical:
+            largest = float(distinct.max()) if len(distinct) else 0.0
+            what = "most levels of one patient"
+        else:
+            spans = groups.max() - groups.min()
+            largest = float(spans.max()) if spans.notna().any() else 0.0
+            what = "largest within-patient change (max - min)"
+        rows.append(
+            {
+                "section": "time-varying covariate",
+                "step": col,
+                "item": f"{what}; the model uses the {row_setting} row's value",
+                "patients": varying,
+                "value": largest,
+            }
+        )
+        if varying:
+            log.warning(
+                "%s: covariate %s changes between visits for %d of %d patients (%s "
+                "%g); the model takes each patient's %s row (table.baseline_row)",
+                file,
+                col,
+                varying,
+                len(distinct),
+                what,
+                largest,
+                row_setting,
+            )
+    return rows
+
+
+def _covariates(cfg, visits, vfile, baseline, bfile, long, rows):
+    """Baseline covariates: from the baseline table or each patient's baseline row
+    of the visit table (``rows``). Returns the table and the source columns."""
     id_col = cfg["id_column"]
     measurement_names = [c for c in long.columns if c not in ("patient_id", "time")]
     if baseline is not None:
@@ -354,9 +446,7 @@ def _covariates(cfg, visits, vfile, baseline, bfile, long) -> pd.DataFrame:
                 "from each patient's first visit",
                 key="table.covariates",
             )
-        first = long.sort_values(["patient_id", "time"], kind="stable")
-        first = first.groupby("patient_id", sort=False).head(1).index
-        source, file = visits.loc[sorted(first)], vfile
+        source, file = visits.loc[rows], vfile
         # the visit table's time and measurement columns are not covariates
         reserved = {id_col, cfg["time_column"], *measurement_names}
     columns = [c for c in source.columns if c not in reserved]
@@ -377,7 +467,7 @@ def _covariates(cfg, visits, vfile, baseline, bfile, long) -> pd.DataFrame:
     out = pd.concat([ids, encoded[columns]], axis=1)
     if baseline is not None:
         check_baseline_ids(out["patient_id"], long["patient_id"], file, id_col)
-    return out.reset_index(drop=True)
+    return out.reset_index(drop=True), names
 
 
 def fetch_rdataset(package: str, item: str) -> pd.DataFrame:

@@ -129,7 +129,7 @@ def plot_local_solutions(
         Line2D([], [], color="0.3", marker="o", ls="", label="encoder mean ± σ"),
     ]
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8)
-    fig.supxlabel(f"time since first visit ({unit})")
+    fig.supxlabel(f"time since time 0 ({unit})")
     fig.supylabel("latent state")
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     return fig

@@ -3,17 +3,24 @@ and its held-out predictions in data space."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import torch
 
 from odevae.cohort import Cohort
 from odevae.data import CohortDataset, collate
+from odevae.errors import InputError
 from odevae.folds import fold_members, inner_split
 from odevae.model import ODEVAE
 from odevae.prediction.model import model_predictions
 from odevae.prediction.selection import select_predictor
 from odevae.prediction.targets import in_both_units
+
+log = logging.getLogger(__name__)
+
+MAX_GRID = 10_000  # trajectory points per patient (predict.grid_dt)
 
 
 @torch.no_grad()
@@ -24,10 +31,12 @@ def predict(
 
     Returns three tables keyed by ``patient_id``:
 
-    * ``params``: the individual ODE parameters (one column per parameter);
+    * ``params``: the individual ODE parameters (one column per parameter), as
+      rates per data time unit (:meth:`~odevae.model.ODEVAE.rates_per_data_unit`);
     * ``latents``: per visit, the encoder mean ``mu*``, log-variance ``logvar*`` and
       the ODE solution ``ode*`` from the first visit's encoder mean;
-    * ``trajectories``: the ODE solution ``z*`` on the time ``grid``.
+    * ``trajectories``: the ODE solution ``z*`` on the time ``grid`` (data time
+      units, from the first visit's encoder mean at the first visit's time).
     """
     model.eval()
     batch = collate([CohortDataset(cohort)[i] for i in range(cohort.n)])
@@ -36,7 +45,8 @@ def predict(
     d = out["mu_enc"].shape[-1]
     ids = cohort.patient_ids
 
-    params = pd.DataFrame(out["theta"].cpu().numpy(), columns=model.param_names)
+    rates = model.rates_per_data_unit(out["theta"]).cpu().numpy()
+    params = pd.DataFrame(rates, columns=model.param_names)
     params.insert(0, "patient_id", ids)
 
     visits = batch["visits"].cpu().numpy()
@@ -55,7 +65,8 @@ def predict(
             latents[f"{prefix}{k + 1}"] = values[:, k]
 
     t = torch.as_tensor(grid, dtype=torch.float32, device=model.device)
-    path = model.solve(out["mu_enc"][:, 0], out["theta"], t.expand(cohort.n, -1))
+    offsets = t[None, :] - batch["times"][:, :1]  # 0 when the first visit is time 0
+    path = model.solve(out["mu_enc"][:, 0], out["theta"], offsets)
     path = path.cpu().numpy().reshape(-1, d)
     trajectories = pd.DataFrame(
         {"patient_id": np.repeat(ids, len(grid)), "time": np.tile(grid, cohort.n)}
@@ -72,8 +83,9 @@ def predict_fold(
     fold: int,
     grid_dt: float,
     transforms: dict[str, str],
-    inner_fraction: float,
-    seed: int,
+    *,
+    inner_fraction: float = 0.0,
+    seed: int = 0,
 ) -> dict[str, pd.DataFrame]:
     """Load a fold's checkpoint and predict every patient, marked train or test.
 
@@ -92,6 +104,21 @@ def predict_fold(
     model = ODEVAE.load_from_checkpoint(checkpoint, map_location="cpu")
     t_max = float(cohort.times[cohort.visits].max())
     steps = int(np.ceil(t_max / grid_dt - 1e-9))
+    if steps > MAX_GRID:
+        raise InputError(
+            f"a grid step of {grid_dt:g} {cohort.time_unit} over the follow-up of "
+            f"{t_max:g} {cohort.time_unit} gives {steps + 1} trajectory points per "
+            f"patient (at most {MAX_GRID + 1}); choose a step of at least "
+            f"{t_max / MAX_GRID:.3g} (in data.time_unit)",
+            key="predict.grid_dt",
+        )
+    log.info(
+        "fold %d: the model's time scale is %.6g %s; params.tsv holds rates per %s",
+        fold,
+        model.time_scale,
+        cohort.time_unit,
+        cohort.time_unit,
+    )
     grid = np.round(grid_dt * np.arange(steps + 1), 10)
     train_ids, held_ids = fold_members(folds, fold)
     held = set(held_ids)

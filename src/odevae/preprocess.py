@@ -10,12 +10,15 @@ The long-format contract (shared by simulated and real cohorts):
 Preprocessing of irregular visits (every source): visits sorted; visits without any
 observed measurement dropped; exact duplicate visits collapsed; conflicting duplicates
 (same patient and time, different values) an error or averaged; times shifted so each
-patient's first visit is at 0; patients with fewer than ``min_visits`` visits dropped;
+patient's time 0 (``time_zero``: its first visit with an observed measurement, or its
+first row) is at 0; patients with fewer than ``min_visits`` visits dropped;
 optionally, outlier visits dropped (:func:`outlier_visits`). Every drop is counted in
 :attr:`Preprocessed.drops`. A baseline covariate with missing values gets a
 missingness indicator column ``<name>_missing``; its missing values stay NaN and are
 imputed per fold from the training patients (:func:`odevae.data.scaling_stats`).
-Problems raise :class:`InputError` naming the file, column and line.
+Notes for the preprocessing report (time 0, a hint on measurement scales) are
+collected in :attr:`Preprocessed.notes`. Problems raise :class:`InputError` naming the
+file, column and line.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OPTIONS = {
     "min_visits": 2,
+    "time_zero": "first_measurement",
     "duplicates": "error",
     "outlier_filter": {"score": None, "iqr_factor": 2.0},
 }
@@ -373,15 +377,24 @@ def prepare_visits(
     time_col: str = "time",
     options: dict | None = None,
     drops: Drops | None = None,
+    notes: list[dict] | None = None,
 ) -> pd.DataFrame:
     """Validate, clean, sort and time-shift a long-format visit table.
 
     ``options`` are the ``preprocess`` config section (:data:`DEFAULT_OPTIONS`).
-    Returns a table with columns id, time (relative to each patient's first visit)
-    and the measurements as floats, sorted by patient (first appearance) and time.
+    Returns a table with columns id, time (relative to each patient's time 0, see
+    ``time_zero``) and the measurements as floats, sorted by patient (first
+    appearance) and time. Rows for the preprocessing report are appended to
+    ``notes``.
     """
     opts = {**DEFAULT_OPTIONS, **(options or {})}
     drops = drops if drops is not None else Drops()
+    notes = notes if notes is not None else []
+    if opts["time_zero"] not in TIME_ZERO:
+        raise InputError(
+            f"expected one of {list(TIME_ZERO)}, found {opts['time_zero']!r}",
+            key="preprocess.time_zero",
+        )
     require_columns(visits, [id_col, time_col, *measurement_cols], file)
     ids = check_ids(visits[id_col], file, id_col)
     values = numeric(visits, [time_col, *measurement_cols], file)
@@ -389,6 +402,8 @@ def prepare_visits(
     check_measurements_present(values, measurement_cols, file)
     table = pd.concat([ids.rename(id_col), values], axis=1)
     empty = values[measurement_cols].isna().all(axis=1).to_numpy()
+    first_row = table.groupby(id_col, sort=False)[time_col].min()
+    first_measured = table[~empty].groupby(id_col, sort=False)[time_col].min()
     if empty.any():
         log.warning(
             "%s: %d visits without any observed measurement (first at %s)",
@@ -415,8 +430,9 @@ def prepare_visits(
     table = table.sort_values(["_order", time_col], kind="stable").drop(
         columns="_order"
     )
-    first = table.groupby(id_col, sort=False)[time_col].transform("min")
-    table[time_col] = table[time_col] - first
+    origin = first_row if opts["time_zero"] == "first_row" else first_measured
+    table[time_col] = table[time_col] - table[id_col].map(origin).to_numpy()
+    _note_time_zero(first_row, first_measured, opts["time_zero"], file, notes)
     min_visits = opts["min_visits"]
     table = drop_short_patients(table, min_visits, id_col, drops)
     outliers = opts["outlier_filter"]
@@ -435,6 +451,86 @@ def prepare_visits(
             key="preprocess.min_visits",
         )
     return table.reset_index(drop=True)
+
+
+TIME_ZERO = {
+    "first_measurement": "the patient's first visit with an observed measurement",
+    "first_row": "the patient's first row of the visit table",
+}
+
+
+def _note_time_zero(first_row, first_measured, setting, file, notes) -> None:
+    """Report time 0 and the patients whose first row has no measurement (there the
+    two definitions of time 0 differ)."""
+    gap = (first_measured - first_row.loc[first_measured.index]).to_numpy()
+    differ = gap > 0
+    notes.append(
+        {
+            "section": "time zero",
+            "step": setting,
+            "item": TIME_ZERO[setting],
+            "patients": int(len(first_measured)),
+        }
+    )
+    notes.append(
+        {
+            "section": "time zero",
+            "step": "first row without measurements",
+            "item": "largest time from first row to first measured visit",
+            "patients": int(differ.sum()),
+            "value": float(gap.max()) if differ.any() else 0.0,
+        }
+    )
+    if differ.any():
+        other = "first_row" if setting == "first_measurement" else "first_measurement"
+        log.warning(
+            "%s: %d patients have rows without any measurement before their first "
+            "measured visit (up to %g time units); time 0 is %s "
+            "(preprocess.time_zero: %s; %s would count from the other)",
+            file,
+            int(differ.sum()),
+            float(gap.max()),
+            TIME_ZERO[setting],
+            setting,
+            other,
+        )
+
+
+SCALE_RATIO = 100.0  # measurement spreads this many times apart get a hint
+
+
+def scale_hint(cohort: Cohort, standardized: bool, notes: list[dict]) -> None:
+    """A warning and a report row when the measurements' standard deviations span
+    :data:`SCALE_RATIO` or more and they are not standardised (0/1 columns, which
+    get a Bernoulli likelihood, and constant ones left out)."""
+    mask = cohort.observed & cohort.visits[..., None]
+    spread = {}
+    for j, name in enumerate(cohort.measurement_names):
+        seen = cohort.values[..., j][mask[..., j]]
+        if len(seen) < 2 or set(np.unique(seen).tolist()) <= {0.0, 1.0}:
+            continue
+        sd = float(np.std(seen, ddof=1))
+        if sd > 0:
+            spread[str(name)] = sd
+    if len(spread) < 2:
+        return
+    low, high = min(spread, key=spread.get), max(spread, key=spread.get)
+    ratio = spread[high] / spread[low]
+    if standardized or ratio < SCALE_RATIO:
+        return
+    message = (
+        f"measurement sd from {spread[low]:.3g} ({low}) to {spread[high]:.3g} "
+        f"({high}), {ratio:.3g}-fold: set model.standardize_measurements: true"
+    )
+    log.warning("measurement scales span orders of magnitude: %s", message)
+    notes.append(
+        {
+            "section": "hint",
+            "step": "model.standardize_measurements is off",
+            "item": message,
+            "value": ratio,
+        }
+    )
 
 
 def prepare_baseline(
@@ -485,11 +581,13 @@ def prepare_baseline(
 
 @dataclass(frozen=True)
 class Preprocessed:
-    """The cohort, the visit table it came from and what was dropped on the way."""
+    """The cohort, the visit table it came from, what was dropped on the way and
+    notes for the report (rows of :data:`odevae.report.COLUMNS`)."""
 
     cohort: Cohort
     visits: pd.DataFrame
     drops: pd.DataFrame
+    notes: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def preprocess_tables(
@@ -499,11 +597,16 @@ def preprocess_tables(
     id_col: str = "patient_id",
     time_col: str = "time",
     measurement_cols: list[str] | None = None,
+    time_unit: str = "a.u.",
+    standardized: bool | None = None,
 ) -> Preprocessed:
     """Read the long-format tables, preprocess them and build the :class:`Cohort`.
 
     ``measurement_cols`` defaults to every column of the visit table other than the id
-    and time columns; ``options`` are the ``preprocess`` config section.
+    and time columns; ``options`` are the ``preprocess`` config section;
+    ``time_unit`` is the unit of the times (``a.u.`` for simulated cohorts).
+    ``standardized`` (``model.standardize_measurements``, resolved) enables the hint
+    on measurement scales when it is False.
     """
     vfile, bfile = str(visits_path), str(baseline_path)
     raw = read_table(visits_path, id_col)
@@ -511,9 +614,9 @@ def preprocess_tables(
         measurement_cols = [c for c in raw.columns if c not in (id_col, time_col)]
     if not measurement_cols:
         raise InputError("expected at least one measurement column", file=vfile)
-    drops = Drops()
+    drops, notes = Drops(), []
     visits = prepare_visits(
-        raw, measurement_cols, vfile, id_col, time_col, options, drops
+        raw, measurement_cols, vfile, id_col, time_col, options, drops, notes
     )
     all_ids = list(check_ids(raw[id_col], vfile, id_col).drop_duplicates())
     ids = list(visits[id_col].drop_duplicates())
@@ -521,8 +624,10 @@ def preprocess_tables(
         read_table(baseline_path, id_col), all_ids, bfile, id_col, keep=ids
     )
     cohort = cohort_from_long(
-        visits, baseline, measurement_cols, covariates, id_col, time_col
+        visits, baseline, measurement_cols, covariates, id_col, time_col, time_unit
     )
+    if standardized is not None:
+        scale_hint(cohort, standardized, notes)
     log.info(
         "cohort: %d patients, %d visits (%d-%d per patient), p=%d, q=%d",
         cohort.n,
@@ -532,7 +637,7 @@ def preprocess_tables(
         cohort.p,
         cohort.q,
     )
-    return Preprocessed(cohort, visits, drops.table())
+    return Preprocessed(cohort, visits, drops.table(), pd.DataFrame(notes))
 
 
 def preprocess(

@@ -10,9 +10,13 @@ from odevae.cohort import Cohort
 COLUMNS = ["section", "step", "item", "patients", "visits", "value"]
 
 
-def cohort_report(drops: pd.DataFrame, cohort: Cohort) -> pd.DataFrame:
+def cohort_report(
+    drops: pd.DataFrame, cohort: Cohort, notes: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One long table: drops per step and reason, the kept cohort, visits per
-    patient, follow-up length and missing share per measurement and covariate.
+    patient, follow-up length (section ``follow-up (<unit>)``) and missing share per
+    measurement and covariate, then ``notes`` (rows in :data:`COLUMNS`: time 0,
+    covariates that change between visits, hints).
 
     ``drops`` has columns ``step, reason, patients, visits``; the missing shares are
     over the kept visits (measurements) and kept patients (covariates, before
@@ -39,7 +43,8 @@ def cohort_report(drops: pd.DataFrame, cohort: Cohort) -> pd.DataFrame:
         }
     )
     follow_up = np.where(cohort.visits, cohort.times, 0.0).max(1)
-    for section, values in (("visits per patient", n_visits), ("follow-up", follow_up)):
+    follow = f"follow-up ({cohort.time_unit})"
+    for section, values in (("visits per patient", n_visits), (follow, follow_up)):
         for stat, func in (("min", np.min), ("median", np.median), ("max", np.max)):
             rows.append({"section": section, "item": stat, "value": func(values)})
     seen = cohort.observed[cohort.visits]
@@ -62,4 +67,7 @@ def cohort_report(drops: pd.DataFrame, cohort: Cohort) -> pd.DataFrame:
             }
         )
     table = pd.DataFrame(rows, columns=COLUMNS)
+    if notes is not None and not notes.empty:
+        extra = notes.reindex(columns=COLUMNS)
+        table = pd.concat([table, extra], ignore_index=True)
     return table.astype({"patients": "Int64", "visits": "Int64"})

@@ -24,6 +24,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from odevae.cohort import Cohort
+from odevae.config_schema import standardize_measurements
 from odevae.data import CohortDataModule, binary_measurements, scaling_stats
 from odevae.errors import InputError
 from odevae.folds import fold_members, inner_split
@@ -39,9 +40,11 @@ def build_model(
     loss_cfg: dict,
     lr: float,
     binary: list[bool] | None = None,
+    time_scale: float = 1.0,
 ) -> ODEVAE:
     """An untrained :class:`ODEVAE` sized for ``cohort`` from the config sections;
-    ``binary`` flags the measurements with a Bernoulli likelihood."""
+    ``binary`` flags the measurements with a Bernoulli likelihood, ``time_scale``
+    is the internal time unit in data time units (:func:`resolve_time_scale`)."""
     stat = loss_cfg["statistical"]
     return ODEVAE(
         p=cohort.p,
@@ -70,7 +73,26 @@ def build_model(
         var_offset=stat["var_offset"],
         lr=lr,
         binary=binary,
+        time_scale=time_scale,
     )
+
+
+def resolve_time_scale(setting, train: Cohort) -> float:
+    """``model.time_scale``: a number is taken as it is; ``auto`` is 1 for cohorts
+    without a time unit (simulated: their times are already the model's scale) and
+    otherwise the training patients' median follow-up (time 0 to last visit) in the
+    data's unit, so that the internal follow-up is about 1 whatever the unit. A
+    cohort whose median follow-up is 0 falls back to its longest follow-up, then 1.
+    """
+    if setting != "auto":
+        return float(setting)
+    if train.time_unit == "a.u.":
+        return 1.0
+    follow_up = np.where(train.visits, train.times, 0.0).max(1)
+    for value in (np.median(follow_up), follow_up.max()):
+        if value > 0:
+            return float(value)
+    return 1.0
 
 
 class TerminalProgressBar(TQDMProgressBar):
@@ -194,18 +216,20 @@ class StopOnNonFinite(Callback):
             )
 
 
-def divergence_hints(cohort: Cohort, config: dict) -> str:
+def divergence_hints(cohort: Cohort, config: dict, time_scale: float = 1.0) -> str:
     """What in the data and config usually makes the loss blow up, with values."""
     x = cohort.values[cohort.observed & cohort.visits[..., None]]
     largest = float(np.abs(x).max()) if x.size else 0.0
     t_max = float(cohort.times[cohort.visits].max()) if cohort.visits.any() else 0.0
-    standardized = config["model"]["standardize_measurements"]
+    standardized = standardize_measurements(config)
     return (
         f"train.lr = {config['train']['lr']} too high for these data; "
         f"measurements up to |x| = {largest:.3g} with "
         f"model.standardize_measurements = {str(standardized).lower()}; "
-        f"visit times up to {t_max:.3g} (growing dynamics over long times overflow: "
-        "choose a coarser data.time_unit)"
+        f"visit times up to {t_max:.3g} {cohort.time_unit}, i.e. "
+        f"{t_max / time_scale:.3g} internal time units with model.time_scale = "
+        f"{time_scale:.4g} (growing dynamics over long internal times overflow: "
+        "use model.time_scale: auto or a larger scale)"
     )
 
 
@@ -317,14 +341,18 @@ def train_fold(
         data = CohortDataModule(
             cohort, train_ids, val_ids, train_cfg["batch_size"], seed
         )
-    callbacks.append(StopOnNonFinite(fold, divergence_hints(data.train, config)))
+    time_scale = resolve_time_scale(model_cfg.get("time_scale", "auto"), data.train)
+    hints = divergence_hints(data.train, config, time_scale)
+    callbacks.append(StopOnNonFinite(fold, hints))
     callbacks.append(EpochLog(fold, train_cfg["epochs"]))
     binary = binary_measurements(data.train, model_cfg["binary_measurements"])
-    model = build_model(cohort, model_cfg, config["loss"], train_cfg["lr"], binary)
+    model = build_model(
+        cohort, model_cfg, config["loss"], train_cfg["lr"], binary, time_scale
+    )
     model.set_scaling(
         *scaling_stats(
             data.train,
-            model_cfg["standardize_measurements"],
+            standardize_measurements(config),
             model_cfg["standardize_covariates"],
             binary,
         )
@@ -341,6 +369,13 @@ def train_fold(
             callbacks,
             fast_dev_run,
             stopping["patience"] if inner else None,
+        )
+        log.info(
+            "fold %d: the ODE runs in time / %.6g %s (model.time_scale %s)",
+            fold,
+            time_scale,
+            cohort.time_unit,
+            model_cfg.get("time_scale", "auto"),
         )
         log.info(
             "fold %d: training an ODE-VAE (system %s, latent dim %d, %s loss, "

@@ -33,6 +33,7 @@ if config["data"]["source"] == "table":
             visits=f"{OUT}/data/visits.tsv",
             baseline=f"{OUT}/data/baseline.tsv",
             drops=f"{OUT}/data/ingest_drops.tsv",
+            notes=f"{OUT}/data/ingest_notes.tsv",
         log:
             f"{LOGS}/ingest_table/ingest_table.log",
         benchmark:
@@ -47,6 +48,7 @@ if config["data"]["source"] == "table":
             table=config["table"],
             time_unit=config["data"]["time_unit"],
             duplicates=config["preprocess"]["duplicates"],
+            time_zero=config["preprocess"]["time_zero"],
         script:
             "../scripts/ingest_table.py"
 
@@ -60,6 +62,7 @@ if registry_source():
             visits=f"{OUT}/data/visits.tsv",
             baseline=f"{OUT}/data/baseline.tsv",
             drops=f"{OUT}/data/ingest_drops.tsv",
+            notes=f"{OUT}/data/ingest_notes.tsv",
         log:
             f"{LOGS}/ingest_registry/ingest_registry.log",
         benchmark:

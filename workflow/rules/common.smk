@@ -9,7 +9,7 @@ from snakemake.utils import min_version, update_config, validate
 
 # The odevae library of this checkout (torch-free modules only in this process).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from odevae.config_schema import schema_error
+from odevae.config_schema import schema_error, standardize_measurements
 from odevae.errors import InputError
 from odevae.paper import RUNS, item_sources
 from odevae.systems import alignment_kind, check_model_config
@@ -70,7 +70,8 @@ def check_source_config():
         section, name = key.split(".")
         if config[section][name] is None:
             hint = (
-                " (days, weeks, months, years, or date when the column holds dates)"
+                " (seconds, minutes, hours, days, weeks, months, years, or date "
+                "when the column holds dates)"
                 if name == "time_unit"
                 else ""
             )
@@ -83,6 +84,11 @@ def check_source_config():
 def ingest_drops():
     """What ingestion dropped, for the preprocessing report (none when simulated)."""
     return [] if simulated() else [f"{OUT}/data/ingest_drops.tsv"]
+
+
+def ingest_notes():
+    """Ingestion's notes for the report (covariates that change between visits)."""
+    return [] if simulated() else [f"{OUT}/data/ingest_notes.tsv"]
 
 
 def registry_inputs():
@@ -127,10 +133,16 @@ def run_seed(wildcards):
 
 def training_config(wildcards):
     """The config sections that determine a trained model (display options left
-    out), with the job's seed."""
+    out, ``auto`` settings resolved), with the job's seed."""
     sections = {key: config[key] for key in ("model", "loss", "train")}
     train = {k: v for k, v in config["train"].items() if k != "progress_bar"}
-    return {**sections, "seed": run_seed(wildcards), "train": train}
+    model = config["model"] | {"standardize_measurements": standardized()}
+    return {**sections, "seed": run_seed(wildcards), "model": model, "train": train}
+
+
+def standardized():
+    """Whether measurements are standardised (``auto``: for table sources)."""
+    return standardize_measurements(config)
 
 
 def train_inputs(wildcards):

@@ -28,6 +28,7 @@ rule preprocess:
         visits=f"{OUT}/data/visits.tsv",
         baseline=f"{OUT}/data/baseline.tsv",
         drops=ingest_drops(),
+        notes=ingest_notes(),
     output:
         cohort=f"{OUT}/preprocessed/cohort.npz",
         patients=f"{OUT}/preprocessed/patients.tsv",
@@ -48,6 +49,8 @@ rule preprocess:
         runtime=10,
     params:
         options=config["preprocess"],
+        time_unit=time_unit(),
+        standardized=standardized(),
     script:
         "../scripts/preprocess.py"
 

@@ -1,7 +1,10 @@
 """A SMArtCARE registry export → long format for the chosen test (rule
 ``ingest_registry``)."""
 
+import pandas as pd
+
 from odevae.registry import read_registry
+from odevae.report import COLUMNS
 from odevae.runner import run_script
 from odevae.tables import write_tsv
 
@@ -18,6 +21,8 @@ def main(snakemake):
     write_tsv(visits, snakemake.output.visits, digits=10)
     write_tsv(baseline, snakemake.output.baseline, digits=10)
     write_tsv(drops, snakemake.output.drops)
+    # covariates come from the baseline table: nothing varies between visits
+    write_tsv(pd.DataFrame(columns=COLUMNS), snakemake.output.notes)
 
 
 run_script(snakemake, main)

@@ -17,8 +17,8 @@ def main(snakemake):
         int(snakemake.wildcards.fold),
         snakemake.params.grid_dt,
         resolve_transforms(snakemake.params.transforms, list(cohort.measurement_names)),
-        snakemake.params.inner_fraction,
-        snakemake.params.seed,
+        inner_fraction=snakemake.params.inner_fraction,
+        seed=snakemake.params.seed,
     )
     for key, table in tables.items():
         write_tsv(table, snakemake.output[key])

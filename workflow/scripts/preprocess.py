@@ -14,13 +14,20 @@ from odevae.tables import write_tsv
 
 def main(snakemake):
     result = preprocess_tables(
-        snakemake.input.visits, snakemake.input.baseline, snakemake.params.options
+        snakemake.input.visits,
+        snakemake.input.baseline,
+        snakemake.params.options,
+        time_unit=snakemake.params.time_unit,
+        standardized=snakemake.params.standardized,
     )
     ingest = [pd.read_csv(path, sep="\t") for path in snakemake.input.drops]
     drops = pd.concat([*ingest, result.drops], ignore_index=True)
+    notes = [pd.read_csv(path, sep="\t") for path in snakemake.input.notes]
+    notes = [n for n in [*notes, result.notes] if not n.empty]
+    notes = pd.concat(notes, ignore_index=True) if notes else None
     result.cohort.save(snakemake.output.cohort)
     write_tsv(result.cohort.summary(), snakemake.output.patients)
-    write_tsv(cohort_report(drops, result.cohort), snakemake.output.report)
+    write_tsv(cohort_report(drops, result.cohort, notes), snakemake.output.report)
 
 
 run_script(snakemake, main)

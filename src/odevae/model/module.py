@@ -47,9 +47,12 @@ class ODEVAE(L.LightningModule):
     """VAE with individual latent ODE dynamics, trained on batches of patients.
 
     A batch is a dict of tensors: ``times`` (B, T), ``values`` (B, T, p), ``observed``
-    (B, T, p) bool, ``visits`` (B, T) bool and ``baseline`` (B, q); visit 0 of each
-    patient is at time 0. Inputs are in standardised units when the module holds
-    scaling statistics (see :meth:`set_scaling`).
+    (B, T, p) bool, ``visits`` (B, T) bool and ``baseline`` (B, q); the latent IVP
+    starts at visit 0 of each patient. Times are in the data's unit; the ODE is
+    solved in t / ``time_scale`` (an hparam, so stored in the checkpoint), which
+    keeps every unit from seconds to years on the same internal scale. Inputs are in
+    standardised units when the module holds scaling statistics (see
+    :meth:`set_scaling`).
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class ODEVAE(L.LightningModule):
         var_offset: float = 0.1,
         lr: float = 5e-4,
         binary: list[bool] | None = None,
+        time_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -87,6 +91,8 @@ class ODEVAE(L.LightningModule):
             raise ValueError(f"unknown loss {loss!r}, expected one of {list(LOSSES)}")
         if loss == "statistical" and weighting and not skip_own:
             raise ValueError("inverse-variance weighting requires skip_own")
+        if not time_scale > 0:
+            raise ValueError(f"time_scale must be > 0, found {time_scale}")
         self.system = make_system(system, latent_dim, fixed_params, neural)
         if solver == "auto":
             solver = "closed_form" if self.system.has_closed_form else "dopri5"
@@ -145,7 +151,11 @@ class ODEVAE(L.LightningModule):
         """Encoder means/log-variances, ODE parameters and ODE solutions per visit."""
         mu_enc, logvar_enc = self.encoder(batch["values"])
         theta = self.param_net(batch["baseline"])
-        mu_ode = self.solve(mu_enc[:, 0], theta, batch["times"])
+        # the IVP starts at each patient's first visit (time 0 unless preprocessing
+        # counted time from an earlier row without measurements)
+        times = batch["times"] - batch["times"][:, :1]
+        times = torch.where(batch["visits"], times, torch.zeros_like(times))
+        mu_ode = self.solve(mu_enc[:, 0], theta, times)
         return {
             "mu_enc": mu_enc,
             "logvar_enc": logvar_enc,
@@ -153,9 +163,25 @@ class ODEVAE(L.LightningModule):
             "mu_ode": mu_ode,
         }
 
+    @property
+    def time_scale(self) -> float:
+        """Data time units per internal time unit: the ODE runs in t / time_scale."""
+        return float(self.hparams.get("time_scale", 1.0))
+
     def solve(self, u0: torch.Tensor, theta: torch.Tensor, t: torch.Tensor):
-        """Latent trajectories from u0 (B, d) at the times t (B, T)."""
+        """Latent trajectories from u0 (B, d) after the offsets t (B, T), in data
+        time units (solved on the internal scale t / :attr:`time_scale`)."""
+        t = t / self.time_scale
         return solve(self.system, u0, theta, t, **self._solver_options())
+
+    def rates_per_data_unit(self, theta: torch.Tensor) -> torch.Tensor:
+        """Learned parameters as rates per data time unit: every parameter of the
+        linear and Lotka-Volterra systems is a rate (1 / time), so it is divided by
+        :attr:`time_scale`; the neural system's conditioning values are no rates
+        and stay as they are."""
+        if self.hparams.system == "neural":
+            return theta
+        return theta / self.time_scale
 
     def _solver_options(self) -> dict:
         hp = self.hparams
@@ -205,7 +231,7 @@ class ODEVAE(L.LightningModule):
                 self.system,
                 out["mu_enc"],
                 out["theta"],
-                batch["times"],
+                batch["times"] / self.time_scale,
                 **self._solver_options(),
             )
             mu = combine_local_solutions(local, visits, hp.weighting, hp.skip_own)
