@@ -1,4 +1,5 @@
 import io
+import re
 import sys
 from types import SimpleNamespace
 
@@ -10,6 +11,7 @@ import torch
 from odevae.errors import InputError
 from odevae.folds import make_folds
 from odevae.predict import predict_fold
+from odevae.restarts import candidate_seeds
 from odevae.runner import run_script
 from odevae.training import train_fold
 
@@ -185,3 +187,22 @@ def test_early_stopping_logs_the_best_epoch(tiny_cohort, folds, tiny_config, out
         f"{int(best['epoch']) + 1} (metrics.csv epoch {int(best['epoch'])})" in text
     )
     assert "7 training and 3 validation (inner, from the training folds)" in text
+
+
+def test_restarts_start_from_the_initialisation_with_the_lowest_probe_loss(
+    tiny_cohort, folds, tiny_config, tmp_path, caplog
+):
+    train = {**tiny_config["train"], "restarts": {"n": 3, "probe_epochs": 2}}
+    config = {**tiny_config, "train": train}
+    with caplog.at_level("INFO", logger="odevae.training"):
+        train_fold(tiny_cohort, folds, 1, config, tmp_path / "a")
+    line = next(r.message for r in caplog.records if "initialisations" in r.message)
+    probed = re.search(r"training losses (.*); training starts from seed (\d+)", line)
+    losses = [float(x) for x in probed.group(1).split(", ")]
+    seeds = candidate_seeds(tiny_config["seed"] + 1, 3)
+    assert len(set(losses)) == 3  # three different starts
+    assert int(probed.group(2)) == seeds[int(np.argmin(losses))]
+    # the choice and the training from it are reproducible
+    train_fold(tiny_cohort, folds, 1, config, tmp_path / "b")
+    first, again = (pd.read_csv(tmp_path / k / "metrics.csv") for k in "ab")
+    pd.testing.assert_frame_equal(first, again)

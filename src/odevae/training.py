@@ -29,6 +29,7 @@ from odevae.data import CohortDataModule, binary_measurements, scaling_stats
 from odevae.errors import InputError
 from odevae.folds import fold_members, inner_split
 from odevae.model import ODEVAE
+from odevae.restarts import candidate_seeds, choose_initialisation
 from odevae.similarity import SimilarityBatching, SimilarityDataModule
 
 log = logging.getLogger(__name__)
@@ -346,17 +347,43 @@ def train_fold(
     callbacks.append(StopOnNonFinite(fold, hints))
     callbacks.append(EpochLog(fold, train_cfg["epochs"]))
     binary = binary_measurements(data.train, model_cfg["binary_measurements"])
-    model = build_model(
-        cohort, model_cfg, config["loss"], train_cfg["lr"], binary, time_scale
+    scaling = scaling_stats(
+        data.train,
+        standardize_measurements(config),
+        model_cfg["standardize_covariates"],
+        binary,
     )
-    model.set_scaling(
-        *scaling_stats(
-            data.train,
-            standardize_measurements(config),
-            model_cfg["standardize_covariates"],
-            binary,
+
+    def new_model() -> ODEVAE:
+        model = build_model(
+            cohort, model_cfg, config["loss"], train_cfg["lr"], binary, time_scale
         )
-    )
+        model.set_scaling(*scaling)
+        return model
+
+    restarts = train_cfg["restarts"]
+    if restarts["n"] > 1 and not fast_dev_run:
+        with third_party_noise_filtered():
+            init, losses = choose_initialisation(
+                new_model,
+                data,
+                candidate_seeds(seed, restarts["n"]),
+                restarts["probe_epochs"],
+                train_cfg["accelerator"],
+                train_cfg["deterministic"],
+                [c for c in callbacks if isinstance(c, SimilarityBatching)],
+            )
+        log.info(
+            "fold %d: %d initialisations probed for %d epochs, training losses %s; "
+            "training starts from seed %d",
+            fold,
+            restarts["n"],
+            restarts["probe_epochs"],
+            ", ".join(f"{x:.5g}" for x in losses),
+            init,
+        )
+        L.seed_everything(init, workers=True, verbose=False)
+    model = new_model()
     if progress_bar is None:
         progress_bar = train_cfg.get("progress_bar", False)
     with third_party_noise_filtered():
