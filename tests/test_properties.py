@@ -49,6 +49,17 @@ FAST = settings(
 value = st.one_of(st.none(), st.integers(-10_000, 10_000).map(lambda k: k / 100))
 
 
+#: A malformed cell: kind → (column, None for the drawn measurement column; the bad
+#: text; what the error must say).
+CELL_ERRORS = {
+    "infinite": (None, "inf", "finite"),
+    "time_word": ("time", "soon", "expected a number"),
+    "negative_time": ("time", "-1", "negative"),
+    "empty_time": ("time", "", "empty cell"),
+    "empty_id": ("id", "", "patient id"),
+}
+
+
 @st.composite
 def long_tables(draw) -> pd.DataFrame:
     """A well-formed visit table: text ids, distinct times per patient, at least
@@ -157,21 +168,11 @@ def _defect(draw, table: pd.DataFrame) -> tuple[pd.DataFrame, str, int | None, s
             st.sampled_from(["n.d.", "<5", "high", "1,5", "x"])
         )
         return text, col, row, "expected a number"
-    if kind == "infinite":
-        text.iloc[row, text.columns.get_loc(col)] = "inf"
-        return text, col, row, "finite"
-    if kind == "time_word":
-        text.iloc[row, text.columns.get_loc("time")] = "soon"
-        return text, "time", row, "expected a number"
-    if kind == "negative_time":
-        text.iloc[row, text.columns.get_loc("time")] = "-1"
-        return text, "time", row, "negative"
-    if kind == "empty_time":
-        text.iloc[row, text.columns.get_loc("time")] = ""
-        return text, "time", row, "empty cell"
-    if kind == "empty_id":
-        text.iloc[row, text.columns.get_loc("id")] = ""
-        return text, "id", row, "patient id"
+    if kind in CELL_ERRORS:
+        column, value, expected = CELL_ERRORS[kind]
+        column = column or col  # None: the drawn measurement column
+        text.iloc[row, text.columns.get_loc(column)] = value
+        return text, column, row, expected
     if kind == "missing_column":
         return text.drop(columns=col), col, None, "does not exist"
     # a second visit of the row's patient at the same time, with other values
