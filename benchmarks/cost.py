@@ -8,9 +8,9 @@ Lotka-Volterra (BJ 5.3, n = 200, 5 epochs both ways). Each row reports:
 
 * ``batched_*``: odevae as the workflow trains it: :class:`~odevae.model.ODEVAE`
   (solver ``closed_form``; ``dopri5`` on the batch's union grid for Lotka-Volterra)
-  on shuffled batches from :class:`~odevae.data.CohortDataset` /
-  :func:`~odevae.data.collate`, fitted by the workflow's own Trainer
-  (:func:`odevae.training.make_trainer`: deterministic, CSV logger, checkpoint of
+  on shuffled batches from :class:`~odevae.train.data.CohortDataset` /
+  :func:`~odevae.train.data.collate`, fitted by the workflow's own Trainer
+  (:func:`odevae.train.training.make_trainer`: deterministic, CSV logger, checkpoint of
   the last epoch, into a temporary folder). ``batched_plain_*`` trains the same
   module on the same batches in a plain PyTorch loop (no Lightning): the difference
   is Lightning's per-step overhead. Batch size ⌈n / 7⌉ in [32, 512] (about seven
@@ -37,8 +37,9 @@ Lotka-Volterra (BJ 5.3, n = 200, 5 epochs both ways). Each row reports:
 * what was learned, so that speed never comes from learning less: ``*_loss`` is the
   mean per-patient loss over all training patients after training (z = μ, no
   sampling; ``*_init_loss`` before training); ``*_acc_1nn`` / ``*_acc_threshold``
-  are :func:`odevae.evaluation.group_recovery` of the learned ODE parameters against
-  the simulated groups (classifiers fitted on every other patient, scored on the
+  are :func:`odevae.evaluate.evaluation.group_recovery` of the learned ODE
+  parameters against the simulated groups (classifiers fitted on every other patient,
+  scored on the
   rest; ``*_init_acc_*``: the untrained model's).
 * ``bj_s``: BJ 2022's published seconds (Julia 1.6 on a Mac CPU: a different
   machine, for orientation only); ``*_s_per_1k`` (n sweep) and ``*_rel`` (p, q
@@ -47,9 +48,9 @@ Lotka-Volterra (BJ 5.3, n = 200, 5 epochs both ways). Each row reports:
   path sublinearly, as the batch-size rule fixes its step count (a fixed
   ``--batch-size`` makes it linear in n); both flat in q.
 
-Data: ``odevae.simulate.simulate_cohort`` with the simulation section of
+Data: ``odevae.data.simulate.simulate_cohort`` with the simulation section of
 config/config.yaml scaled to n/p/q (q_info = min(10, q)), written to TSV and read
-back by ``odevae.preprocess.preprocess``. The Lotka-Volterra cohort (u0 (2, 2),
+back by ``odevae.data.preprocess.preprocess``. The Lotka-Volterra cohort (u0 (2, 2),
 [α, β, γ, δ] = [1, 1, 1, .5] / [.5, 1, 1, 2], q_info = 20, follow-ups from t = 0,
 groupsonly covariates) is the simulator's ``config/bj_lotka_volterra.yaml`` preset;
 model ``lotka_volterra`` (α, δ learned; its encoder means are positive, so the
@@ -90,13 +91,13 @@ import yaml
 from snakemake.utils import update_config
 from torch.utils.data import DataLoader
 
-from odevae.cohort import Cohort
-from odevae.data import CohortDataset, collate
-from odevae.evaluation import group_recovery
+from odevae.data.cohort import Cohort
+from odevae.data.preprocess import preprocess
+from odevae.data.simulate import simulate_cohort, write_cohort
+from odevae.evaluate.evaluation import group_recovery
 from odevae.model import ODEVAE
-from odevae.preprocess import preprocess
-from odevae.simulate import simulate_cohort, write_cohort
-from odevae.training import make_trainer
+from odevae.train.data import CohortDataset, collate
+from odevae.train.training import make_trainer
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -278,7 +279,8 @@ def _loader(cohort: Cohort, batch_size: int, seed: int) -> DataLoader:
 
 
 def train_batched(task: dict, cohort: Cohort, groups: np.ndarray) -> dict:
-    """odevae's path: Lightning's Trainer as odevae.training (and a plain loop)."""
+    """odevae's path: Lightning's Trainer as in odevae.train.training (and a plain
+    loop)."""
     kwargs, epochs, bs = task["model"], task["epochs"], task["batch_size"]
     seed = task["seed"]
     _warm_up(kwargs, cohort, seed)

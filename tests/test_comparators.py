@@ -5,9 +5,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from odevae.cohort import Cohort
-from odevae.folds import fold_members, make_folds
-from odevae.prediction.comparators import (
+from odevae.data.cohort import Cohort
+from odevae.data.folds import fold_members, make_folds
+from odevae.evaluate.prediction.comparators import (
     SmootherFit,
     comparator_predictions,
     fit_mixed_model,
@@ -20,8 +20,8 @@ from odevae.prediction.comparators import (
     smoother,
     train_mean,
 )
-from odevae.prediction.scores import summarise, training_sd
-from odevae.prediction.targets import prediction_targets
+from odevae.evaluate.prediction.scores import summarise, training_sd
+from odevae.evaluate.prediction.targets import prediction_targets
 
 nan = np.nan
 

@@ -111,7 +111,7 @@ def test_bad_config_names_the_key(default_config, override, words):
 )
 def test_invalid_model_combinations_name_the_key(default_config, override, key, words):
     from odevae.errors import InputError
-    from odevae.systems import check_model_config
+    from odevae.model.systems import check_model_config
     from tests.conftest import merge
 
     config = merge(default_config, override)
@@ -123,7 +123,7 @@ def test_invalid_model_combinations_name_the_key(default_config, override, key, 
 
 
 def test_valid_model_combinations_pass(default_config):
-    from odevae.systems import check_model_config
+    from odevae.model.systems import check_model_config
     from tests.conftest import merge
 
     for override in (

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from odevae.evaluation import (
+from odevae.evaluate.evaluation import (
     align_folds,
     apply_alignment,
     fit_alignment,

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from odevae.data.folds import fold_members, inner_split, make_folds
 from odevae.errors import InputError
-from odevae.folds import fold_members, inner_split, make_folds
 
 
 def test_every_patient_in_exactly_one_fold_and_balanced():

@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 import torch
 
-from odevae.folds import make_folds
+from odevae.data.folds import make_folds
+from odevae.data.tables import read_tsv
 from odevae.model import make_system, solve
-from odevae.tables import read_tsv
-from odevae.training import train_fold
+from odevae.train.training import train_fold
 from tests.conftest import merge
 
 pytestmark = [

@@ -9,12 +9,9 @@ import pandas as pd
 import pytest
 from snakemake.utils import validate
 
+from odevae.data.ingest import ingest_table
+from odevae.data.transforms import TRANSFORMS, inverse_transform
 from odevae.errors import InputError
-from odevae.ingest import (
-    TRANSFORMS,
-    ingest_table,
-    inverse_transform,
-)
 from tests.conftest import ROOT
 
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")

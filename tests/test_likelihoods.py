@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from odevae.data import binary_measurements, scaling_stats
 from odevae.errors import InputError
+from odevae.evaluate.prediction.model import decode
 from odevae.model import ODEVAE
 from odevae.model.loss import gaussian_nll, kl_standard_normal, observation_nll
-from odevae.prediction.model import decode
+from odevae.train.data import binary_measurements, scaling_stats
 
 
 def test_bernoulli_term_is_the_log_loss_of_the_logit():

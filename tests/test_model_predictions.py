@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from odevae.prediction.comparators import locf
-from odevae.prediction.model import (
+from odevae.evaluate.prediction.comparators import locf
+from odevae.evaluate.prediction.model import (
     CANDIDATES,
     METHODS,
     combine_history,
@@ -18,9 +18,9 @@ from odevae.prediction.model import (
     model_predictions,
     ols_extrapolation,
 )
-from odevae.prediction.selection import select_predictor
-from odevae.prediction.targets import in_both_units, prediction_targets
-from odevae.training import build_model
+from odevae.evaluate.prediction.selection import select_predictor
+from odevae.evaluate.prediction.targets import in_both_units, prediction_targets
+from odevae.train.training import build_model
 
 
 @pytest.fixture(params=["initial_value", "statistical"])

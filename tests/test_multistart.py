@@ -13,7 +13,7 @@ from odevae.model.loss import (
     multistart_mu_penalty,
     variance_penalty,
 )
-from odevae.systems import SYSTEM_NAMES
+from odevae.model.systems import SYSTEM_NAMES
 from tests.conftest import batch_of
 
 

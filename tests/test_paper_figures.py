@@ -13,8 +13,11 @@ import pandas as pd
 import pytest
 import torch
 
-from odevae.folds import fold_members, make_folds
-from odevae.paper_figures import (
+from odevae.data.folds import fold_members, make_folds
+from odevae.data.tables import read_tsv
+from odevae.evaluate.predict import predict
+from odevae.evaluate.prediction.model import encode
+from odevae.figures.paper_figures import (
     local_solution_table,
     neighbour_batches_of,
     pick_patients,
@@ -23,11 +26,8 @@ from odevae.paper_figures import (
     plot_vae_vs_odevae,
     reference_patients,
 )
-from odevae.predict import predict
-from odevae.prediction.model import encode
-from odevae.similarity import SimilarityDataModule
-from odevae.tables import read_tsv
-from odevae.training import build_model
+from odevae.train.similarity import SimilarityDataModule
+from odevae.train.training import build_model
 from tests.conftest import ROOT
 
 TIMES = [1.0, 2.0, 3.0, 4.0]
@@ -193,9 +193,9 @@ def settings():
     return {key: matplotlib.rcParams._get(key) for key in matplotlib.rcParams}
 
 before = settings()
-import odevae.figures, odevae.paper_figures, odevae.prediction.figures
+import odevae.figures.plots, odevae.figures.paper_figures, odevae.figures.prediction
 print(sorted(k for k, v in settings().items() if v != before[k]))
-odevae.figures.use_figure_style()
+odevae.figures.plots.use_figure_style()
 print(sorted(k for k, v in settings().items() if v != before[k]))
 """
 

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from odevae.data.preprocess import preprocess, preprocess_tables
 from odevae.errors import InputError
-from odevae.preprocess import preprocess, preprocess_tables
 
 
 def write(tmp_path, name, text):
@@ -127,7 +127,8 @@ def test_simulated_tables_feed_the_contract(tiny_cohort, tiny_tables):
         (
             "patient_id\ttime\tx1\nA\t0\t1\nA\t-1\t1\n",
             BASELINE,
-            r"column 'time', line 3: expected a visit time >= 0, found -1",
+            r"column 'time', line 3: expected a visit time >= 0, found a negative "
+            r"time \(-1\)",
         ),
     ],
 )
@@ -248,7 +249,7 @@ def test_missing_covariates_get_an_indicator_and_stay_nan(tmp_path):
     ],
 )
 def test_unreadable_text_tables_are_one_clear_error(tmp_path, content, words):
-    from odevae.preprocess import read_table
+    from odevae.data.validation import read_table
 
     path = tmp_path / "v.csv"
     path.write_bytes(content)
@@ -306,9 +307,9 @@ def test_an_unknown_time_zero_names_the_key(tmp_path):
 
 
 def test_a_first_visit_after_time_zero_starts_the_ode_there(tmp_path, tiny_config):
-    from odevae.folds import make_folds
-    from odevae.predict import predict_fold
-    from odevae.training import train_fold
+    from odevae.data.folds import make_folds
+    from odevae.evaluate.predict import predict_fold
+    from odevae.train.training import train_fold
 
     rows = ["patient_id\ttime\tx1\tx2"]
     for i in range(8):
@@ -364,7 +365,7 @@ def test_scale_hint_when_measurements_differ_by_orders_of_magnitude(tmp_path, ca
 
 
 def test_report_lists_time_unit_and_notes(tmp_path):
-    from odevae.report import cohort_report
+    from odevae.data.report import cohort_report
 
     visits = write(tmp_path, "v.tsv", EARLY)
     result = preprocess_tables(

@@ -7,11 +7,11 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from odevae.folds import make_folds
-from odevae.preprocess import preprocess
-from odevae.simulate import simulate_cohort, write_cohort
-from odevae.systems import check_model_config
-from odevae.training import train_fold
+from odevae.data.folds import make_folds
+from odevae.data.preprocess import preprocess
+from odevae.data.simulate import simulate_cohort, write_cohort
+from odevae.model.systems import check_model_config
+from odevae.train.training import train_fold
 from tests.conftest import ROOT, merge
 
 PRESETS = ["bj_linear2", "bj_lotka_volterra", "bj_linear4", "sa_demo"]

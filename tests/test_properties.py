@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from odevae.config_schema import schema_error
+from odevae.data.ingest import ingest_table
+from odevae.data.preprocess import preprocess_tables
+from odevae.data.tables import write_tsv
 from odevae.errors import InputError
-from odevae.ingest import ingest_table
-from odevae.preprocess import preprocess_tables
-from odevae.tables import write_tsv
 from tests.conftest import ROOT
 from tests.test_ingest import table_cfg
 

@@ -8,10 +8,15 @@ import pytest
 from scipy.special import expit
 from snakemake.utils import validate
 
+from odevae.data.registry import (
+    TESTS,
+    item_transforms,
+    read_registry,
+)
+from odevae.data.simulate_registry import simulate_registry
+from odevae.data.tables import write_tsv
+from odevae.data.transforms import TRANSFORMS
 from odevae.errors import InputError
-from odevae.ingest import TRANSFORMS
-from odevae.registry import TESTS, item_transforms, read_registry, simulate_registry
-from odevae.tables import write_tsv
 from tests.conftest import ROOT
 
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from odevae.data import CohortDataset, collate, scaling_stats
-from odevae.folds import make_folds
-from odevae.training import train_fold
+from odevae.data.folds import make_folds
+from odevae.train.data import CohortDataset, collate, scaling_stats
+from odevae.train.training import train_fold
 
 STANDARDIZE = {"standardize_measurements": True, "standardize_covariates": True}
 

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from odevae.cohort import Cohort
-from odevae.prediction.scores import common_targets, summarise, training_sd
-from odevae.prediction.targets import COLUMNS
+from odevae.data.cohort import Cohort
+from odevae.evaluate.prediction.scores import common_targets, summarise, training_sd
+from odevae.evaluate.prediction.targets import COLUMNS
 
 
 def table(records, **defaults) -> pd.DataFrame:

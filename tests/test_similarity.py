@@ -3,11 +3,13 @@ import pandas as pd
 import pytest
 import torch
 
-from odevae.data import CohortDataset
+from odevae.data.folds import fold_members, make_folds
+from odevae.data.preprocess import preprocess
+from odevae.data.simulate import simulate_cohort, write_cohort
+from odevae.data.tables import read_tsv
 from odevae.errors import InputError
-from odevae.folds import fold_members, make_folds
-from odevae.preprocess import preprocess
-from odevae.similarity import (
+from odevae.train.data import CohortDataset
+from odevae.train.similarity import (
     SimilarityDataModule,
     batch_purity,
     batch_weights,
@@ -16,9 +18,7 @@ from odevae.similarity import (
     trajectory_distances,
     tricube,
 )
-from odevae.simulate import simulate_cohort, write_cohort
-from odevae.tables import read_tsv
-from odevae.training import build_model, train_fold
+from odevae.train.training import build_model, train_fold
 from tests.conftest import TABLES, merge
 
 SIMILARITY = {"train": {"batching": "similarity", "similarity": {"neighbours": 3}}}

@@ -1,8 +1,13 @@
 import numpy as np
 import pytest
 
+from odevae.data.simulate import (
+    linear_solution,
+    simulate_cohort,
+    time_grid,
+    write_cohort,
+)
 from odevae.errors import InputError
-from odevae.simulate import linear_solution, simulate_cohort, time_grid, write_cohort
 from tests.conftest import TABLES, merge
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from odevae.sweep import recovery_over_seeds, scores_over_seeds
+from odevae.evaluate.sweep import recovery_over_seeds, scores_over_seeds
 from tests.conftest import ROOT, snakemake
 
 

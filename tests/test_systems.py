@@ -5,7 +5,7 @@ import torch
 
 from odevae.model import ODEVAE
 from odevae.model.dynamics import SYSTEMS, make_system, solve, solve_from_every_visit
-from odevae.systems import LINEAR, SYSTEM_NAMES
+from odevae.model.systems import LINEAR, SYSTEM_NAMES, resolve_solver
 
 LINEAR_NAMES = sorted(LINEAR)
 N_PARAMS = {
@@ -167,3 +167,37 @@ def test_parameter_net_bounds_scale_and_bottleneck(tiny_cohort):
     assert ((theta > 0) & (theta < 2)).all()
     # small initial weights: rates start near the bound's centre 1
     assert (theta - 1).abs().max() < 0.1
+
+
+def _schema():
+    import yaml
+
+    from tests.conftest import ROOT
+
+    path = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+    return yaml.safe_load(path.read_text())["properties"]
+
+
+def test_the_schema_lists_the_catalogue_of_systems():
+    system = _schema()["model"]["properties"]["system"]
+    assert system["enum"] == list(SYSTEM_NAMES)
+    assert system["default"] in SYSTEM_NAMES
+
+
+def test_library_defaults_equal_the_schema_defaults():
+    import inspect
+
+    from odevae.train.data import CohortDataModule
+
+    train = _schema()["train"]["properties"]
+    lr = inspect.signature(ODEVAE.__init__).parameters["lr"].default
+    batch = inspect.signature(CohortDataModule.__init__).parameters["batch_size"]
+    assert lr == train["lr"]["default"]
+    assert batch.default == train["batch_size"]["default"]
+
+
+@pytest.mark.parametrize("name", SYSTEM_NAMES)
+def test_auto_solver_is_the_closed_form_exactly_for_linear_systems(name):
+    model = ODEVAE(p=2, q=1, system=name, latent_dim=2)
+    assert model.solver == resolve_solver("auto", name)
+    assert (model.solver == "closed_form") == make_system(name, 2).has_closed_form

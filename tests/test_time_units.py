@@ -9,15 +9,16 @@ import pandas as pd
 import pytest
 import torch
 
+from odevae.data.folds import make_folds
+from odevae.data.ingest import ingest_table
+from odevae.data.preprocess import preprocess_tables
+from odevae.data.simulate import simulate_cohort
+from odevae.data.tables import write_tsv
+from odevae.data.transforms import DAYS_PER
 from odevae.errors import InputError
-from odevae.folds import make_folds
-from odevae.ingest import DAYS_PER, ingest_table
+from odevae.evaluate.predict import predict_fold
 from odevae.model import ODEVAE
-from odevae.predict import predict_fold
-from odevae.preprocess import preprocess_tables
-from odevae.simulate import simulate_cohort
-from odevae.tables import write_tsv
-from odevae.training import resolve_time_scale, train_fold
+from odevae.train.training import resolve_time_scale, train_fold
 from tests.conftest import merge
 from tests.test_ingest import table_cfg
 

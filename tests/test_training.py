@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import torch
 
+from odevae.data.folds import make_folds
 from odevae.errors import InputError
-from odevae.folds import make_folds
-from odevae.predict import predict_fold
-from odevae.restarts import candidate_seeds
+from odevae.evaluate.predict import predict_fold
 from odevae.runner import run_script
-from odevae.training import train_fold
+from odevae.train.restarts import candidate_seeds
+from odevae.train.training import train_fold
 
 
 @pytest.fixture
@@ -194,7 +194,7 @@ def test_restarts_start_from_the_initialisation_with_the_lowest_probe_loss(
 ):
     train = {**tiny_config["train"], "restarts": {"n": 3, "probe_epochs": 2}}
     config = {**tiny_config, "train": train}
-    with caplog.at_level("INFO", logger="odevae.training"):
+    with caplog.at_level("INFO", logger="odevae.train.training"):
         train_fold(tiny_cohort, folds, 1, config, tmp_path / "a")
     line = next(r.message for r in caplog.records if "initialisations" in r.message)
     probed = re.search(r"training losses (.*); training starts from seed (\d+)", line)

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from odevae.prediction.training_check import flag_diverged, validation_course
+from odevae.evaluate.prediction.training_check import flag_diverged, validation_course
 
 
 def metrics(losses):

@@ -3,6 +3,57 @@
 A variational autoencoder maps each visit's measurements to a low-dimensional latent
 state whose dynamics follow an ODE with patient-specific parameters, predicted from
 baseline covariates (Hackenberg et al., Biometrical Journal 2022; arXiv 2311.16286).
+
+The subpackages follow the workflow's stages; each rule in ``workflow/rules/*.smk``
+runs a thin script in ``workflow/scripts/`` (mostly named after the rule) that
+calls them:
+
+=========== ============================== =========================================
+stage       rules                          modules
+=========== ============================== =========================================
+data        simulate, simulate_registry,   ``data/``: ``simulate``,
+            fetch_pbcseq, ingest_table,    ``simulate_registry``, ``ingest``,
+            ingest_registry                ``registry`` (readers), ``validation``
+                                           (reading tables, checking cells),
+                                           ``transforms``, ``cleaning``, ``tables``
+preprocess  preprocess                     ``data/``: ``preprocess``, ``cohort``,
+                                           ``report``
+split       split                          ``data/folds``
+train       train                          ``train/``: ``training`` (one fold),
+                                           ``data`` and ``similarity`` (batches),
+                                           ``restarts``, ``callbacks``; the model
+                                           in ``model/``: ``module`` (the
+                                           LightningModule), ``systems`` (catalogue
+                                           and config checks, torch-free),
+                                           ``dynamics``, ``networks``, ``loss``
+predict     predict, comparators           ``evaluate/``: ``predict``,
+                                           ``prediction/`` (targets, the model's
+                                           predictors, comparators, scores)
+evaluate    evaluate, recovery, sweep      ``evaluate/``: ``evaluation`` (simulated
+                                           truth), ``prediction/scores``, ``sweep``
+figures     plot_*, paper_*, paper         ``figures/``: ``plots``,
+                                           ``paper_figures``, ``prediction``;
+                                           ``paper`` (items and manifest)
+=========== ============================== =========================================
+
+Top level: ``config_schema`` (config defaults and derived settings, torch-free),
+``errors`` (:class:`~odevae.errors.InputError`), ``runner`` (how a script runs),
+``provenance`` and ``paper``. Subpackage ``__init__`` files import nothing heavy,
+so light jobs start without torch.
+
+Following a config key from ``config/config.yaml`` (checked against
+``workflow/schemas/config.schema.yaml``) to where it takes effect:
+
+* ``train.batch_size``: rule ``train`` passes the training config
+  (``workflow/rules/train.smk``) → ``workflow/scripts/train.py`` →
+  :func:`odevae.train.training.train_fold` → the batch size of
+  :class:`odevae.train.data.CohortDataModule` (random batching only; similarity
+  batches hold ``train.similarity.neighbours`` + 1 patients).
+* ``model.system``: :func:`odevae.model.systems.check_model_config` checks it
+  before any job starts (``workflow/rules/common.smk``); rule ``train`` →
+  :func:`odevae.train.training.build_model` → :class:`odevae.model.module.ODEVAE`
+  → :func:`odevae.model.dynamics.make_system` (the names are
+  :data:`odevae.model.systems.SYSTEM_NAMES`).
 """
 
 __version__ = "0.1.0"

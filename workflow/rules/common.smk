@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from odevae.config_schema import schema_error, standardize_measurements
 from odevae.errors import InputError
 from odevae.paper import RUNS, item_sources
-from odevae.systems import alignment_kind, check_model_config
+from odevae.model.systems import alignment_kind, check_model_config
 
 min_version("9.0")
 

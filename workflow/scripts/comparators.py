@@ -4,13 +4,13 @@ mean and a linear mixed model, each fitted on the fold's training patients."""
 
 import pandas as pd
 
-from odevae.cohort import Cohort
-from odevae.folds import fold_members
-from odevae.ingest import resolve_transforms
-from odevae.prediction.comparators import comparator_predictions
-from odevae.prediction.targets import in_both_units
+from odevae.data.cohort import Cohort
+from odevae.data.folds import fold_members
+from odevae.data.tables import read_tsv, write_tsv
+from odevae.data.transforms import resolve_transforms
+from odevae.evaluate.prediction.comparators import comparator_predictions
+from odevae.evaluate.prediction.targets import in_both_units
 from odevae.runner import run_script
-from odevae.tables import read_tsv, write_tsv
 
 
 def main(snakemake):

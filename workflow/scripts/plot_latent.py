@@ -1,14 +1,14 @@
 """Figures: held-out latent trajectories per group, and two individual fits."""
 
-from odevae.evaluation import align_folds
-from odevae.figures import (
+from odevae.data.tables import read_tsv, read_tsvs
+from odevae.evaluate.evaluation import align_folds
+from odevae.figures.plots import (
     pick_patients,
     plot_individual_fits,
     plot_latent_trajectories,
     use_figure_style,
 )
 from odevae.runner import run_script
-from odevae.tables import read_tsv, read_tsvs
 
 
 def main(snakemake):

@@ -4,17 +4,17 @@
 import numpy as np
 import pandas as pd
 
-from odevae.cohort import Cohort
-from odevae.figures import use_figure_style
-from odevae.folds import fold_members
-from odevae.model import ODEVAE
-from odevae.paper_figures import (
+from odevae.data.cohort import Cohort
+from odevae.data.folds import fold_members
+from odevae.data.tables import read_tsv, write_tsv
+from odevae.figures.paper_figures import (
     local_solution_table,
     pick_patients,
     plot_local_solutions,
 )
+from odevae.figures.plots import use_figure_style
+from odevae.model import ODEVAE
 from odevae.runner import run_script
-from odevae.tables import read_tsv, write_tsv
 
 
 def main(snakemake):

@@ -1,8 +1,8 @@
 """Figure: training and validation loss per epoch and fold."""
 
-from odevae.figures import loss_table, plot_loss_curves, use_figure_style
+from odevae.data.tables import read_fold_metrics
+from odevae.figures.plots import loss_table, plot_loss_curves, use_figure_style
 from odevae.runner import run_script
-from odevae.tables import read_fold_metrics
 
 
 def main(snakemake):

@@ -1,10 +1,10 @@
 """Figure: the learned ODE parameters of every held-out patient (rule
 ``plot_parameters``), coloured by the true group where the cohort is simulated."""
 
-from odevae.figures import use_figure_style
-from odevae.prediction.figures import plot_parameters
+from odevae.data.tables import read_tsv, read_tsvs
+from odevae.figures.plots import use_figure_style
+from odevae.figures.prediction import plot_parameters
 from odevae.runner import run_script
-from odevae.tables import read_tsv, read_tsvs
 
 
 def main(snakemake):

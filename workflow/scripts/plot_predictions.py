@@ -2,14 +2,14 @@
 patients with the model's and comparators' predictions in original units, and the
 error of every method by horizon and fold."""
 
-from odevae.figures import use_figure_style
-from odevae.prediction.figures import (
+from odevae.data.tables import read_tsv, read_tsvs
+from odevae.figures.plots import use_figure_style
+from odevae.figures.prediction import (
     pick_heldout_patients,
     plot_errors,
     plot_heldout_patients,
 )
 from odevae.runner import run_script
-from odevae.tables import read_tsv, read_tsvs
 
 
 def main(snakemake):

@@ -1,8 +1,8 @@
 """Figure: similarity-batch purity per epoch and fold (simulated cohorts)."""
 
-from odevae.figures import plot_batch_purity, purity_table, use_figure_style
+from odevae.data.tables import read_fold_metrics
+from odevae.figures.plots import plot_batch_purity, purity_table, use_figure_style
 from odevae.runner import run_script
-from odevae.tables import read_fold_metrics
 
 
 def main(snakemake):

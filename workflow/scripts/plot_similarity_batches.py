@@ -1,17 +1,17 @@
 """Figure: the similarity batches of two reference training patients under a fold's
 trained model (BJ 2022, Fig. 6)."""
 
-from odevae.cohort import Cohort
-from odevae.figures import use_figure_style
-from odevae.folds import fold_members
-from odevae.model import ODEVAE
-from odevae.paper_figures import (
+from odevae.data.cohort import Cohort
+from odevae.data.folds import fold_members
+from odevae.data.tables import read_tsv
+from odevae.figures.paper_figures import (
     neighbour_batches_of,
     plot_similarity_batches,
     reference_patients,
 )
+from odevae.figures.plots import use_figure_style
+from odevae.model import ODEVAE
 from odevae.runner import run_script
-from odevae.tables import read_tsv
 
 
 def main(snakemake):

@@ -1,10 +1,10 @@
 """Figure: a VAE-only model's held-out latent means beside the ODE-VAE's held-out
 trajectories (workshop)."""
 
-from odevae.figures import use_figure_style
-from odevae.paper_figures import plot_vae_vs_odevae
+from odevae.data.tables import read_tsv, read_tsvs
+from odevae.figures.paper_figures import plot_vae_vs_odevae
+from odevae.figures.plots import use_figure_style
 from odevae.runner import run_script
-from odevae.tables import read_tsv, read_tsvs
 
 
 def main(snakemake):

@@ -1,11 +1,11 @@
 """Per-patient parameters, latent states and trajectories of one fold's model, and
 its held-out predictions in data space (rule ``predict``)."""
 
-from odevae.cohort import Cohort
-from odevae.ingest import resolve_transforms
-from odevae.predict import predict_fold
+from odevae.data.cohort import Cohort
+from odevae.data.tables import read_tsv, write_tsv
+from odevae.data.transforms import resolve_transforms
+from odevae.evaluate.predict import predict_fold
 from odevae.runner import run_script
-from odevae.tables import read_tsv, write_tsv
 
 
 def main(snakemake):

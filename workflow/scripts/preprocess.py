@@ -6,10 +6,10 @@ ingested) and of preprocessing, the kept cohort and its completeness.
 
 import pandas as pd
 
-from odevae.preprocess import preprocess_tables
-from odevae.report import cohort_report
+from odevae.data.preprocess import preprocess_tables
+from odevae.data.report import cohort_report
+from odevae.data.tables import write_tsv
 from odevae.runner import run_script
-from odevae.tables import write_tsv
 
 
 def main(snakemake):

@@ -5,7 +5,8 @@ signs with the true ones, and R² of the held-out latent trajectories against th
 true ones after alignment.
 """
 
-from odevae.evaluation import (
+from odevae.data.tables import read_tsv, read_tsvs, write_tsv
+from odevae.evaluate.evaluation import (
     align_folds,
     fold_alignments,
     group_recovery,
@@ -14,7 +15,6 @@ from odevae.evaluation import (
     with_mean_row,
 )
 from odevae.runner import run_script
-from odevae.tables import read_tsv, read_tsvs, write_tsv
 
 
 def main(snakemake):

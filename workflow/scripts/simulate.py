@@ -1,7 +1,7 @@
 """Simulate a cohort with known latent dynamics (rule ``simulate``)."""
 
+from odevae.data.simulate import simulate_cohort, write_cohort
 from odevae.runner import run_script
-from odevae.simulate import simulate_cohort, write_cohort
 
 
 def main(snakemake):

@@ -1,8 +1,8 @@
 """Simulate a SMArtCARE-layout registry export (rule ``simulate_registry``)."""
 
-from odevae.registry import simulate_registry
+from odevae.data.simulate_registry import simulate_registry
+from odevae.data.tables import write_tsv
 from odevae.runner import run_script
-from odevae.tables import write_tsv
 
 
 def main(snakemake):

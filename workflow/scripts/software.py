@@ -3,9 +3,9 @@ that reruns it as it was (in a sweep, one seed's run)."""
 
 import yaml
 
+from odevae.data.tables import write_tsv
 from odevae.provenance import pinned_packages, software_table
 from odevae.runner import run_script
-from odevae.tables import write_tsv
 
 
 def main(snakemake):

@@ -1,9 +1,9 @@
 """Patient-grouped cross-validation folds (rule ``split``)."""
 
-from odevae.cohort import Cohort
-from odevae.folds import make_folds
+from odevae.data.cohort import Cohort
+from odevae.data.folds import make_folds
+from odevae.data.tables import write_tsv
 from odevae.runner import run_script
-from odevae.tables import write_tsv
 
 
 def main(snakemake):

@@ -1,8 +1,8 @@
 """Held-out scores and recovery over the seeds of a sweep (rule ``sweep``)."""
 
+from odevae.data.tables import read_tsv, write_tsv
+from odevae.evaluate.sweep import recovery_over_seeds, scores_over_seeds
 from odevae.runner import run_script
-from odevae.sweep import recovery_over_seeds, scores_over_seeds
-from odevae.tables import read_tsv, write_tsv
 
 
 def main(snakemake):

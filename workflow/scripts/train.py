@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from odevae.cohort import Cohort
+from odevae.data.cohort import Cohort
+from odevae.data.tables import read_tsv
 from odevae.runner import run_script
-from odevae.tables import read_tsv
-from odevae.training import train_fold
+from odevae.train.training import train_fold
 
 
 def main(snakemake):

@@ -16,10 +16,11 @@ import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from odevae.systems import (
+from odevae.model.systems import (
     DEFAULT_BOUND,
     DEFAULT_FIXED,
     LINEAR,
+    SYSTEM_NAMES,
     all_param_names,
     linear_layout,
     linear_param_names,
@@ -203,12 +204,16 @@ def _linear(name: str):
 
 
 #: Config name → constructor (dim, fixed, options) of each latent system.
-SYSTEMS = {
-    **{name: _linear(name) for name in LINEAR},
+_NONLINEAR = {
     "lotka_volterra": lambda d, fixed, o: LotkaVolterra(d, fixed),
     "neural": lambda d, fixed, o: NeuralField(
         d, o.get("n_cond", 2), o.get("hidden", 16), fixed
     ),
+}
+#: Built from :data:`odevae.model.systems.SYSTEM_NAMES` (a name without a
+#: constructor fails at import).
+SYSTEMS = {
+    name: _linear(name) if name in LINEAR else _NONLINEAR[name] for name in SYSTEM_NAMES
 }
 
 

@@ -39,6 +39,7 @@ from odevae.model.loss import (
     variance_penalty,
 )
 from odevae.model.networks import Decoder, Encoder, ParamNet
+from odevae.model.systems import resolve_solver
 
 LOSSES = ("initial_value", "statistical", "vae")
 
@@ -81,7 +82,7 @@ class ODEVAE(L.LightningModule):
         var_weight: float = 2.0,
         var_penalty: str = "log_diff",
         var_offset: float = 0.1,
-        lr: float = 5e-4,
+        lr: float = 5e-3,
         binary: list[bool] | None = None,
         time_scale: float = 1.0,
     ) -> None:
@@ -94,9 +95,7 @@ class ODEVAE(L.LightningModule):
         if not time_scale > 0:
             raise ValueError(f"time_scale must be > 0, found {time_scale}")
         self.system = make_system(system, latent_dim, fixed_params, neural)
-        if solver == "auto":
-            solver = "closed_form" if self.system.has_closed_form else "dopri5"
-        self.solver = solver
+        self.solver = resolve_solver(solver, system)
         bound = self.system.default_bound if param_bound == "auto" else param_bound
         self.encoder = Encoder(p, latent_dim, positive=self.system.positive_states)
         self.decoder = Decoder(latent_dim, p)

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from odevae.cohort import Cohort
-from odevae.data import CohortDataset, collate
+from odevae.data.cohort import Cohort
+from odevae.data.folds import fold_members, inner_split
 from odevae.errors import InputError
-from odevae.folds import fold_members, inner_split
+from odevae.evaluate.prediction.model import model_predictions
+from odevae.evaluate.prediction.selection import select_predictor
+from odevae.evaluate.prediction.targets import in_both_units
 from odevae.model import ODEVAE
-from odevae.prediction.model import model_predictions
-from odevae.prediction.selection import select_predictor
-from odevae.prediction.targets import in_both_units
+from odevae.train.data import CohortDataset, collate
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,9 @@ def predict_fold(
     cohort's last visit. Returns the tables of :func:`predict` keyed ``params``,
     ``latents`` and ``trajectories``, each with ``fold`` and ``split`` columns, and
     ``predictions``: the held-out patients' predictions in data space
-    (:func:`~odevae.prediction.model.model_predictions`) in modelling and original
-    units (``transforms``: variable → transform name), and ``latent_predictions``
+    (:func:`~odevae.evaluate.prediction.model.model_predictions`) in modelling and
+    original units (``transforms``: variable → transform name), and
+    ``latent_predictions``
     (the same in latent space, against the target visit's encoder mean), and
     ``selection``: the candidates' scores on the inner validation patients that
     training held out (the split of ``inner_fraction`` and ``seed`` + ``fold``, as in

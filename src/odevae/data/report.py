@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from odevae.cohort import Cohort
+from odevae.data.cohort import Cohort
 
 COLUMNS = ["section", "step", "item", "patients", "visits", "value"]
 

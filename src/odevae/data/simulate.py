@@ -20,6 +20,7 @@ import pandas as pd
 from scipy.integrate import solve_ivp
 from scipy.linalg import expm
 
+from odevae.data.tables import write_tsv
 from odevae.errors import InputError
 
 LV_NAMES = ["alpha", "beta", "gamma", "delta"]
@@ -315,6 +316,4 @@ def _xnames(p: int) -> list[str]:
 def write_cohort(cohort: SimulatedCohort, paths: dict[str, str | Path]) -> None:
     """Write the cohort's tables as TSV with a fixed float format (byte-stable)."""
     for key in ("visits", "baseline", "truth_patients", "truth_trajectories"):
-        getattr(cohort, key).to_csv(
-            paths[key], sep="\t", index=False, float_format="%.10g"
-        )
+        write_tsv(getattr(cohort, key), paths[key], digits=10)

@@ -1,4 +1,4 @@
-"""Long-format visit tables → the model's :class:`~odevae.cohort.Cohort`.
+"""Long-format visit tables → the model's :class:`~odevae.data.cohort.Cohort`.
 
 The long-format contract (shared by simulated and real cohorts):
 
@@ -15,15 +15,15 @@ first row) is at 0; patients with fewer than ``min_visits`` visits dropped;
 optionally, outlier visits dropped (:func:`outlier_visits`). Every drop is counted in
 :attr:`Preprocessed.drops`. A baseline covariate with missing values gets a
 missingness indicator column ``<name>_missing``; its missing values stay NaN and are
-imputed per fold from the training patients (:func:`odevae.data.scaling_stats`).
+imputed per fold from the training patients (:func:`odevae.train.data.scaling_stats`).
 Notes for the preprocessing report (time 0, a hint on measurement scales) are
 collected in :attr:`Preprocessed.notes`. Problems raise :class:`InputError` naming the
-file, column and line.
+file, column and line (:mod:`odevae.data.validation`); the cleaning steps shared
+with the readers are in :mod:`odevae.data.cleaning`.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +31,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from odevae.cohort import Cohort, cohort_from_long
+from odevae.data.cleaning import (
+    Drops,
+    collapse_duplicates,
+    drop_short_patients,
+    outlier_visits,
+)
+from odevae.data.cohort import Cohort, cohort_from_long
+from odevae.data.validation import (
+    check_baseline_ids,
+    check_ids,
+    check_observed,
+    check_times,
+    numeric,
+    place,
+    read_table,
+    require_columns,
+)
 from odevae.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -42,280 +58,6 @@ DEFAULT_OPTIONS = {
     "duplicates": "error",
     "outlier_filter": {"score": None, "iqr_factor": 2.0},
 }
-
-
-def is_parquet(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in {".parquet", ".pq"}
-
-
-def read_table(path: str | Path, id_col: str = "patient_id") -> pd.DataFrame:
-    """Read a CSV, TSV (by extension) or Parquet table, ids as text ("01" stays "01").
-
-    A missing or empty file, or one with a header only, is an :class:`InputError`.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("the file does not exist", file=str(path))
-    if is_parquet(path):
-        try:
-            table = pd.read_parquet(path)
-        except Exception as err:  # pyarrow raises several types for bad files
-            raise InputError(
-                f"expected a Parquet file, found unreadable content ({err})",
-                file=str(path),
-            ) from None
-        if id_col in table.columns:
-            ids = table[id_col]
-            table[id_col] = ids.astype(str).where(ids.notna(), None)
-    else:
-        table = _read_text_table(path, id_col)
-    if table.empty:
-        raise InputError("the file has a header but no rows", file=str(path))
-    return table
-
-
-def _read_text_table(path: Path, id_col: str) -> pd.DataFrame:
-    """A CSV/TSV table whose index is each row's position in the file.
-
-    Blank lines are dropped after reading, so that :func:`where` still names the
-    right line; duplicated column names, undecodable bytes and ragged rows are
-    input errors.
-    """
-    sep = "\t" if path.suffix.lower() in {".tsv", ".tab", ".txt"} else ","
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader(handle, delimiter=sep), [])
-        table = pd.read_csv(path, sep=sep, dtype={id_col: str}, skip_blank_lines=False)
-    except pd.errors.EmptyDataError:
-        raise InputError(
-            "the file is empty, expected a header and rows", file=str(path)
-        ) from None
-    except UnicodeDecodeError as err:
-        raise InputError(
-            f"expected UTF-8 text, found undecodable bytes at byte {err.start} "
-            "(save the file as UTF-8)",
-            file=str(path),
-        ) from None
-    except pd.errors.ParserError as err:
-        raise InputError(
-            f"expected every row to have the header's {len(header)} fields, found "
-            f"otherwise ({err})",
-            file=str(path),
-        ) from None
-    repeated = sorted({name for name in header if header.count(name) > 1})
-    if repeated:
-        raise InputError(
-            f"expected distinct column names, found {repeated} more than once",
-            file=str(path),
-            column=repeated[0],
-        )
-    return table[table.notna().any(axis=1)]
-
-
-def check_baseline_ids(
-    ids: pd.Series, visit_ids, file: str, id_col: str, needed=None
-) -> None:
-    """One baseline row per patient with visits: no duplicates, no row for a patient
-    without visits (``visit_ids``), and a row for every patient in ``needed``
-    (default: ``visit_ids``). Errors name the baseline file's line."""
-    visit_ids = list(dict.fromkeys(visit_ids))
-    for bad, what in (
-        (ids.duplicated(), "has more than one baseline row"),
-        (~ids.isin(set(visit_ids)), "has a baseline row but no visits"),
-    ):
-        if bad.any():
-            idx = ids.index[bad.to_numpy()][0]
-            raise InputError(
-                f"patient {ids.loc[idx]!r} {what}",
-                file=file,
-                column=id_col,
-                **where(file, idx),
-            )
-    known = set(ids)
-    needed = visit_ids if needed is None else needed
-    missing = [pid for pid in needed if pid not in known]
-    if missing:
-        raise InputError(
-            f"patient {missing[0]!r} has visits but no baseline row "
-            f"({len(missing)} such patients)",
-            file=file,
-            column=id_col,
-        )
-
-
-def where(file: str, index) -> dict:
-    """Location keywords of a data row (its index = position in the file)."""
-    if is_parquet(file):
-        return {"row": int(index) + 1}
-    return {"line": int(index) + 2}  # header is line 1
-
-
-def require_columns(
-    table: pd.DataFrame, cols: list[str], file: str, key: str | None = None
-) -> None:
-    for col in cols:
-        if col not in table.columns:
-            raise InputError(
-                f"column is missing; the file has columns {list(table.columns)}",
-                file=file,
-                column=col,
-                key=key,
-            )
-
-
-def numeric(table: pd.DataFrame, cols: list[str], file: str) -> pd.DataFrame:
-    """Columns as float; text or infinite values raise an error naming the cell."""
-    out = pd.DataFrame(index=table.index)
-    for col in cols:
-        raw = table[col]
-        num = pd.to_numeric(raw, errors="coerce")
-        bad = num.isna() & raw.notna()
-        if bad.any():
-            idx = bad.index[bad.to_numpy()][0]
-            raise InputError(
-                f"expected a number, found {raw.loc[idx]!r}",
-                file=file,
-                column=col,
-                **where(file, idx),
-            )
-        inf = np.isinf(num.to_numpy(dtype=float))
-        if inf.any():
-            idx = table.index[inf][0]
-            value = raw.loc[idx]
-            shown = value if isinstance(value, str) else float(value)
-            raise InputError(
-                f"expected a finite number, found {shown!r}",
-                file=file,
-                column=col,
-                **where(file, idx),
-            )
-        out[col] = num.astype(float)
-    return out
-
-
-def check_ids(ids: pd.Series, file: str, id_col: str) -> pd.Series:
-    """Patient ids as text; an empty id cell is an error."""
-    if ids.isna().any():
-        idx = ids.index[ids.isna().to_numpy()][0]
-        raise InputError(
-            "expected a patient id, found an empty cell",
-            file=file,
-            column=id_col,
-            **where(file, idx),
-        )
-    return ids.astype(str)
-
-
-def check_times(t: pd.Series, file: str, time_col: str) -> None:
-    """Visit times must be present and not negative."""
-    for bad, expected in ((t.isna(), "found an empty cell"), (t < 0, "found {}")):
-        if bad.any():
-            idx = t.index[bad.to_numpy()][0]
-            raise InputError(
-                f"expected a visit time >= 0, {expected.format(t.loc[idx])}",
-                file=file,
-                column=time_col,
-                **where(file, idx),
-            )
-
-
-def check_measurements_present(table: pd.DataFrame, cols: list[str], file: str):
-    for col in cols:
-        if table[col].isna().all():
-            raise InputError(
-                "every value is missing; drop the column or provide values",
-                file=file,
-                column=col,
-            )
-
-
-def _shown(value) -> str:
-    return f"{value:g}" if isinstance(value, float | int) else str(value)
-
-
-def collapse_duplicates(
-    table: pd.DataFrame,
-    cols: list[str],
-    file: str,
-    mode: str = "error",
-    id_col: str = "patient_id",
-    time_col: str = "time",
-) -> tuple[pd.DataFrame, int, int]:
-    """Collapse exact duplicate visits; conflicting ones are an error or averaged.
-
-    Exact duplicates agree in id, time and every column of ``cols`` (missing equals
-    missing). Conflicting duplicates share patient and time but differ in a value:
-    with ``mode`` ``"error"`` they raise an :class:`InputError` naming their lines,
-    with ``"average"`` they become one visit with the mean of the observed values.
-    The table's index must be the rows' positions in ``file``. Returns the table and
-    the numbers of visits removed as exact and as averaged duplicates.
-    """
-    exact = table.duplicated(subset=[id_col, time_col, *cols], keep="first")
-    table = table[~exact.to_numpy()]
-    same = table.duplicated(subset=[id_col, time_col], keep=False)
-    if not same.any():
-        return table, int(exact.sum()), 0
-    if mode != "average":
-        first = table[same].iloc[0]
-        rows = table[
-            (table[id_col] == first[id_col]) & (table[time_col] == first[time_col])
-        ]
-        places = ", ".join(
-            " ".join(f"{k} {v}" for k, v in where(file, i).items()) for i in rows.index
-        )
-        differ = [c for c in cols if rows[c].nunique(dropna=False) > 1]
-        raise InputError(
-            f"patient {first[id_col]!r} has {len(rows)} visits at time "
-            f"{_shown(first[time_col])} with different values ({places}); expected one "
-            "visit per patient and time (set preprocess.duplicates: average to "
-            "average them)",
-            file=file,
-            column=differ[0] if differ else None,
-        )
-    n_before = len(table)
-    keep_index = table.groupby([id_col, time_col], sort=False).head(1).index
-    means = table.groupby([id_col, time_col], sort=False)[cols].mean()
-    table = table.loc[keep_index].copy()
-    key = pd.MultiIndex.from_frame(table[[id_col, time_col]])
-    table[cols] = means.loc[key].to_numpy()
-    return table, int(exact.sum()), n_before - len(table)
-
-
-def outlier_visits(
-    table: pd.DataFrame,
-    score: pd.Series,
-    factor: float = 2.0,
-    id_col: str = "patient_id",
-) -> np.ndarray:
-    """Visits whose |score change vs the previous kept visit| ≥ factor · IQR(changes).
-
-    The IQR is that of the signed changes between consecutive visits of a patient
-    (both with an observed score) over the whole cohort. ``table`` must be sorted by
-    patient and time. Each patient's first visit is always kept; a later visit is
-    compared with the patient's last *kept* visit, so an outlier does not also take
-    the visit after it. Visits without a score are kept. Returns a boolean mask
-    (True = drop).
-    """
-    ids = table[id_col].to_numpy()
-    changes = score.groupby(ids, sort=False).diff().dropna().to_numpy()
-    drop = np.zeros(len(table), dtype=bool)
-    if len(changes) < 2:
-        return drop
-    q75, q25 = np.percentile(changes, [75, 25])
-    threshold = factor * (q75 - q25)
-    if threshold <= 0:  # no spread in the changes: nothing stands out
-        return drop
-    values = score.to_numpy(dtype=float)
-    previous_id, last = None, np.nan
-    for i, (pid, value) in enumerate(zip(ids, values, strict=True)):
-        if pid != previous_id:
-            previous_id, last = pid, value
-        elif not np.isnan(value):
-            if not np.isnan(last) and abs(value - last) >= threshold:
-                drop[i] = True
-            else:
-                last = value
-    return drop
 
 
 def score_of(table: pd.DataFrame, score: str, cols: list[str], file: str):
@@ -329,44 +71,6 @@ def score_of(table: pd.DataFrame, score: str, cols: list[str], file: str):
             key="preprocess.outlier_filter.score",
         )
     return table[score]
-
-
-@dataclass
-class Drops:
-    """What preprocessing removed, per step and reason."""
-
-    rows: list[dict] = field(default_factory=list)
-
-    def add(self, step: str, reason: str, patients: int, visits: int) -> None:
-        self.rows.append(
-            {"step": step, "reason": reason, "patients": patients, "visits": visits}
-        )
-        if patients or visits:
-            log.warning(
-                "%s: dropped %d patients and %d visits: %s",
-                step,
-                patients,
-                visits,
-                reason,
-            )
-
-    def table(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows, columns=["step", "reason", "patients", "visits"])
-
-
-def drop_short_patients(
-    table, min_visits, id_col, drops, reason_suffix="", step="preprocess"
-):
-    """``table`` without the patients that have fewer than ``min_visits`` rows."""
-    counts = table.groupby(id_col, sort=False)[id_col].transform("size")
-    short = (counts < min_visits).to_numpy()
-    drops.add(
-        step,
-        f"fewer than {min_visits} visits{reason_suffix}",
-        int(table.loc[short, id_col].nunique()),
-        int(short.sum()),
-    )
-    return table[~short]
 
 
 def prepare_visits(
@@ -399,7 +103,7 @@ def prepare_visits(
     ids = check_ids(visits[id_col], file, id_col)
     values = numeric(visits, [time_col, *measurement_cols], file)
     check_times(values[time_col], file, time_col)
-    check_measurements_present(values, measurement_cols, file)
+    check_observed(values, measurement_cols, file)
     table = pd.concat([ids.rename(id_col), values], axis=1)
     empty = values[measurement_cols].isna().all(axis=1).to_numpy()
     first_row = table.groupby(id_col, sort=False)[time_col].min()
@@ -409,7 +113,7 @@ def prepare_visits(
             "%s: %d visits without any observed measurement (first at %s)",
             file,
             int(empty.sum()),
-            " ".join(f"{k} {v}" for k, v in where(file, table.index[empty][0]).items()),
+            place(file, table.index[empty][0]),
         )
     table = table[~empty]
     gone = ids.nunique() - table[id_col].nunique()
@@ -558,13 +262,7 @@ def prepare_baseline(
     table = pd.concat([ids.rename(id_col), values], axis=1)
     if keep is not None:
         table = table.set_index(id_col).loc[list(keep)].reset_index()
-    for col in covariates:
-        if table[col].isna().all():
-            raise InputError(
-                "every value is missing; drop the column or provide values",
-                file=file,
-                column=col,
-            )
+    check_observed(table, covariates, file)
     indicators = [c for c in covariates if table[c].isna().any()]
     for col in indicators:
         table[f"{col}_missing"] = table[col].isna().astype(float)
@@ -582,7 +280,7 @@ def prepare_baseline(
 @dataclass(frozen=True)
 class Preprocessed:
     """The cohort, the visit table it came from, what was dropped on the way and
-    notes for the report (rows of :data:`odevae.report.COLUMNS`)."""
+    notes for the report (rows of :data:`odevae.data.report.COLUMNS`)."""
 
     cohort: Cohort
     visits: pd.DataFrame

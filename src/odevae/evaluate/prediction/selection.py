@@ -1,11 +1,12 @@
 """Choose the model's predictor on an inner split of the training patients.
 
-The trained model offers several predictors (:data:`~odevae.prediction.model.
+The trained model offers several predictors (:data:`~odevae.evaluate.prediction.model.
 CANDIDATES`). Which one predicts best is a setting like any other, so it is chosen
 without the held-out fold: every candidate predicts the fold's inner validation
 patients one step ahead (the mixed model of ``odevae_mixed`` fitted on the inner
-training patients only), scored as :mod:`~odevae.prediction.scores` scores held-out
-predictions, and the lowest standardised MSE wins. Without an inner validation
+training patients only), scored as
+:mod:`~odevae.evaluate.prediction.scores` scores held-out predictions, and the lowest
+standardised MSE wins. Without an inner validation
 split (``train.early_stopping.inner_fraction`` 0) the model's own training
 patients are scored instead, which the table records.
 """
@@ -15,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from odevae.cohort import Cohort
+from odevae.data.cohort import Cohort
+from odevae.evaluate.prediction.model import CANDIDATES, decoded_predictions
+from odevae.evaluate.prediction.scores import variable_sd
 from odevae.model import ODEVAE
-from odevae.prediction.model import CANDIDATES, decoded_predictions
-from odevae.prediction.scores import variable_sd
 
 SELECTION_COLUMNS = ["candidate", "scored_on", "n_patients", "mse", "selected"]
 

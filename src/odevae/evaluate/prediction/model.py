@@ -1,7 +1,8 @@
 """The ODE-VAE's held-out predictions in data space, and its ablations.
 
-For every target of :func:`~odevae.prediction.targets.prediction_targets` (visit j
-from the history visits 0..h−1), in modelling units, with the decoder's mean and
+For every target of
+:func:`~odevae.evaluate.prediction.targets.prediction_targets` (visit j from the history
+visits 0..h−1), in modelling units, with the decoder's mean and
 standard deviation:
 
 * ``odevae``: the model's own predictor. Initial-value loss: encode the last history
@@ -21,14 +22,14 @@ standard deviation:
   forward, and the patient's own level is kept exactly.
 * ``odevae_mixed``: ``odevae`` plus a per-patient random intercept and slope in time
   per variable, predicted by empirical Bayes from the patient's history: a linear
-  mixed model (:mod:`~odevae.prediction.comparators`) fitted on the training
+  mixed model (:mod:`~odevae.evaluate.prediction.comparators`) fitted on the training
   patients' reconstruction residuals x − decode(encode(x)) and applied to the
   history's residuals. The ODE-VAE gives the shared multivariate trajectory; the
   random effects give what is individual to a patient's variable (its level and
   trend), as a mixed model's do.
 * ``odevae_selected``: whichever of ``odevae``, ``odevae_increment`` and
   ``odevae_mixed`` predicts the fold's inner validation patients best one step ahead
-  (:mod:`~odevae.prediction.selection`); the held-out fold plays no part in the
+  (:mod:`~odevae.evaluate.prediction.selection`); the held-out fold plays no part in the
   choice.
 
 Only the history visits are ever encoded for a target (the encoder is per visit and
@@ -44,14 +45,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from odevae.cohort import Cohort
-from odevae.data import CohortDataset
+from odevae.data.cohort import Cohort
+from odevae.evaluate.prediction.comparators import fit_mixed_models, locf, mixed_model
+from odevae.evaluate.prediction.targets import (
+    history_mask,
+    long_table,
+    prediction_targets,
+)
 from odevae.model import ODEVAE
 from odevae.model.loss import VAR_CLAMP
-from odevae.prediction.comparators import fit_mixed_models, locf, mixed_model
-from odevae.prediction.targets import history_mask, long_table, prediction_targets
+from odevae.train.data import CohortDataset
 
-#: The model's own predictors, from which :mod:`~odevae.prediction.selection` picks.
+#: The model's own predictors, from which
+#: :mod:`~odevae.evaluate.prediction.selection` picks.
 CANDIDATES = ("odevae", "odevae_increment", "odevae_mixed")
 METHODS = (*CANDIDATES, "odevae_population", "vae_roundtrip", "ols_latent")
 
@@ -249,7 +255,7 @@ def model_predictions(
     """The held-out patients' predictions of every method in :data:`METHODS`, and
     ``odevae_selected`` (a copy of the ``selected`` candidate) when given.
 
-    Returns the long table in data space (:data:`~odevae.prediction.targets.
+    Returns the long table in data space (:data:`~odevae.evaluate.prediction.targets.
     COLUMNS`) and, as the follow-up paper also scores, the latent-space table:
     per target, method and latent dimension the prediction and the target visit's
     own encoder mean (``vae_roundtrip`` is then LOCF in latent space).

@@ -3,7 +3,7 @@
 Each is fitted on the training patients and predicts ``targets =
 prediction_targets(test)`` as ``(predicted, sd)`` arrays (targets × p) in modelling
 units, NaN where no prediction is possible. A target reads only its patient's
-history visits (:func:`~odevae.prediction.targets.history_mask`) and baseline
+history visits (:func:`~odevae.evaluate.prediction.targets.history_mask`) and baseline
 covariates.
 
 * :func:`locf`: last observed value of the variable in the history;
@@ -28,8 +28,12 @@ from scipy.linalg import qr
 from statsmodels.regression.mixed_linear_model import MixedLM
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-from odevae.cohort import Cohort
-from odevae.prediction.targets import history_mask, long_table, prediction_targets
+from odevae.data.cohort import Cohort
+from odevae.evaluate.prediction.targets import (
+    history_mask,
+    long_table,
+    prediction_targets,
+)
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ the weighted sum of per-patient losses (``batch["weight"]``, see
 training patient, in an order shuffled with the fold's seed.
 
 The pure functions work on numpy arrays; :class:`SimilarityDataModule` and the
-:class:`SimilarityBatching` callback connect them to Lightning.
+:class:`RebuildSimilarityBatches` callback connect them to Lightning.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from lightning.pytorch.callbacks import Callback
 from sklearn.neighbors import NearestNeighbors
 from torch.utils.data import DataLoader, Sampler
 
-from odevae.cohort import Cohort
-from odevae.data import CohortDataModule, CohortDataset, collate
+from odevae.data.cohort import Cohort
 from odevae.errors import InputError
+from odevae.train.data import CohortDataModule, CohortDataset, collate
 
 
 def trajectory_distances(trajectories: np.ndarray) -> np.ndarray:
@@ -95,7 +95,7 @@ def latent_trajectories(model, tensors: Mapping, times: Sequence[float]) -> np.n
     return model.solve(mu[:, 0], theta, t.expand(len(mu), -1)).cpu().numpy()
 
 
-class SimilarityBatches(Sampler[list[int]]):
+class NeighbourBatchSampler(Sampler[list[int]]):
     """Batch sampler: every patient's neighbour batch once per epoch, seeded order.
 
     :meth:`update` sets the batches and weights (before each epoch); :meth:`collate`
@@ -155,7 +155,7 @@ class SimilarityDataModule(CohortDataModule):
             )
         self.neighbours, self.bandwidth, self.times = neighbours, bandwidth, times
         self.dataset = CohortDataset(self.train)
-        self.batches = SimilarityBatches(n, seed)
+        self.batches = NeighbourBatchSampler(n, seed)
         self.groups = None
         if groups is not None:
             self.groups = np.array([groups[pid] for pid in self.train.patient_ids])
@@ -182,7 +182,7 @@ class SimilarityDataModule(CohortDataModule):
         return batch_purity(batches, self.groups)
 
 
-class SimilarityBatching(Callback):
+class RebuildSimilarityBatches(Callback):
     """Rebuild a :class:`SimilarityDataModule`'s batches at every epoch start.
 
     Logs ``train/batch_purity`` when the data module knows the patients' groups.

@@ -1,7 +1,8 @@
 """Scores of held-out predictions, all methods on the same targets.
 
-The input is the long prediction table (:data:`~odevae.prediction.targets.COLUMNS`)
-of all folds stacked, with an integer ``fold`` column, in modelling units. Errors
+The input is the long prediction table
+(:data:`~odevae.evaluate.prediction.targets.COLUMNS`) of all folds stacked, with an
+integer ``fold`` column, in modelling units. Errors
 are standardised by the SD of each variable over the fold's training patients, and
 aggregated per patient first (per variable, the mean over patients of each
 patient's mean error), then averaged over variables, so that patients with many
@@ -13,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from odevae.cohort import Cohort
-from odevae.folds import fold_members
-from odevae.prediction.targets import HORIZONS
+from odevae.data.cohort import Cohort
+from odevae.data.folds import fold_members
+from odevae.evaluate.prediction.targets import HORIZONS
 
 #: A scored target: one observation of one patient predicted at one horizon.
 KEY = ["fold", "horizon", "patient_id", "visit", "variable"]

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from odevae.cohort import Cohort
-from odevae.ingest import TRANSFORMS
+from odevae.data.cohort import Cohort
+from odevae.data.transforms import TRANSFORMS
 
 HORIZONS = {"one_step": None, "from_first": 1, "from_first_two": 2}
 
@@ -109,7 +109,8 @@ def in_both_units(table: pd.DataFrame, transforms: dict[str, str]) -> pd.DataFra
     """``table`` in modelling units and back-transformed to the original units,
     stacked with a ``units`` column (``model`` / ``original``).
 
-    ``transforms`` maps variables to the names of :data:`odevae.ingest.TRANSFORMS`
+    ``transforms`` maps variables to the names of
+    :data:`odevae.data.transforms.TRANSFORMS`
     (variables not in it are untransformed). Observed and predicted values go
     through the inverse transform; the sd by the delta method, |f'(predicted)|·sd.
     """

@@ -31,6 +31,8 @@ LINEAR = {
     "linear_full_inhomogeneous": (_all, True),
 }
 NONLINEAR = ("lotka_volterra", "neural")
+#: Every system's config name (``model.system``): the schema's enum equals it
+#: (tests/test_systems.py) and :data:`odevae.model.dynamics.SYSTEMS` is built from it.
 SYSTEM_NAMES = (*LINEAR, *NONLINEAR)
 
 #: Parameters fixed unless config says otherwise.
@@ -40,6 +42,14 @@ DEFAULT_BOUND = {"lotka_volterra": "tanh1"}
 #: Systems whose parameters act per latent axis: learned and true latents match up
 #: to axis order, sign and scale. Every other system needs a general linear map.
 AXIS_ALIGNED = ("linear_diagonal", "linear_diagonal_inhomogeneous", "linear_drift")
+
+
+def resolve_solver(solver: str, name: str) -> str:
+    """``model.solver`` with ``auto`` resolved: the closed form for linear systems,
+    else torchdiffeq's ``dopri5``."""
+    if solver != "auto":
+        return solver
+    return "closed_form" if name in LINEAR else "dopri5"
 
 
 def alignment_kind(config: dict) -> str:
@@ -110,9 +120,7 @@ def check_model_config(config: dict) -> None:
             f"{name} has no closed-form solution: use a torchdiffeq method (or auto)",
             key="model.solver",
         )
-    closed = model["solver"] == "closed_form" or (
-        model["solver"] == "auto" and name in LINEAR
-    )
+    closed = resolve_solver(model["solver"], name) == "closed_form"
     if model["adjoint"] and closed:
         raise InputError(
             "the adjoint method applies to torchdiffeq solvers, but the solver is the "

@@ -2,11 +2,11 @@
 
 :func:`ingest_table` reads a visit table (CSV, TSV or Parquet) and an optional
 baseline table as the config section ``table`` describes them, and returns the
-long-format contract of :mod:`odevae.preprocess`: visits ``patient_id, time,
+long-format contract of :mod:`odevae.data.preprocess`: visits ``patient_id, time,
 measurements…`` (time in the configured output unit, per-column transforms applied)
 and baseline ``patient_id, covariates…`` (categorical covariates one-hot encoded).
 Problems raise :class:`InputError` naming the user's file, column and line, or the
-config key.
+config key. Transforms and time units are in :mod:`odevae.data.transforms`.
 """
 
 from __future__ import annotations
@@ -14,95 +14,32 @@ from __future__ import annotations
 import fnmatch
 import logging
 
-import numpy as np
 import pandas as pd
-from scipy.special import expit, logit
 
-from odevae.errors import InputError
-from odevae.preprocess import (
+from odevae.data.cleaning import collapse_duplicates
+from odevae.data.transforms import (
+    DAYS_PER,
+    UNITS,
+    apply_transforms,
+    one_hot,
+    resolve_transforms,
+)
+from odevae.data.validation import (
     check_baseline_ids,
     check_ids,
-    check_measurements_present,
-    collapse_duplicates,
+    check_observed,
+    check_times,
+    fail_at_first,
     numeric,
+    parse_dates,
     read_table,
     require_columns,
-    where,
 )
+from odevae.errors import InputError
 
 log = logging.getLogger(__name__)
 
 ONE_DAY = pd.Timedelta(days=1)  # dates → fractional days (time of day kept)
-# length of each time unit in days (a month is a twelfth of a Julian year)
-DAYS_PER = {
-    "seconds": 1.0 / 86400,
-    "minutes": 1.0 / 1440,
-    "hours": 1.0 / 24,
-    "days": 1.0,
-    "weeks": 7.0,
-    "months": 365.25 / 12,
-    "years": 365.25,
-}
-UNITS = tuple(DAYS_PER)
-
-
-def _item_map(levels: int) -> np.ndarray:
-    """SMArtCARE recoding of item scores 0..levels onto (0, 1) (before the logit)."""
-    return {
-        2: np.array([0.1, 0.5, 0.9]),
-        # CHOP-INTEND's 0..4 items: the 0..2 map's even spacing over (0.1, 0.9)
-        4: np.array([0.1, 0.3, 0.5, 0.7, 0.9]),
-        6: np.array([0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9]),
-    }[levels]
-
-
-def _recode(x, levels):
-    x = np.asarray(x, dtype=float)
-    out = np.full(x.shape, np.nan)
-    ok = ~np.isnan(x)
-    out[ok] = logit(_item_map(levels)[x[ok].astype(int)])
-    return out
-
-
-def _decode(y, levels):
-    """Inverse of the item recoding: model units → item score (continuous).
-
-    0..2 items: the paper's back-transform (sigmoid − 0.1) · 2.5 (0..4 items:
-    (sigmoid − 0.1) · 5); 0..6 items: the piecewise-linear inverse of their map
-    (clamped to 0..6).
-    """
-    p = expit(np.asarray(y, dtype=float))
-    if levels in (2, 4):
-        return (p - 0.1) * levels / 0.8
-    grid = _item_map(levels)
-    return np.interp(p, grid, np.arange(len(grid)))
-
-
-# name → (forward, inverse, valid-domain test, domain in words)
-TRANSFORMS = {
-    "none": (lambda x: x, lambda y: y, lambda x: np.ones_like(x, bool), "any number"),
-    "log": (np.log, np.exp, lambda x: x > 0, "a value > 0"),
-    "log1p": (np.log1p, np.expm1, lambda x: x > -1, "a value > -1"),
-    "logit": (logit, expit, lambda x: (x > 0) & (x < 1), "a value in (0, 1)"),
-    "item_0_2": (
-        lambda x: _recode(x, 2),
-        lambda y: _decode(y, 2),
-        lambda x: np.isin(x, [0, 1, 2]),
-        "an item score 0, 1 or 2",
-    ),
-    "item_0_4": (
-        lambda x: _recode(x, 4),
-        lambda y: _decode(y, 4),
-        lambda x: np.isin(x, np.arange(5)),
-        "an item score 0..4",
-    ),
-    "item_0_6": (
-        lambda x: _recode(x, 6),
-        lambda y: _decode(y, 6),
-        lambda x: np.isin(x, np.arange(7)),
-        "an item score 0..6",
-    ),
-}
 
 
 def expand_columns(
@@ -125,81 +62,6 @@ def expand_columns(
             )
         out += [c for c in hits if c not in out]
     return out
-
-
-def resolve_transforms(spec: dict[str, str], columns: list[str]) -> dict[str, str]:
-    """Transform per column: the first pattern of ``spec`` (name or glob) it matches."""
-    out = {}
-    for col in columns:
-        for pattern, name in spec.items():
-            if col == pattern or fnmatch.fnmatchcase(col, pattern):
-                out[col] = name
-                break
-    return out
-
-
-def apply_transforms(
-    table: pd.DataFrame, transforms: dict[str, str], file: str, key: str | None
-) -> pd.DataFrame:
-    """Apply per-column transforms; a value outside the domain names its cell (and
-    the config key ``key.<column>`` that chose the transform, if any)."""
-    table = table.copy()
-    for col, name in transforms.items():
-        col_key = f"{key}.{col}" if key else None
-        if name not in TRANSFORMS:
-            raise InputError(
-                f"unknown transform {name!r}; expected one of {sorted(TRANSFORMS)}",
-                key=col_key,
-            )
-        forward, _, valid, domain = TRANSFORMS[name]
-        x = table[col].to_numpy(dtype=float)
-        bad = ~np.isnan(x) & ~valid(x)
-        if bad.any():
-            idx = table.index[bad][0]
-            raise InputError(
-                f"transform {name!r} needs {domain}, found {x[bad][0]:g}",
-                file=file,
-                column=col,
-                key=col_key,
-                **where(file, idx),
-            )
-        with np.errstate(divide="ignore", invalid="ignore"):
-            table[col] = forward(x)
-    return table
-
-
-def inverse_transform(table: pd.DataFrame, transforms: dict[str, str]) -> pd.DataFrame:
-    """Model units → original units for the transformed columns (for figures)."""
-    table = table.copy()
-    for col, name in transforms.items():
-        if col in table.columns:
-            table[col] = TRANSFORMS[name][1](table[col].to_numpy(dtype=float))
-    return table
-
-
-def one_hot(
-    table: pd.DataFrame, categorical: list[str]
-) -> tuple[pd.DataFrame, list[str]]:
-    """One-hot encode ``categorical`` columns (levels sorted; the first is dropped).
-
-    A missing category gives missing (NaN) indicators. Returns the table and the new
-    column names in place of each categorical column.
-    """
-    parts, names = [], []
-    for col in table.columns:
-        if col not in categorical:
-            parts.append(table[[col]])
-            names.append(col)
-            continue
-        raw = table[col]
-        levels = sorted(raw.dropna().astype(str).unique())
-        for level in levels[1:]:
-            name = f"{col}_{level}"
-            dummy = (raw.astype(str) == level).astype(float).where(raw.notna())
-            parts.append(dummy.rename(name).to_frame())
-            names.append(name)
-        log.info("covariate %s: levels %s (reference %s)", col, levels, levels[0])
-    return pd.concat(parts, axis=1), names
 
 
 def visit_times(
@@ -226,41 +88,31 @@ def visit_times(
         )
     if unit != "date":
         t = numeric(visits, [col], file)[col]
-        for bad, found in ((t.isna(), "an empty cell"), (t < 0, "a negative time")):
-            if bad.any():
-                idx = t.index[bad.to_numpy()][0]
-                raise InputError(
-                    f"expected a visit time >= 0, found {found} "
-                    f"({_cell(visits[col].loc[idx])})",
-                    file=file,
-                    column=col,
-                    **where(file, idx),
-                )
+        check_times(t, file, col, raw=visits[col])
         return t * DAYS_PER[unit] / DAYS_PER[out_unit]
-    dates = _dates(visits[col], cfg["date_format"], file, col)
+    dates = parse_dates(visits[col], cfg["date_format"], file, col)
     base_col = cfg["baseline_date_column"]
     if base_col is None:
         days = (dates - dates.min()) / ONE_DAY
     else:
         src, sfile = (baseline, bfile) if baseline is not None else (visits, file)
         require_columns(src, [base_col], sfile, key="table.baseline_date_column")
-        base = _dates(src[base_col], cfg["date_format"], sfile, base_col)
+        base = parse_dates(src[base_col], cfg["date_format"], sfile, base_col)
         per_patient = pd.Series(
             base.to_numpy(), index=src[cfg["id_column"]].astype(str)
         )
         per_patient = per_patient[~per_patient.index.duplicated()]
         ids = visits[cfg["id_column"]].astype(str)
         days = (dates - ids.map(per_patient).to_numpy()) / ONE_DAY
-        early = days < 0
-        if early.any():
-            idx = days.index[early.to_numpy()][0]
-            raise InputError(
-                f"visit date {visits[col].loc[idx]} is before the patient's baseline "
-                "date; expected visits on or after it",
-                file=file,
-                column=col,
-                **where(file, idx),
-            )
+        fail_at_first(
+            days < 0,
+            lambda idx: (
+                f"visit date {visits[col].loc[idx]} is before the patient's "
+                "baseline date; expected visits on or after it"
+            ),
+            file=file,
+            column=col,
+        )
         if days.isna().any():
             idx = days.index[days.isna().to_numpy()][0]
             raise InputError(
@@ -269,27 +121,6 @@ def visit_times(
                 column=base_col,
             )
     return days.astype(float) / DAYS_PER[out_unit]
-
-
-def _cell(value) -> str:
-    """A table cell as the user wrote it (an empty cell reads "empty")."""
-    return "empty" if pd.isna(value) else repr(str(value))
-
-
-def _dates(raw: pd.Series, fmt: str | None, file: str, col: str) -> pd.Series:
-    parsed = pd.to_datetime(raw, format=fmt or "ISO8601", errors="coerce")
-    bad = parsed.isna()
-    if bad.any():
-        idx = raw.index[bad.to_numpy()][0]
-        expected = f"a date in format {fmt}" if fmt else "an ISO date (YYYY-MM-DD)"
-        found = "an empty cell" if pd.isna(raw.loc[idx]) else repr(raw.loc[idx])
-        raise InputError(
-            f"expected {expected}, found {found}",
-            file=file,
-            column=col,
-            **where(file, idx),
-        )
-    return parsed
 
 
 def ingest_table(
@@ -306,7 +137,7 @@ def ingest_table(
     ``time_zero`` is ``preprocess.time_zero``, which defines the row of
     ``table.baseline_row: time_zero``. Covariates taken from the visit table that
     change between a patient's rows are logged and reported as rows appended to
-    ``notes`` (:data:`odevae.report.COLUMNS`).
+    ``notes`` (:data:`odevae.data.report.COLUMNS`).
     """
     vfile = cfg["visits"]
     if vfile is None:
@@ -332,7 +163,7 @@ def ingest_table(
     )
     time = visit_times(visits, cfg, out_unit, vfile, baseline, bfile)
     values = numeric(visits, measurements, vfile)
-    check_measurements_present(values, measurements, vfile)
+    check_observed(values, measurements, vfile)
     spec = cfg["transforms"]
     for pattern in spec:
         if not resolve_transforms({pattern: "none"}, list(visits.columns)):

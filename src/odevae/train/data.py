@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from odevae.cohort import Cohort
+from odevae.data.cohort import Cohort
 from odevae.errors import InputError
 
 
@@ -136,7 +136,7 @@ class CohortDataModule(L.LightningDataModule):
         cohort: Cohort,
         train_ids,
         val_ids,
-        batch_size: int = 16,
+        batch_size: int = 8,
         seed: int = 0,
     ) -> None:
         super().__init__()

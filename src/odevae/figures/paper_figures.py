@@ -14,10 +14,10 @@ import seaborn as sns
 import torch
 from matplotlib.lines import Line2D
 
-from odevae.cohort import Cohort
-from odevae.data import CohortDataset
-from odevae.evaluation import latent_columns
-from odevae.similarity import (
+from odevae.data.cohort import Cohort
+from odevae.evaluate.evaluation import latent_columns
+from odevae.train.data import CohortDataset
+from odevae.train.similarity import (
     batch_weights,
     latent_trajectories,
     neighbour_batches,
@@ -152,7 +152,7 @@ def neighbour_batches_of(
     model, cohort: Cohort, times: Sequence[float], neighbours: int, bandwidth: float
 ) -> NeighbourBatches:
     """The similarity batches of ``cohort`` under ``model``, built as
-    :meth:`odevae.similarity.SimilarityDataModule.rebuild` builds them."""
+    :meth:`odevae.train.similarity.SimilarityDataModule.rebuild` builds them."""
     trajectories = latent_trajectories(model, CohortDataset(cohort).tensors, times)
     distances = trajectory_distances(trajectories)
     batches = neighbour_batches(distances, neighbours)

@@ -1,0 +1,2 @@
+"""Stage 7, figures: seaborn plots of data, trajectories and training curves, the
+papers' figures and the held-out prediction figures."""
