@@ -57,6 +57,8 @@ def test_whole_dag_runs_and_second_run_has_nothing_to_do(workdir):
     methods = {
         "odevae",
         "odevae_mixed",
+        "odevae_increment",
+        "odevae_selected",
         "odevae_population",
         "vae_roundtrip",
         "ols_latent",
