@@ -184,6 +184,7 @@ def test_default_run_recovers_the_simulated_groups(tmp_path):
     ).set_index("fold")
     assert recovery.loc["mean", "accuracy_1nn"] >= 0.95
     assert recovery.loc["mean", "accuracy_threshold"] >= 0.95
+    assert recovery.loc["mean", "sign_agreement"] >= 0.95  # growth learned as growth
     assert recovery.loc["mean", ["r2_dim1", "r2_dim2"]].min() > 0.5
 
 
