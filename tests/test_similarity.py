@@ -122,8 +122,9 @@ def test_an_epoch_is_every_patients_weighted_batch_once(
     purity = data.rebuild(model)
     assert 0 <= purity <= 1
     orders = []
+    loader = data.train_dataloader()  # one per fit; iterated once per epoch
     for _ in range(2):
-        batches = list(data.train_dataloader())
+        batches = list(loader)
         assert len(batches) == len(train_ids)
         own = [int(batch["index"][0]) for batch in batches]
         assert sorted(own) == list(range(len(train_ids)))
@@ -134,6 +135,9 @@ def test_an_epoch_is_every_patients_weighted_batch_once(
             assert batch["weight"][0] == batch["weight"].max()
         orders.append(own)
     assert orders[0] != orders[1]  # reshuffled every epoch
+    # every fit (each restart's probe, the training) starts from the same order
+    again = [int(b["index"][0]) for b in data.train_dataloader()]
+    assert again == orders[0]
     before = data.batches.batches.copy()
     torch.manual_seed(1)
     data.rebuild(build_model(tiny_cohort, cfg["model"], cfg["loss"], 1e-3))

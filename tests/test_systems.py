@@ -3,9 +3,16 @@
 import pytest
 import torch
 
+from odevae.errors import InputError
 from odevae.model import ODEVAE
 from odevae.model.dynamics import SYSTEMS, make_system, solve, solve_from_every_visit
-from odevae.model.systems import LINEAR, SYSTEM_NAMES, resolve_solver
+from odevae.model.systems import (
+    LINEAR,
+    SYSTEM_NAMES,
+    check_model_config,
+    resolve_solver,
+)
+from tests.conftest import merge
 
 LINEAR_NAMES = sorted(LINEAR)
 N_PARAMS = {
@@ -201,3 +208,20 @@ def test_auto_solver_is_the_closed_form_exactly_for_linear_systems(name):
     model = ODEVAE(p=2, q=1, system=name, latent_dim=2)
     assert model.solver == resolve_solver("auto", name)
     assert (model.solver == "closed_form") == make_system(name, 2).has_closed_form
+
+
+def test_fixed_rates_on_a_real_cohort_need_a_fixed_time_scale(default_config):
+    config = merge(
+        default_config,
+        {
+            "data": {"source": "table"},
+            "model": {"system": "lotka_volterra", "time_scale": "auto"},
+        },
+    )
+    with pytest.raises(InputError, match="set model.time_scale to a number"):
+        check_model_config(config)
+    config["model"]["time_scale"] = 365.25
+    check_model_config(config)  # a fixed scale: the same rates in every fold
+    config["data"]["source"] = "simulate"
+    config["model"]["time_scale"] = "auto"
+    check_model_config(config)  # simulated: auto is 1

@@ -125,6 +125,14 @@ def test_predict_fold_tables(tiny_cohort, folds, tiny_config, out):
         by_method.loc["odevae_selected", "predicted"],
         by_method.loc[chosen, "predicted"],
     )
+    # without an inner split nothing is chosen: odevae_selected is odevae
+    plain = predict_fold(str(out / "model.ckpt"), tiny_cohort, folds, 0, 0.5, {})
+    assert (plain["selection"]["scored_on"] == "none").all()
+    pred = plain["predictions"].query("units == 'model'")
+    pred = pred.set_index(["method", "horizon", "patient_id", "visit", "variable"])
+    np.testing.assert_array_equal(
+        pred.loc["odevae_selected", "predicted"], pred.loc["odevae", "predicted"]
+    )
 
 
 def test_a_non_finite_loss_stops_training_with_the_fold_and_causes(

@@ -45,6 +45,9 @@ def main(snakemake):
     summary = flag_diverged(summary, course)
     selection = read_tsvs(snakemake.input.selection)
     for row in selection[selection["selected"]].itertuples():
+        if row.scored_on == "none":
+            log.info("fold %d: odevae_selected is odevae (no inner split)", row.fold)
+            continue
         log.info(
             "fold %d: odevae_selected is %s (scored on %d %s patients)",
             row.fold,

@@ -57,3 +57,17 @@ def inner_split(train_ids, fraction: float, seed: int) -> tuple[np.ndarray, np.n
     held = np.zeros(len(ids), dtype=bool)
     held[order[:n_val]] = True
     return ids[~held], ids[held]
+
+
+def fitted_and_validation(
+    folds: pd.DataFrame, fold: int, inner_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The patients fold ``fold``'s model is fitted on, and those its ``val/*``
+    metrics are computed on: with ``inner_fraction`` > 0, the inner split of the
+    training patients (seeded with ``seed + fold``, as training seeds that fold);
+    otherwise all training patients and the held-out fold. Training and prediction
+    both call this, so the inner validation patients are the same in both."""
+    train_ids, held_ids = fold_members(folds, fold)
+    if inner_fraction > 0:
+        return inner_split(train_ids, inner_fraction, seed + fold)
+    return train_ids, held_ids

@@ -232,7 +232,7 @@ def sign_agreement(
             if (
                 learned not in part
                 or true not in truth
-                or np.count_nonzero(W[:, k]) > 1
+                or np.count_nonzero(W[:, k]) != 1
             ):
                 agree = []
                 break

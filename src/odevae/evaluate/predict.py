@@ -10,10 +10,10 @@ import pandas as pd
 import torch
 
 from odevae.data.cohort import Cohort
-from odevae.data.folds import fold_members, inner_split
+from odevae.data.folds import fitted_and_validation, fold_members
 from odevae.errors import InputError
 from odevae.evaluate.prediction.model import model_predictions
-from odevae.evaluate.prediction.selection import select_predictor
+from odevae.evaluate.prediction.selection import no_selection, select_predictor
 from odevae.evaluate.prediction.targets import in_both_units
 from odevae.model import ODEVAE
 from odevae.train.data import CohortDataset, collate
@@ -98,9 +98,9 @@ def predict_fold(
     ``latent_predictions``
     (the same in latent space, against the target visit's encoder mean), and
     ``selection``: the candidates' scores on the inner validation patients that
-    training held out (the split of ``inner_fraction`` and ``seed`` + ``fold``, as in
-    training), or on the training patients when ``inner_fraction`` is 0; the best
-    is written as ``odevae_selected``.
+    training held out (:func:`~odevae.data.folds.fitted_and_validation`, as in
+    training); the best is written as ``odevae_selected``. With ``inner_fraction``
+    0 nothing is scored and ``odevae_selected`` is ``odevae``.
     """
     model = ODEVAE.load_from_checkpoint(checkpoint, map_location="cpu")
     t_max = float(cohort.times[cohort.visits].max())
@@ -136,11 +136,11 @@ def predict_fold(
         table.insert(2, "split", split)
     train = cohort.subset(cohort.index_of(train_ids))
     if inner_fraction > 0:
-        fit_ids, val_ids = inner_split(train_ids, inner_fraction, seed + fold)
-        fitted, scored = (cohort.subset(cohort.index_of(i)) for i in (fit_ids, val_ids))
+        patients = fitted_and_validation(folds, fold, inner_fraction, seed)
+        fitted, scored = (cohort.subset(cohort.index_of(i)) for i in patients)
         selection = select_predictor(model, fitted, scored, "inner_validation")
     else:
-        selection = select_predictor(model, train, train, "training")
+        selection = no_selection()
     selected = selection.loc[selection["selected"], "candidate"].item()
     heldout, latent = model_predictions(
         model, train, cohort.subset(cohort.index_of(held_ids)), selected

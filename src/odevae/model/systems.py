@@ -127,6 +127,16 @@ def check_model_config(config: dict) -> None:
             "closed form: set model.solver to a torchdiffeq method or adjoint: false",
             key="model.adjoint",
         )
+    simulated = config.get("data", {}).get("source", "simulate") == "simulate"
+    fixes_rates = bool(fixed) or name == "lotka_volterra"
+    if model.get("time_scale", "auto") == "auto" and fixes_rates and not simulated:
+        raise InputError(
+            f"{name} with fixed parameters counts them per internal time unit, and "
+            "with time_scale auto that unit is each fold's median follow-up: set "
+            "model.time_scale to a number (in data.time_unit) so that the fixed "
+            "values mean the same in every fold",
+            key="model.time_scale",
+        )
     stat = loss["statistical"]
     if loss["kind"] == "statistical" and stat["weighting"] and not stat["skip_own"]:
         raise InputError(

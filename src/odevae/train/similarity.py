@@ -161,6 +161,8 @@ class SimilarityDataModule(CohortDataModule):
             self.groups = np.array([groups[pid] for pid in self.train.patient_ids])
 
     def train_dataloader(self) -> DataLoader:
+        # each fit (a restart's probe, the training) draws the same batch order
+        self.batches.generator.manual_seed(self.seed)
         return DataLoader(
             self.dataset, batch_sampler=self.batches, collate_fn=self.batches.collate
         )

@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from odevae.config_schema import standardize_measurements
 from odevae.data.cohort import Cohort
-from odevae.data.folds import fold_members, inner_split
+from odevae.data.folds import fitted_and_validation
 from odevae.model import ODEVAE
 from odevae.train.callbacks import (
     EpochLog,
@@ -198,11 +198,11 @@ def train_fold(
     model_cfg, train_cfg = config["model"], config["train"]
     seed = config["seed"] + fold
     L.seed_everything(seed, workers=True)
-    train_ids, val_ids = fold_members(folds, fold)
     stopping = train_cfg["early_stopping"]
     inner = stopping["inner_fraction"] > 0
-    if inner:
-        train_ids, val_ids = inner_split(train_ids, stopping["inner_fraction"], seed)
+    train_ids, val_ids = fitted_and_validation(
+        folds, fold, stopping["inner_fraction"], config["seed"]
+    )
     callbacks = []
     if train_cfg["batching"] == "similarity":
         sim = train_cfg["similarity"]

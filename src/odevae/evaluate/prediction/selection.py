@@ -7,8 +7,9 @@ patients one step ahead (the mixed model of ``odevae_mixed`` fitted on the inner
 training patients only), scored as
 :mod:`~odevae.evaluate.prediction.scores` scores held-out predictions, and the lowest
 standardised MSE wins. Without an inner validation
-split (``train.early_stopping.inner_fraction`` 0) the model's own training
-patients are scored instead, which the table records.
+split (``train.early_stopping.inner_fraction`` 0) there is nothing honest to choose
+on (the training patients would favour whatever fits them best), so
+``odevae_selected`` is ``odevae``, and the table says so.
 """
 
 from __future__ import annotations
@@ -62,3 +63,17 @@ def select_predictor(
     best = table["mse"].fillna(np.inf).to_numpy().argmin()
     table["selected"] = np.arange(len(table)) == best
     return table[SELECTION_COLUMNS]
+
+
+def no_selection() -> pd.DataFrame:
+    """The selection table without an inner split: ``odevae`` is kept, nothing is
+    scored (``scored_on`` ``none``, MSE NaN)."""
+    return pd.DataFrame(
+        {
+            "candidate": list(CANDIDATES),
+            "scored_on": "none",
+            "n_patients": 0,
+            "mse": np.nan,
+            "selected": [c == "odevae" for c in CANDIDATES],
+        }
+    )[SELECTION_COLUMNS]
