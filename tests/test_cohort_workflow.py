@@ -80,6 +80,18 @@ def test_a_new_cohort_runs_from_a_config_file_alone(workdir):
     visits = pd.read_csv(out / "data" / "visits.tsv", sep="\t")
     assert visits.groupby("patient_id")["time"].diff().dropna().between(2.9, 3.0).all()
 
+    # the same rows in another order: the same folds, training and scores
+    rows = pd.read_csv(workdir / "mine.csv")
+    rows.sample(frac=1.0, random_state=1).to_csv(workdir / "shuffled.csv", index=False)
+    shuffled = cohort_config(visits="shuffled.csv") | {"name": "shuffled"}
+    write_config(workdir, "shuffled.yaml", shuffled)
+    snakemake(
+        workdir, "results/shuffled/cv/summary.tsv", "--configfile", "shuffled.yaml"
+    )
+    again = workdir / "results" / "shuffled"
+    for path in ("folds.tsv", "train/fold_1/metrics.csv", "cv/summary.tsv"):
+        assert (out / path).read_bytes() == (again / path).read_bytes(), path
+
 
 def test_registry_export_runs_end_to_end(workdir):
     config = FAST | {
