@@ -46,17 +46,69 @@ def validate_config(schema):
 def check_config():
     """Cross-key checks the schema cannot express; errors name the keys."""
     check_source_config()
+    check_trained_config(config)
+    check_tuning_config()
+
+
+def check_trained_config(checked, where=""):
+    """The model checks of ``checked`` (the config, or a tuning candidate's config,
+    named by ``where``)."""
     try:
-        check_model_config(config)
+        check_model_config(checked)
     except InputError as error:
-        config_error(str(error))
-    dim, u0 = config["model"]["latent_dim"], config["simulation"]["u0"]
+        config_error(f"{where}{error}")
+    dim, u0 = checked["model"]["latent_dim"], checked["simulation"]["u0"]
     if simulated() and dim != len(u0):
         config_error(
-            f"config key 'model.latent_dim' = {dim} must equal the simulated latent "
-            f"dimension len(simulation.u0) = {len(u0)}, so that learned and true "
-            "trajectories can be compared"
+            f"{where}config key 'model.latent_dim' = {dim} must equal the simulated "
+            f"latent dimension len(simulation.u0) = {len(u0)}, so that learned and "
+            "true trajectories can be compared"
         )
+
+
+def tuning():
+    """True when ``tuning.candidates`` names settings to choose per fold."""
+    return bool(config["tuning"]["candidates"])
+
+
+def candidate_config(name):
+    """The config with tuning candidate ``name``'s overrides merged in."""
+    merged = copy.deepcopy(config)
+    update_config(merged, copy.deepcopy(config["tuning"]["candidates"][name]))
+    return merged
+
+
+def check_tuning_config():
+    """Tuning needs inner validation patients; each candidate overrides only the
+    model, loss and train sections and is a valid config itself."""
+    if not tuning():
+        return
+    if config["train"]["early_stopping"]["inner_fraction"] <= 0:
+        config_error(
+            "config key 'tuning.candidates' chooses on inner validation patients: "
+            "set train.early_stopping.inner_fraction > 0 (e.g. 0.2)"
+        )
+    schema = yaml.safe_load(Path(SCHEMA).read_text())
+    for name, overrides in config["tuning"]["candidates"].items():
+        where = f"tuning candidate '{name}': "
+        other = sorted(set(overrides) - {"model", "loss", "train"})
+        if other:
+            config_error(
+                f"config key 'tuning.candidates.{name}.{other[0]}': a candidate "
+                "overrides only the model, loss and train sections"
+            )
+        merged = candidate_config(name)
+        inner = merged["train"]["early_stopping"]["inner_fraction"]
+        if inner != config["train"]["early_stopping"]["inner_fraction"]:
+            config_error(
+                f"config key 'tuning.candidates.{name}.train.early_stopping."
+                "inner_fraction': every candidate is scored on the same inner "
+                "validation patients, so it cannot change the inner split"
+            )
+        problem = schema_error(merged, schema)
+        if problem is not None:
+            config_error(where + problem)
+        check_trained_config(merged, where)
 
 
 def check_source_config():
@@ -133,11 +185,30 @@ def run_seed(wildcards):
 
 def training_config(wildcards):
     """The config sections that determine a trained model (display options left
-    out, ``auto`` settings resolved), with the job's seed."""
-    sections = {key: config[key] for key in ("model", "loss", "train")}
-    train = {k: v for k, v in config["train"].items() if k != "progress_bar"}
-    model = config["model"] | {"standardize_measurements": standardized()}
+    out, ``auto`` settings resolved), with the job's seed; a tuning candidate's
+    (``{candidate}`` wildcard) with its overrides."""
+    source = config
+    if "candidate" in wildcards.keys():
+        source = candidate_config(wildcards.candidate)
+    sections = {key: source[key] for key in ("model", "loss", "train")}
+    train = {k: v for k, v in source["train"].items() if k != "progress_bar"}
+    model = source["model"] | {"standardize_measurements": standardized()}
     return {**sections, "seed": run_seed(wildcards), "model": model, "train": train}
+
+
+def tuned_models(wildcards):
+    """Every tuning candidate's model and inner-validation scores of one fold."""
+    names = list(config["tuning"]["candidates"])
+    fold = f"{OUT}/tune/fold_{wildcards.fold}"
+    return {
+        key: [f"{fold}/{name}/{file}" for name in names]
+        for key, file in (
+            ("checkpoints", "model.ckpt"),
+            ("metrics", "metrics.csv"),
+            ("hparams", "hparams.yaml"),
+            ("selections", "selection.tsv"),
+        )
+    }
 
 
 def standardized():
@@ -293,7 +364,8 @@ def paper_fold_outputs(run, pattern):
 
 
 # ===== config ==========================================================
-validate_config(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+validate_config(SCHEMA)
 check_config()
 
 # A sweep puts each seed's run under results/<name>/seed<seed>/ (a {seed} wildcard
@@ -316,6 +388,7 @@ os.environ.update(
 wildcard_constraints:
     fold=r"\d+",
     seed=r"\d+",
+    candidate=r"[A-Za-z0-9_]+",
 
 
 # ===== cluster =========================================================

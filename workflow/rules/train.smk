@@ -1,25 +1,81 @@
-rule train:
-    input:
-        unpack(train_inputs),
-    output:
-        checkpoint=f"{OUT}/train/fold_{{fold}}/model.ckpt",
-        metrics=f"{OUT}/train/fold_{{fold}}/metrics.csv",
-        hparams=f"{OUT}/train/fold_{{fold}}/hparams.yaml",
-    log:
-        f"{LOGS}/train/fold_{{fold}}.log",
-    benchmark:
-        f"{OUT}/benchmarks/train/fold_{{fold}}.tsv"
-    conda:
-        "../envs/odevae.yaml"
-    threads: 1
-    resources:
-        **gpu_request(),
-        mem_mb=per_attempt(1000),
-        runtime=per_attempt(30),
-    params:
-        config=training_config,
-    script:
-        "../scripts/train.py"
+if not tuning():
+
+    rule train:
+        input:
+            unpack(train_inputs),
+        output:
+            checkpoint=f"{OUT}/train/fold_{{fold}}/model.ckpt",
+            metrics=f"{OUT}/train/fold_{{fold}}/metrics.csv",
+            hparams=f"{OUT}/train/fold_{{fold}}/hparams.yaml",
+        log:
+            f"{LOGS}/train/fold_{{fold}}.log",
+        benchmark:
+            f"{OUT}/benchmarks/train/fold_{{fold}}.tsv"
+        conda:
+            "../envs/odevae.yaml"
+        threads: 1
+        resources:
+            **gpu_request(),
+            mem_mb=per_attempt(1000),
+            runtime=per_attempt(30),
+        params:
+            config=training_config,
+        script:
+            "../scripts/train.py"
+
+else:
+    # tuning.candidates: every candidate trains on every fold and is scored on the
+    # fold's inner validation patients; the best becomes the fold's model.
+
+    rule tune:
+        input:
+            unpack(train_inputs),
+        output:
+            checkpoint=f"{OUT}/tune/fold_{{fold}}/{{candidate}}/model.ckpt",
+            metrics=f"{OUT}/tune/fold_{{fold}}/{{candidate}}/metrics.csv",
+            hparams=f"{OUT}/tune/fold_{{fold}}/{{candidate}}/hparams.yaml",
+            selection=f"{OUT}/tune/fold_{{fold}}/{{candidate}}/selection.tsv",
+        log:
+            f"{LOGS}/tune/fold_{{fold}}/{{candidate}}.log",
+        benchmark:
+            f"{OUT}/benchmarks/tune/fold_{{fold}}/{{candidate}}.tsv"
+        conda:
+            "../envs/odevae.yaml"
+        threads: 1
+        resources:
+            **gpu_request(),
+            mem_mb=per_attempt(1000),
+            runtime=per_attempt(30),
+        params:
+            config=training_config,
+        script:
+            "../scripts/tune.py"
+
+    localrules:
+        choose,
+
+    rule choose:
+        input:
+            unpack(tuned_models),
+        output:
+            checkpoint=f"{OUT}/train/fold_{{fold}}/model.ckpt",
+            metrics=f"{OUT}/train/fold_{{fold}}/metrics.csv",
+            hparams=f"{OUT}/train/fold_{{fold}}/hparams.yaml",
+            choice=f"{OUT}/tune/fold_{{fold}}/choice.tsv",
+        log:
+            f"{LOGS}/choose/fold_{{fold}}.log",
+        benchmark:
+            f"{OUT}/benchmarks/choose/fold_{{fold}}.tsv"
+        conda:
+            "../envs/odevae.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=10,
+        params:
+            candidates=list(config["tuning"]["candidates"]),
+        script:
+            "../scripts/choose.py"
 
 
 rule predict:

@@ -10,10 +10,10 @@ import pandas as pd
 import torch
 
 from odevae.data.cohort import Cohort
-from odevae.data.folds import fitted_and_validation, fold_members
+from odevae.data.folds import fold_members
 from odevae.errors import InputError
 from odevae.evaluate.prediction.model import model_predictions
-from odevae.evaluate.prediction.selection import no_selection, select_predictor
+from odevae.evaluate.prediction.selection import inner_selection
 from odevae.evaluate.prediction.targets import in_both_units
 from odevae.model import ODEVAE
 from odevae.train.data import CohortDataset, collate
@@ -135,12 +135,7 @@ def predict_fold(
         table.insert(1, "fold", fold)
         table.insert(2, "split", split)
     train = cohort.subset(cohort.index_of(train_ids))
-    if inner_fraction > 0:
-        patients = fitted_and_validation(folds, fold, inner_fraction, seed)
-        fitted, scored = (cohort.subset(cohort.index_of(i)) for i in patients)
-        selection = select_predictor(model, fitted, scored, "inner_validation")
-    else:
-        selection = no_selection()
+    selection = inner_selection(model, cohort, folds, fold, inner_fraction, seed)
     selected = selection.loc[selection["selected"], "candidate"].item()
     heldout, latent = model_predictions(
         model, train, cohort.subset(cohort.index_of(held_ids)), selected

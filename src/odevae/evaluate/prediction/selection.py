@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from odevae.data.cohort import Cohort
+from odevae.data.folds import fitted_and_validation
 from odevae.evaluate.prediction.model import CANDIDATES, decoded_predictions
 from odevae.evaluate.prediction.scores import variable_sd
 from odevae.model import ODEVAE
@@ -77,3 +78,36 @@ def no_selection() -> pd.DataFrame:
             "selected": [c == "odevae" for c in CANDIDATES],
         }
     )[SELECTION_COLUMNS]
+
+
+def inner_selection(
+    model: ODEVAE,
+    cohort: Cohort,
+    folds: pd.DataFrame,
+    fold: int,
+    inner_fraction: float,
+    seed: int,
+) -> pd.DataFrame:
+    """:func:`select_predictor` on fold ``fold``'s inner split (the patients its
+    training fitted on and validated on, :func:`~odevae.data.folds.
+    fitted_and_validation`); :func:`no_selection` without an inner split."""
+    if inner_fraction <= 0:
+        return no_selection()
+    patients = fitted_and_validation(folds, fold, inner_fraction, seed)
+    fitted, scored = (cohort.subset(cohort.index_of(ids)) for ids in patients)
+    return select_predictor(model, fitted, scored, "inner_validation")
+
+
+def choose_candidate(selections: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Tuning: per candidate setting (in order), its selected predictor and that
+    predictor's inner-validation MSE; ``chosen`` marks the lowest (the first on
+    ties)."""
+    rows = []
+    for name, table in selections.items():
+        best = table[table["selected"].astype(bool)].iloc[0]
+        rows.append(
+            {"candidate": name, "predictor": best["candidate"], "mse": best["mse"]}
+        )
+    choice = pd.DataFrame(rows)
+    choice["chosen"] = np.arange(len(choice)) == choice["mse"].to_numpy().argmin()
+    return choice

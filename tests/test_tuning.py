@@ -1,0 +1,84 @@
+"""Tuning: settings chosen per fold on its inner validation patients."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+
+from odevae.evaluate.prediction.selection import choose_candidate
+from tests.conftest import TINY, merge, snakemake
+
+INNER = {"train": {"early_stopping": {"inner_fraction": 0.25, "patience": 2}}}
+CANDIDATES = {
+    "kl_high": {"loss": {"kl_weight": 0.5}},
+    "kl_low": {"loss": {"kl_weight": 0.05}},
+}
+
+
+def selection(best: str, mse: float) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "candidate": ["odevae", "odevae_mixed"],
+            "mse": [mse, mse + 1] if best == "odevae" else [mse + 1, mse],
+            "selected": [best == "odevae", best != "odevae"],
+        }
+    )
+
+
+def test_the_candidate_whose_selected_predictor_scores_lowest_is_chosen():
+    choice = choose_candidate(
+        {"a": selection("odevae", 0.9), "b": selection("odevae_mixed", 0.7)}
+    )
+    assert choice["candidate"].tolist() == ["a", "b"]
+    assert choice["predictor"].tolist() == ["odevae", "odevae_mixed"]
+    assert choice["mse"].tolist() == [0.9, 0.7]
+    assert choice["chosen"].tolist() == [False, True]
+
+
+@pytest.mark.workflow
+def test_each_fold_trains_every_candidate_and_keeps_the_inner_best(workdir):
+    config = merge(TINY, INNER | {"tuning": {"candidates": CANDIDATES}})
+    (workdir / "tune.yaml").write_text(yaml.safe_dump(config))
+    target = "results/tiny/predict/fold_1/predictions.tsv"
+    snakemake(workdir, target, "--configfile", "tune.yaml")
+    out = workdir / "results" / "tiny"
+    choice = pd.read_csv(out / "tune" / "fold_1" / "choice.tsv", sep="\t")
+    assert choice["candidate"].tolist() == list(CANDIDATES)
+    chosen = choice.loc[choice["chosen"], "candidate"].item()
+    assert choice.loc[choice["chosen"], "mse"].item() == choice["mse"].min()
+    for name in CANDIDATES:  # each scored on the same inner patients
+        scored = pd.read_csv(out / "tune" / "fold_1" / name / "selection.tsv", sep="\t")
+        assert (scored["scored_on"] == "inner_validation").all()
+        assert scored["n_patients"].nunique() == 1
+    kept = (out / "train" / "fold_1" / "model.ckpt").read_bytes()
+    assert kept == (out / "tune" / "fold_1" / chosen / "model.ckpt").read_bytes()
+    hparams = yaml.safe_load((out / "train" / "fold_1" / "hparams.yaml").read_text())
+    assert hparams["kl_weight"] == CANDIDATES[chosen]["loss"]["kl_weight"]
+    assert not (out / "tune" / "fold_0").exists()  # only what the target needs
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize(
+    ("tuning", "inner", "words"),
+    [
+        ({"a": {"loss": {"kl_weight": 0.1}}}, False, "inner_fraction > 0"),
+        ({"a": {"cv": {"folds": 3}}}, True, "'tuning.candidates.a.cv'"),
+        ({"a": {"loss": {"kl_weight": -1}}}, True, "tuning candidate 'a'"),
+        (
+            {"a": {"train": {"early_stopping": {"inner_fraction": 0.5}}}},
+            True,
+            "cannot change the inner split",
+        ),
+    ],
+)
+def test_a_bad_tuning_config_fails_before_any_job_in_one_line(
+    workdir, tuning, inner, words
+):
+    config = merge(TINY, (INNER if inner else {}) | {"tuning": {"candidates": tuning}})
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, "--configfile", "bad.yaml", "-n", check=False)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("odevae:")]
+    assert len(lines) == 1 and words in lines[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

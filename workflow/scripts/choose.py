@@ -1,0 +1,35 @@
+"""Each fold's model: the tuning candidate that predicts the fold's inner validation
+patients best (rule ``choose``)."""
+
+import logging
+import shutil
+
+from odevae.data.tables import read_tsv, write_tsv
+from odevae.evaluate.prediction.selection import choose_candidate
+from odevae.runner import run_script
+
+log = logging.getLogger("odevae.choose")
+
+
+def main(snakemake):
+    names = snakemake.params.candidates
+    tables = dict(zip(names, map(read_tsv, snakemake.input.selections), strict=True))
+    choice = choose_candidate(tables)
+    k = int(choice["chosen"].to_numpy().argmax())
+    for key in ("checkpoint", "metrics", "hparams"):
+        source = snakemake.input[{"checkpoint": "checkpoints"}.get(key, key)][k]
+        shutil.copyfile(source, snakemake.output[key])
+    write_tsv(
+        choice.assign(fold=int(snakemake.wildcards.fold)), snakemake.output.choice
+    )
+    log.info(
+        "fold %s: candidate %s (predictor %s, inner one-step MSE %.4g) of %s",
+        snakemake.wildcards.fold,
+        names[k],
+        choice["predictor"][k],
+        choice["mse"][k],
+        ", ".join(f"{n} {m:.4g}" for n, m in zip(names, choice["mse"], strict=True)),
+    )
+
+
+run_script(snakemake, main)
