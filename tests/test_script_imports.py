@@ -10,6 +10,7 @@ from tests.conftest import ROOT
 #: Scripts that load a trained model and so need torch.
 NEEDS_TORCH = {
     "train.py",
+    "tune.py",
     "predict.py",
     "plot_local_solutions.py",
     "plot_similarity_batches.py",

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from odevae.evaluate.prediction.selection import choose_candidate
+from odevae.evaluate.tuning import choose_candidate
 from tests.conftest import TINY, merge, snakemake
 
 INNER = {"train": {"early_stopping": {"inner_fraction": 0.25, "patience": 2}}}

@@ -19,9 +19,10 @@ data        simulate, simulate_registry,   ``data/``: ``simulate``,
 preprocess  preprocess                     ``data/``: ``preprocess``, ``cohort``,
                                            ``report``
 split       split                          ``data/folds``
-train       train                          ``train/``: ``training`` (one fold),
-                                           ``data`` and ``similarity`` (batches),
-                                           ``restarts``, ``callbacks``; the model
+train       train (with tuning: tune,      ``train/``: ``training`` (one fold),
+            then choose)                   ``data`` and ``similarity`` (batches),
+                                           ``restarts``, ``callbacks``;
+                                           ``evaluate/tuning`` (the choice); the model
                                            in ``model/``: ``module`` (the
                                            LightningModule), ``systems`` (catalogue
                                            and config checks, torch-free),

@@ -5,7 +5,7 @@ import logging
 import shutil
 
 from odevae.data.tables import read_tsv, write_tsv
-from odevae.evaluate.prediction.selection import choose_candidate
+from odevae.evaluate.tuning import choose_candidate
 from odevae.runner import run_script
 
 log = logging.getLogger("odevae.choose")

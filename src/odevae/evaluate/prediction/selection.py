@@ -96,18 +96,3 @@ def inner_selection(
     patients = fitted_and_validation(folds, fold, inner_fraction, seed)
     fitted, scored = (cohort.subset(cohort.index_of(ids)) for ids in patients)
     return select_predictor(model, fitted, scored, "inner_validation")
-
-
-def choose_candidate(selections: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Tuning: per candidate setting (in order), its selected predictor and that
-    predictor's inner-validation MSE; ``chosen`` marks the lowest (the first on
-    ties)."""
-    rows = []
-    for name, table in selections.items():
-        best = table[table["selected"].astype(bool)].iloc[0]
-        rows.append(
-            {"candidate": name, "predictor": best["candidate"], "mse": best["mse"]}
-        )
-    choice = pd.DataFrame(rows)
-    choice["chosen"] = np.arange(len(choice)) == choice["mse"].to_numpy().argmin()
-    return choice

@@ -1,0 +1,23 @@
+"""Tuning (config ``tuning.candidates``): the fold's model is the candidate setting
+whose selected predictor scores best on the fold's inner validation patients.
+Torch-free: rule ``choose`` only reads the candidates' score tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def choose_candidate(selections: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Tuning: per candidate setting (in order), its selected predictor and that
+    predictor's inner-validation MSE; ``chosen`` marks the lowest (the first on
+    ties)."""
+    rows = []
+    for name, table in selections.items():
+        best = table[table["selected"].astype(bool)].iloc[0]
+        rows.append(
+            {"candidate": name, "predictor": best["candidate"], "mse": best["mse"]}
+        )
+    choice = pd.DataFrame(rows)
+    choice["chosen"] = np.arange(len(choice)) == choice["mse"].to_numpy().argmin()
+    return choice
