@@ -210,3 +210,28 @@ def test_vae_loss_reconstructs_from_the_encoder_and_ignores_the_dynamics(tiny_co
     torch.testing.assert_close(terms["nll"], nll.mean())
     terms["loss"].backward()
     assert all(p.grad is None for p in model.param_net.parameters())
+
+
+def test_param_l2_adds_the_weight_penalty_and_shrinks_parameters_to_shared(
+    tiny_cohort,
+):
+    """loss.param_l2 adds param_l2 · ‖parameter-net weights‖² (biases and the
+    output scale/shift free), and its gradient pulls every weight towards 0, i.e.
+    the individual ODE parameters towards one value shared by all patients."""
+    batch = batch_of(tiny_cohort, range(8))
+    torch.manual_seed(5)
+    plain = ODEVAE(p=tiny_cohort.p, q=tiny_cohort.q)
+    torch.manual_seed(5)
+    shrunk = ODEVAE(p=tiny_cohort.p, q=tiny_cohort.q, param_l2=0.3)
+    net = shrunk.param_net
+    expected = sum(float((m.weight**2).sum()) for m in (net.hidden, net.out))
+    with torch.no_grad():
+        a = plain.loss_terms(batch, sample=False)["loss"].item()
+        b = shrunk.loss_terms(batch, sample=False)["loss"].item()
+    assert b - a == pytest.approx(0.3 * expected, rel=1e-5)
+
+    shrunk.loss_terms(batch, sample=False)["loss"].backward()
+    plain.loss_terms(batch, sample=False)["loss"].backward()
+    extra = net.out.weight.grad - plain.param_net.out.weight.grad
+    assert torch.allclose(extra, 0.6 * net.out.weight, atol=1e-6)
+    assert torch.equal(net.affine.shift.grad, plain.param_net.affine.shift.grad)

@@ -21,7 +21,8 @@ with z_j ~ N(μ̄_j, σ_j²). ``vae`` (the workshop's VAE-only baseline): the fi
 loss with z_j ~ N(μ_j, σ_j²) at every visit and no ODE term, so the latent
 means show what the autoencoder alone finds. Either way the batch loss is the mean
 over patients (or the weighted sum when the batch carries ``weight``, as similarity
-batches do), plus decoder_l2 · ‖decoder parameters‖².
+batches do), plus decoder_l2 · ‖decoder parameters‖² and param_l2 · ‖parameter
+net weights‖² (which shrinks the individual ODE parameters towards a shared value).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class ODEVAE(L.LightningModule):
         kl_weight: float = 0.5,
         free_bits: float = 0.0,
         decoder_l2: float = 0.01,
+        param_l2: float = 0.0,
         consistency_weight: float = 1.0,
         weighting: bool = True,
         skip_own: bool = True,
@@ -253,7 +255,11 @@ class ODEVAE(L.LightningModule):
             data_term = (batch["weight"] * per_patient).sum()
         else:
             data_term = per_patient.mean()
-        terms = {"loss": data_term + hp.decoder_l2 * l2, "nll": nll.mean()}
+        loss = data_term + hp.decoder_l2 * l2
+        param_l2 = hp.get("param_l2", 0.0)  # absent from older checkpoints
+        if param_l2:
+            loss = loss + param_l2 * self.param_net.weight_l2()
+        terms = {"loss": loss, "nll": nll.mean()}
         terms["kl"] = kl.mean()
         terms.update({key: value.mean() for key, value in penalties.items()})
         terms["per_patient"] = per_patient

@@ -127,3 +127,10 @@ class ParamNet(nn.Module):
     def forward(self, baseline: torch.Tensor) -> torch.Tensor:
         h = torch.tanh(self.hidden(baseline))
         return self.affine(self.bound(self.out(h)) / self.scale)
+
+    def weight_l2(self) -> torch.Tensor:
+        """Squared L2 norm of the dense layers' weight matrices (no biases, no
+        output scale/shift): zero when the parameters ignore the covariates."""
+        return sum(
+            (m.weight**2).sum() for m in self.modules() if isinstance(m, nn.Linear)
+        )

@@ -65,6 +65,7 @@ def build_model(
         kl_weight=loss_cfg["kl_weight"],
         free_bits=loss_cfg["free_bits"],
         decoder_l2=loss_cfg["decoder_l2"],
+        param_l2=loss_cfg["param_l2"],
         consistency_weight=loss_cfg["consistency_weight"],
         weighting=stat["weighting"],
         skip_own=stat["skip_own"],
