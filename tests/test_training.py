@@ -1,4 +1,5 @@
 import io
+import logging
 import re
 import sys
 from types import SimpleNamespace
@@ -155,7 +156,17 @@ def test_the_training_log_is_a_short_record_and_the_bar_stays_on_the_terminal(
     # As in the workflow: a job started from a terminal, its output sent to a log.
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "__stdout__", terminal)
-    config = {**tiny_config, "train": {**tiny_config["train"], "epochs": 150}}
+    # as in a job: Lightning's records reach the log (its terminal handler is
+    # pytest's capture here, which the job would reroute), and no filter is left
+    # on its logger by an earlier test
+    for name in ("lightning", "lightning.pytorch"):
+        monkeypatch.setattr(logging.getLogger(name), "handlers", [])
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+    tips = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    monkeypatch.setattr(tips, "filters", [])
+    restarts = {"n": 2, "probe_epochs": 2}  # the probes' trainers log too
+    train = {**tiny_config["train"], "epochs": 150, "restarts": restarts}
+    config = {**tiny_config, "train": train}
     job = SimpleNamespace(log=[str(tmp_path / "fold_1.log")], threads=1)
     run_script(
         job, lambda _: train_fold(tiny_cohort, folds, 1, config, out, progress_bar=True)

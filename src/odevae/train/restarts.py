@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 import lightning as L
 
 from odevae.model import ODEVAE
+from odevae.train.callbacks import drop_lightning_tips
 
 #: Distance between the seeds of successive candidate initialisations.
 SEED_STRIDE = 1000
@@ -36,6 +37,7 @@ def probe_loss(
 ) -> float:
     """The training loss of ``model`` after ``epochs`` epochs (no validation, no
     files written); infinite when it is not finite."""
+    drop_lightning_tips()
     trainer = L.Trainer(
         max_epochs=epochs,
         accelerator=accelerator,
