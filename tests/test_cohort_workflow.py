@@ -111,6 +111,49 @@ def test_registry_export_runs_end_to_end(workdir):
     assert report.loc[report["item"] == "RULM_A", "section"].tolist() == [
         "missing share"
     ]
+    # the simulated truth is scored: rates matched on training patients
+    recovery = pd.read_csv(out / "recovery.tsv", sep="\t", dtype={"fold": str})
+    assert recovery["fold"].tolist() == ["0", "1", "mean"]
+    assert list(recovery.columns) == [
+        "fold",
+        "n_train",
+        "n_test",
+        "accuracy_1nn",
+        "accuracy_threshold",
+        "rate_spearman_a11",
+        "rate_spearman_a22",
+        "sign_agreement",
+    ]
+    assert np.isfinite(recovery.drop(columns="fold").to_numpy(dtype=float)).all()
+    survivors = pd.read_csv(out / "folds.tsv", sep="\t")
+    assert (recovery["n_train"] + recovery["n_test"])[:2].eq(len(survivors)).all()
+
+
+def test_recovery_is_scored_on_simulated_registries_only(workdir):
+    """The registry preset's DAG scores its truth (also over the seeds of a sweep);
+    a real SMArtCARE export has no truth to score."""
+    preset = ["--configfile", "config/registry.yaml"]
+    dry = snakemake(workdir, *preset, "-n")
+    text = dry.stdout + dry.stderr
+    assert "rule registry_recovery:" in text
+    assert "results/registry/recovery.tsv" in text
+    write_config(workdir, "sweep.yaml", {"sweep": {"seeds": [1, 100]}})
+    dry = snakemake(workdir, *preset, "sweep.yaml", "-n")
+    text = dry.stdout + dry.stderr
+    assert "results/registry/sweep/recovery.tsv" in text
+    assert "results/registry/seed100/recovery.tsv" in text
+    for name in ("visits.tsv", "baseline.tsv"):
+        (workdir / name).touch()  # a dry run only needs the export to exist
+    real = {
+        "data": {"source": "smartcare"},
+        "registry": {"visits": "visits.tsv", "baseline": "baseline.tsv"},
+    }
+    write_config(workdir, "real.yaml", real)
+    dry = snakemake(workdir, *preset, "real.yaml", "-n")
+    text = dry.stdout + dry.stderr
+    assert "rule ingest_registry:" in text and "rule train:" in text
+    assert "rule registry_recovery:" not in text and "rule recovery:" not in text
+    assert "recovery.tsv" not in text
 
 
 def assert_clean_failure(result, message, leftovers):

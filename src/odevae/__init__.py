@@ -30,8 +30,10 @@ train       train (with tuning: tune,      ``train/``: ``training`` (one fold),
 predict     predict, comparators           ``evaluate/``: ``predict``,
                                            ``prediction/`` (targets, the model's
                                            predictors, comparators, scores)
-evaluate    evaluate, recovery, sweep      ``evaluate/``: ``evaluation`` (simulated
-                                           truth), ``prediction/scores``, ``sweep``
+evaluate    evaluate, recovery,            ``evaluate/``: ``evaluation`` (simulated
+            registry_recovery, sweep       truth), ``registry_recovery`` (a
+                                           simulated registry's rates),
+                                           ``prediction/scores``, ``sweep``
 figures     plot_*, paper_*, paper         ``figures/``: ``plots``,
                                            ``paper_figures``, ``prediction``;
                                            ``paper`` (items and manifest)

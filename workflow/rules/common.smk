@@ -23,6 +23,18 @@ def simulated():
     return config["data"]["source"] == "simulate"
 
 
+def simulated_registry():
+    """True when the cohort is a simulated registry export, so its true groups and
+    rates (but no true trajectories) exist."""
+    return config["data"]["source"] == "simulate_registry"
+
+
+def recovered():
+    """True when the cohort's truth is known, so rule ``all`` (and a sweep) scores
+    its recovery: simulated cohorts and simulated registry exports."""
+    return simulated() or simulated_registry()
+
+
 def registry_source():
     """True when the cohort is a SMArtCARE-layout registry export."""
     return config["data"]["source"] in ("smartcare", "simulate_registry")
@@ -287,6 +299,8 @@ def all_outputs():
         ]
         if config["train"]["batching"] == "similarity":
             outputs.append(f"{OUT}/figures/batch_purity.png")
+    if simulated_registry():
+        outputs.append(f"{OUT}/recovery.tsv")
     if sweeping():
         outputs = expand(outputs, seed=config["sweep"]["seeds"])
         outputs += sweep_outputs()
@@ -296,12 +310,12 @@ def all_outputs():
 def sweep_outputs():
     """The tables aggregated over the seeds of a sweep."""
     outputs = [f"{SWEEP}/summary.tsv"]
-    return outputs + [f"{SWEEP}/recovery.tsv"] if simulated() else outputs
+    return outputs + [f"{SWEEP}/recovery.tsv"] if recovered() else outputs
 
 
 def sweep_recovery_output():
-    """Rule sweep's recovery table, on simulated cohorts only."""
-    if not simulated():
+    """Rule sweep's recovery table, where the truth is known (:func:`recovered`)."""
+    if not recovered():
         return {}
     table = report(
         f"{SWEEP}/recovery.tsv",
@@ -312,10 +326,11 @@ def sweep_recovery_output():
 
 
 def sweep_tables(wildcards):
-    """Each seed's held-out scores (and recovery, where simulated) for rule sweep."""
+    """Each seed's held-out scores (and recovery, where the truth is known) for rule
+    sweep."""
     seeds = config["sweep"]["seeds"]
     inputs = {"summaries": expand(f"{OUT}/cv/summary.tsv", seed=seeds)}
-    if simulated():
+    if recovered():
         inputs["recoveries"] = expand(f"{OUT}/recovery.tsv", seed=seeds)
     return inputs
 
@@ -412,4 +427,5 @@ localrules:
     plot_predictions,
     plot_parameters,
     recovery,
+    registry_recovery,
     evaluate,

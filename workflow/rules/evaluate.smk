@@ -63,33 +63,63 @@ rule evaluate:
         "../scripts/evaluate.py"
 
 
-rule recovery:
-    input:
-        params=fold_outputs(f"{OUT}/predict/fold_{{fold}}/params.tsv"),
-        trajectories=fold_outputs(f"{OUT}/predict/fold_{{fold}}/trajectories.tsv"),
-        latents=fold_outputs(f"{OUT}/predict/fold_{{fold}}/latents.tsv"),
-        truth_patients=f"{OUT}/data/truth_patients.tsv",
-        truth_trajectories=f"{OUT}/data/truth_trajectories.tsv",
-    output:
-        recovery=report(
-            f"{OUT}/recovery.tsv",
-            caption="../report/recovery.rst",
-            category="Model fit",
-        ),
-    log:
-        f"{LOGS}/recovery/recovery.log",
-    benchmark:
-        f"{OUT}/benchmarks/recovery.tsv"
-    conda:
-        "../envs/odevae.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    params:
-        alignment=alignment_kind(config),
-    script:
-        "../scripts/recovery.py"
+# Recovery of the truth: simulated cohorts (groups, rates and latent trajectories)
+# and simulated registry exports (groups and rates only), each with its own rule.
+if simulated():
+
+    rule recovery:
+        input:
+            params=fold_outputs(f"{OUT}/predict/fold_{{fold}}/params.tsv"),
+            trajectories=fold_outputs(f"{OUT}/predict/fold_{{fold}}/trajectories.tsv"),
+            latents=fold_outputs(f"{OUT}/predict/fold_{{fold}}/latents.tsv"),
+            truth_patients=f"{OUT}/data/truth_patients.tsv",
+            truth_trajectories=f"{OUT}/data/truth_trajectories.tsv",
+        output:
+            recovery=report(
+                f"{OUT}/recovery.tsv",
+                caption="../report/recovery.rst",
+                category="Model fit",
+            ),
+        log:
+            f"{LOGS}/recovery/recovery.log",
+        benchmark:
+            f"{OUT}/benchmarks/recovery.tsv"
+        conda:
+            "../envs/odevae.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=10,
+        params:
+            alignment=alignment_kind(config),
+        script:
+            "../scripts/recovery.py"
+
+
+if simulated_registry():
+
+    rule registry_recovery:
+        input:
+            params=fold_outputs(f"{OUT}/predict/fold_{{fold}}/params.tsv"),
+            truth_patients=f"{OUT}/registry/truth_patients.tsv",
+        output:
+            recovery=report(
+                f"{OUT}/recovery.tsv",
+                caption="../report/registry_recovery.rst",
+                category="Model fit",
+            ),
+        log:
+            f"{LOGS}/registry_recovery/registry_recovery.log",
+        benchmark:
+            f"{OUT}/benchmarks/registry_recovery.tsv"
+        conda:
+            "../envs/odevae.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=10,
+        script:
+            "../scripts/registry_recovery.py"
 
 
 # A sweep over seeds (config sweep.seeds): every fold of every seed is one run.
