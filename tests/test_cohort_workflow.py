@@ -114,16 +114,8 @@ def test_registry_export_runs_end_to_end(workdir):
     # the simulated truth is scored: rates matched on training patients
     recovery = pd.read_csv(out / "recovery.tsv", sep="\t", dtype={"fold": str})
     assert recovery["fold"].tolist() == ["0", "1", "mean"]
-    assert list(recovery.columns) == [
-        "fold",
-        "n_train",
-        "n_test",
-        "accuracy_1nn",
-        "accuracy_threshold",
-        "rate_spearman_a11",
-        "rate_spearman_a22",
-        "sign_agreement",
-    ]
+    scored = {"accuracy_1nn", "rate_spearman_a11", "rate_spearman_a22"}
+    assert scored | {"sign_agreement"} <= set(recovery.columns)
     assert np.isfinite(recovery.drop(columns="fold").to_numpy(dtype=float)).all()
     survivors = pd.read_csv(out / "folds.tsv", sep="\t")
     assert (recovery["n_train"] + recovery["n_test"])[:2].eq(len(survivors)).all()
