@@ -426,6 +426,4 @@ localrules:
     plot_purity,
     plot_predictions,
     plot_parameters,
-    recovery,
-    registry_recovery,
     evaluate,

@@ -84,6 +84,7 @@ if simulated():
             f"{LOGS}/recovery/recovery.log",
         benchmark:
             f"{OUT}/benchmarks/recovery.tsv"
+        localrule: True
         conda:
             "../envs/odevae.yaml"
         threads: 1
@@ -112,6 +113,7 @@ if simulated_registry():
             f"{LOGS}/registry_recovery/registry_recovery.log",
         benchmark:
             f"{OUT}/benchmarks/registry_recovery.tsv"
+        localrule: True
         conda:
             "../envs/odevae.yaml"
         threads: 1
@@ -124,9 +126,6 @@ if simulated_registry():
 
 # A sweep over seeds (config sweep.seeds): every fold of every seed is one run.
 if sweeping():
-
-    localrules:
-        sweep,
 
     rule sweep:
         input:
@@ -142,6 +141,7 @@ if sweeping():
             f"{SWEEP}/logs/sweep.log",
         benchmark:
             f"{SWEEP}/benchmarks/sweep.tsv"
+        localrule: True
         conda:
             "../envs/odevae.yaml"
         threads: 1

@@ -51,9 +51,6 @@ else:
         script:
             "../scripts/tune.py"
 
-    localrules:
-        choose,
-
     rule choose:
         input:
             unpack(tuned_models),
@@ -66,6 +63,7 @@ else:
             f"{LOGS}/choose/fold_{{fold}}.log",
         benchmark:
             f"{OUT}/benchmarks/choose/fold_{{fold}}.tsv"
+        localrule: True
         conda:
             "../envs/odevae.yaml"
         threads: 1
