@@ -21,8 +21,10 @@ with z_j ~ N(μ̄_j, σ_j²). ``vae`` (the workshop's VAE-only baseline): the fi
 loss with z_j ~ N(μ_j, σ_j²) at every visit and no ODE term, so the latent
 means show what the autoencoder alone finds. Either way the batch loss is the mean
 over patients (or the weighted sum when the batch carries ``weight``, as similarity
-batches do), plus decoder_l2 · ‖decoder parameters‖² and param_l2 · ‖parameter
-net weights‖² (which shrinks the individual ODE parameters towards a shared value).
+batches do), plus decoder_l2 · ‖decoder parameters‖², param_l2 · ‖parameter
+net weights‖² (which shrinks the individual ODE parameters towards a shared value)
+and param_group_lasso · Σ_k ‖first-layer weights of covariate k‖ (which drives the
+weights of uninformative covariates towards zero).
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class ODEVAE(L.LightningModule):
         free_bits: float = 0.0,
         decoder_l2: float = 0.01,
         param_l2: float = 0.0,
+        param_group_lasso: float = 0.0,
         consistency_weight: float = 1.0,
         weighting: bool = True,
         skip_own: bool = True,
@@ -259,6 +262,9 @@ class ODEVAE(L.LightningModule):
         param_l2 = hp.get("param_l2", 0.0)  # absent from older checkpoints
         if param_l2:
             loss = loss + param_l2 * self.param_net.weight_l2()
+        group_lasso = hp.get("param_group_lasso", 0.0)
+        if group_lasso:
+            loss = loss + group_lasso * self.param_net.covariate_group_norm()
         terms = {"loss": loss, "nll": nll.mean()}
         terms["kl"] = kl.mean()
         terms.update({key: value.mean() for key, value in penalties.items()})

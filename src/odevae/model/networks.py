@@ -134,3 +134,9 @@ class ParamNet(nn.Module):
         return sum(
             (m.weight**2).sum() for m in self.modules() if isinstance(m, nn.Linear)
         )
+
+    def covariate_group_norm(self) -> torch.Tensor:
+        """Group lasso over the covariates: the sum, over baseline covariates, of the
+        L2 norm of each covariate's weights into the first layer. Zero for a
+        covariate the parameters ignore; penalising it selects covariates."""
+        return self.hidden.weight.norm(dim=0).sum()

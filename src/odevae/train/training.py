@@ -66,6 +66,7 @@ def build_model(
         free_bits=loss_cfg["free_bits"],
         decoder_l2=loss_cfg["decoder_l2"],
         param_l2=loss_cfg["param_l2"],
+        param_group_lasso=loss_cfg["param_group_lasso"],
         consistency_weight=loss_cfg["consistency_weight"],
         weighting=stat["weighting"],
         skip_own=stat["skip_own"],
