@@ -225,7 +225,7 @@ def test_param_l2_adds_the_weight_penalty_and_shrinks_parameters_to_shared(
     torch.manual_seed(5)
     shrunk = ODEVAE(p=tiny_cohort.p, q=tiny_cohort.q, param_l2=0.3)
     net = shrunk.param_net
-    expected = sum(float((m.weight**2).sum()) for m in (net.hidden, net.out))
+    expected = sum(float((m.weight.detach() ** 2).sum()) for m in (net.hidden, net.out))
     with torch.no_grad():
         a = plain.loss_terms(batch, sample=False)["loss"].item()
         b = shrunk.loss_terms(batch, sample=False)["loss"].item()

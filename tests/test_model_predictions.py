@@ -160,7 +160,7 @@ def test_latent_table_scores_against_the_target_visits_own_encoding(model, tiny_
     mu, _ = encode(model, test)
     one = latent[(latent["horizon"] == "one_step") & (latent["dim"] == 1)]
     rows = test.index_of(one["patient_id"])
-    visits = one["visit"].to_numpy()
+    visits = one["visit"].to_numpy(copy=True)
     np.testing.assert_allclose(one["target"], mu[rows, visits, 0].numpy(), rtol=1e-6)
     roundtrip = one[one["method"] == "vae_roundtrip"]
     rows = test.index_of(roundtrip["patient_id"])

@@ -323,8 +323,10 @@ def test_a_first_visit_after_time_zero_starts_the_ode_there(tmp_path, tiny_confi
     cohort = result.cohort
     assert (cohort.times[:, 0] > 0).all()
     folds = make_folds(cohort.patient_ids, 2, seed=0)
-    train_fold(cohort, folds, 0, tiny_config, tmp_path)
-    tables = predict_fold(str(tmp_path / "model.ckpt"), cohort, folds, 0, 0.5, {})
+    train_fold(cohort, folds, 0, tiny_config, tmp_path / "fold")
+    tables = predict_fold(
+        str(tmp_path / "fold" / "model.ckpt"), cohort, folds, 0, 0.5, {}
+    )
     latents = tables["latents"]
     first = latents[latents["visit"] == 0]
     np.testing.assert_allclose(first["time"], cohort.times[:, 0])

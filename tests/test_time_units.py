@@ -151,6 +151,6 @@ def test_a_trajectory_grid_too_fine_for_the_follow_up_names_the_key(
     folds = make_folds(cohort.patient_ids, 2, seed=0)
     config = table_config(tiny_config)
     config["train"]["epochs"] = 1
-    train_fold(cohort, folds, 0, config, tmp_path)
+    train_fold(cohort, folds, 0, config, tmp_path / "fold")
     with pytest.raises(InputError, match=r"config key 'predict.grid_dt'.*hours"):
-        predict_fold(str(tmp_path / "model.ckpt"), cohort, folds, 0, 0.5, {})
+        predict_fold(str(tmp_path / "fold" / "model.ckpt"), cohort, folds, 0, 0.5, {})

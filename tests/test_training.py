@@ -121,7 +121,9 @@ def test_predict_fold_tables(tiny_cohort, folds, tiny_config, out):
     assert (selection["scored_on"] == "inner_validation").all()
     assert (selection["n_patients"] == round(0.25 * (~held_mask).sum())).all()
     chosen = selection.loc[selection["selected"], "candidate"].item()
-    by_method = model_units.set_index(["method", "horizon", "patient_id", "visit"])
+    by_method = model_units.set_index(
+        ["method", "horizon", "patient_id", "visit"]
+    ).sort_index()
     np.testing.assert_array_equal(
         by_method.loc["odevae_selected", "predicted"],
         by_method.loc[chosen, "predicted"],
@@ -130,7 +132,9 @@ def test_predict_fold_tables(tiny_cohort, folds, tiny_config, out):
     plain = predict_fold(str(out / "model.ckpt"), tiny_cohort, folds, 0, 0.5, {})
     assert (plain["selection"]["scored_on"] == "none").all()
     pred = plain["predictions"].query("units == 'model'")
-    pred = pred.set_index(["method", "horizon", "patient_id", "visit", "variable"])
+    pred = pred.set_index(
+        ["method", "horizon", "patient_id", "visit", "variable"]
+    ).sort_index()
     np.testing.assert_array_equal(
         pred.loc["odevae_selected", "predicted"], pred.loc["odevae", "predicted"]
     )

@@ -21,12 +21,14 @@ class CohortDataset(Dataset):
 
     def __init__(self, cohort: Cohort) -> None:
         self.cohort = cohort
+        # copies: the cohort's arrays may be read-only views, which torch must not
+        # share memory with
         self.tensors = {
-            "times": torch.as_tensor(cohort.times, dtype=torch.float32),
-            "values": torch.as_tensor(cohort.values, dtype=torch.float32),
-            "observed": torch.as_tensor(cohort.observed),
-            "visits": torch.as_tensor(cohort.visits),
-            "baseline": torch.as_tensor(cohort.baseline, dtype=torch.float32),
+            "times": torch.tensor(cohort.times, dtype=torch.float32),
+            "values": torch.tensor(cohort.values, dtype=torch.float32),
+            "observed": torch.tensor(cohort.observed),
+            "visits": torch.tensor(cohort.visits),
+            "baseline": torch.tensor(cohort.baseline, dtype=torch.float32),
         }
 
     def __len__(self) -> int:
