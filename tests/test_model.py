@@ -278,3 +278,53 @@ def test_param_group_lasso_selects_the_informative_covariate():
     sparse = _fit_param_net(0.03)
     assert plain[1:].max() > 0.3 * plain[0]
     assert sparse[1:].max() < 0.1 * sparse[0]
+
+
+def test_hidden_width_sets_the_autoencoders_hidden_layers(tiny_cohort):
+    """model.hidden_width widens the encoder's and decoder's hidden layers (0 keeps
+    the papers' width p) and the model still encodes, solves and decodes a batch."""
+    p, q = tiny_cohort.p, tiny_cohort.q
+    papers = ODEVAE(p=p, q=q)
+    assert papers.encoder.hidden.out_features == p
+    assert papers.decoder.hidden.out_features == p
+    wide = ODEVAE(p=p, q=q, latent_dim=3, hidden_width=24)
+    assert (wide.encoder.hidden.in_features, wide.encoder.hidden.out_features) == (
+        p,
+        24,
+    )
+    assert wide.encoder.mean.in_features == wide.encoder.logvar.in_features == 24
+    assert (wide.decoder.hidden.in_features, wide.decoder.hidden.out_features) == (
+        3,
+        24,
+    )
+    assert wide.decoder.mean.out_features == wide.decoder.logvar.out_features == p
+    terms = wide.loss_terms(batch_of(tiny_cohort, range(4)), sample=False)
+    assert torch.isfinite(terms["loss"])
+
+
+@pytest.mark.parametrize("loss", ["initial_value", "statistical"])
+def test_own_reconstruction_adds_each_visits_nll_from_its_own_encoding(
+    tiny_cohort, loss
+):
+    """loss.own_reconstruction_weight adds weight · the NLL of every visit decoded
+    from its own encoder mean (summed per patient, or averaged over its visits
+    for the statistical loss, as that loss's own NLL is)."""
+    batch = batch_of(tiny_cohort, range(8))
+    torch.manual_seed(3)
+    plain = ODEVAE(p=tiny_cohort.p, q=tiny_cohort.q, loss=loss)
+    torch.manual_seed(3)
+    own = ODEVAE(
+        p=tiny_cohort.p, q=tiny_cohort.q, loss=loss, own_reconstruction_weight=0.7
+    )
+    with torch.no_grad():
+        a = plain.loss_terms(batch, sample=False)
+        b = own.loss_terms(batch, sample=False)
+        out = own(batch)
+        x_mean, x_logvar = own.decoder(out["mu_enc"])
+    observed = batch["observed"] & batch["visits"][..., None]
+    nll = gaussian_nll(batch["values"], x_mean, x_logvar, observed)
+    if loss == "statistical":
+        nll = nll / batch["visits"].sum(1)
+    torch.testing.assert_close(b["own_reconstruction"], nll.mean())
+    torch.testing.assert_close(b["loss"] - a["loss"], 0.7 * nll.mean())
+    assert "own_reconstruction" not in a

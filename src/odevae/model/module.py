@@ -24,7 +24,10 @@ over patients (or the weighted sum when the batch carries ``weight``, as similar
 batches do), plus decoder_l2 · ‖decoder parameters‖², param_l2 · ‖parameter
 net weights‖² (which shrinks the individual ODE parameters towards a shared value)
 and param_group_lasso · Σ_k ‖first-layer weights of covariate k‖ (which drives the
-weights of uninformative covariates towards zero).
+weights of uninformative covariates towards zero). With own_reconstruction_weight
+> 0 the ODE losses also decode every visit from its own encoding (the VAE term,
+normalised per patient as the loss's own NLL), so that a prediction started from a
+visit's encoding starts from a faithful state.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class ODEVAE(L.LightningModule):
         param_bound: str = "auto",
         param_scale: float = 1.0,
         bottleneck: int = 0,
+        hidden_width: int = 0,
         solver: str = "auto",
         rtol: float = 1e-6,
         atol: float = 1e-7,
@@ -81,6 +85,7 @@ class ODEVAE(L.LightningModule):
         param_l2: float = 0.0,
         param_group_lasso: float = 0.0,
         consistency_weight: float = 1.0,
+        own_reconstruction_weight: float = 0.0,
         weighting: bool = True,
         skip_own: bool = True,
         mu_weight: float = 1.0,
@@ -102,8 +107,10 @@ class ODEVAE(L.LightningModule):
         self.system = make_system(system, latent_dim, fixed_params, neural)
         self.solver = resolve_solver(solver, system)
         bound = self.system.default_bound if param_bound == "auto" else param_bound
-        self.encoder = Encoder(p, latent_dim, positive=self.system.positive_states)
-        self.decoder = Decoder(latent_dim, p)
+        self.encoder = Encoder(
+            p, latent_dim, positive=self.system.positive_states, hidden=hidden_width
+        )
+        self.decoder = Decoder(latent_dim, p, hidden=hidden_width)
         self.param_net = ParamNet(
             q,
             self.system.n_params,
@@ -253,6 +260,18 @@ class ODEVAE(L.LightningModule):
                 + hp.mu_weight * mu_pen
                 + hp.var_weight * var_pen
             )
+        own_weight = hp.get("own_reconstruction_weight", 0.0)
+        if own_weight and hp.loss != "vae":
+            # each visit decoded from its own encoding, as the VAE-only loss does:
+            # the ODE losses above decode visits from solutions only
+            own, _ = self._reconstruction(
+                batch, out["mu_enc"], out["logvar_enc"], sample
+            )
+            own = own.sum(1)
+            if hp.loss == "statistical":
+                own = own / visits.sum(1).to(own.dtype)
+            penalties["own_reconstruction"] = own
+            per_patient = per_patient + own_weight * own
         l2 = sum((w**2).sum() for w in self.decoder.parameters())
         if "weight" in batch:
             data_term = (batch["weight"] * per_patient).sum()

@@ -32,19 +32,23 @@ class ScaleShift(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Per-visit encoder: ``Dense(p,p, tanh+1)`` → mean and log-variance heads.
+    """Per-visit encoder: ``Dense(p,h, tanh+1)`` → mean and log-variance heads.
 
-    The log-variance head is ``Dense(p,d, -relu)`` followed by a trainable scale/shift.
+    The log-variance head is ``Dense(h,d, -relu)`` followed by a trainable scale/shift.
     With ``positive`` the mean head ends in a softplus, for latent systems whose
-    states live in the positive orthant (Lotka-Volterra populations).
+    states live in the positive orthant (Lotka-Volterra populations). The hidden
+    width ``h`` is ``p`` (the papers) unless ``hidden`` is given.
     """
 
-    def __init__(self, p: int, latent_dim: int, positive: bool = False) -> None:
+    def __init__(
+        self, p: int, latent_dim: int, positive: bool = False, hidden: int = 0
+    ) -> None:
         super().__init__()
+        width = hidden or p
         self.positive = positive
-        self.hidden = dense(p, p)
-        self.mean = dense(p, latent_dim)
-        self.logvar = dense(p, latent_dim)
+        self.hidden = dense(p, width)
+        self.mean = dense(width, latent_dim)
+        self.logvar = dense(width, latent_dim)
         self.logvar_affine = ScaleShift(latent_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,13 +59,15 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Decoder ``Dense(d,p, tanh)`` → mean and log-variance heads ``Dense(p,p)``."""
+    """Decoder ``Dense(d,h, tanh)`` → mean and log-variance heads ``Dense(h,p)``;
+    the hidden width ``h`` is ``p`` (the papers) unless ``hidden`` is given."""
 
-    def __init__(self, latent_dim: int, p: int) -> None:
+    def __init__(self, latent_dim: int, p: int, hidden: int = 0) -> None:
         super().__init__()
-        self.hidden = dense(latent_dim, p)
-        self.mean = dense(p, p)
-        self.logvar = dense(p, p)
+        width = hidden or p
+        self.hidden = dense(latent_dim, width)
+        self.mean = dense(width, p)
+        self.logvar = dense(width, p)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = torch.tanh(self.hidden(z))
@@ -138,5 +144,7 @@ class ParamNet(nn.Module):
     def covariate_group_norm(self) -> torch.Tensor:
         """Group lasso over the covariates: the sum, over baseline covariates, of the
         L2 norm of each covariate's weights into the first layer. Zero for a
-        covariate the parameters ignore; penalising it selects covariates."""
+        covariate the parameters ignore; penalising it selects covariates. Only the
+        first layer is penalised: combine with ``loss.param_l2`` if the next layer's
+        growth must be bounded too (measured without, in the README)."""
         return self.hidden.weight.norm(dim=0).sum()
