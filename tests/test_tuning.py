@@ -36,6 +36,16 @@ def test_the_candidate_whose_selected_predictor_scores_lowest_is_chosen():
     assert choice["chosen"].tolist() == [False, True]
 
 
+def test_a_named_predictor_chooses_the_setting_where_it_scores_lowest():
+    """tuning.predictor: odevae picks the candidate whose own ODE-VAE prediction
+    is best on the inner patients, whatever its selected predictor scores."""
+    tables = {"a": selection("odevae", 0.9), "b": selection("odevae_mixed", 0.7)}
+    choice = choose_candidate(tables, "odevae")
+    assert choice["predictor"].tolist() == ["odevae", "odevae"]
+    assert choice["mse"].tolist() == [0.9, 1.7]
+    assert choice["chosen"].tolist() == [True, False]
+
+
 @pytest.mark.workflow
 def test_each_fold_trains_every_candidate_and_keeps_the_inner_best(workdir):
     config = merge(TINY, INNER | {"tuning": {"candidates": CANDIDATES}})

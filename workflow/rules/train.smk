@@ -72,6 +72,7 @@ else:
             runtime=10,
         params:
             candidates=list(config["tuning"]["candidates"]),
+            predictor=config["tuning"]["predictor"],
         script:
             "../scripts/choose.py"
 

@@ -14,7 +14,7 @@ log = logging.getLogger("odevae.choose")
 def main(snakemake):
     names = snakemake.params.candidates
     tables = dict(zip(names, map(read_tsv, snakemake.input.selections), strict=True))
-    choice = choose_candidate(tables)
+    choice = choose_candidate(tables, snakemake.params.predictor)
     k = int(choice["chosen"].to_numpy().argmax())
     for key in ("checkpoint", "metrics", "hparams"):
         source = snakemake.input[{"checkpoint": "checkpoints"}.get(key, key)][k]

@@ -1,6 +1,7 @@
 """Tuning (config ``tuning.candidates``): the fold's model is the candidate setting
-whose selected predictor scores best on the fold's inner validation patients.
-Torch-free: rule ``choose`` only reads the candidates' score tables."""
+whose selected predictor (or the predictor named by ``tuning.predictor``) scores
+best on the fold's inner validation patients. Torch-free: rule ``choose`` only
+reads the candidates' score tables."""
 
 from __future__ import annotations
 
@@ -8,13 +9,18 @@ import numpy as np
 import pandas as pd
 
 
-def choose_candidate(selections: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Tuning: per candidate setting (in order), its selected predictor and that
-    predictor's inner-validation MSE; ``chosen`` marks the lowest (the first on
-    ties)."""
+def choose_candidate(
+    selections: dict[str, pd.DataFrame], predictor: str = "selected"
+) -> pd.DataFrame:
+    """Tuning: per candidate setting (in order), its selected predictor (or the
+    named ``predictor``) and that predictor's inner-validation MSE; ``chosen``
+    marks the lowest (the first on ties)."""
     rows = []
     for name, table in selections.items():
-        best = table[table["selected"].astype(bool)].iloc[0]
+        if predictor == "selected":
+            best = table[table["selected"].astype(bool)].iloc[0]
+        else:
+            best = table[table["candidate"] == predictor].iloc[0]
         rows.append(
             {"candidate": name, "predictor": best["candidate"], "mse": best["mse"]}
         )
