@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from odevae.errors import InputError
 from odevae.evaluate.tuning import choose_candidate
 from tests.conftest import TINY, merge, snakemake
 
@@ -44,6 +45,10 @@ def test_a_named_predictor_chooses_the_setting_where_it_scores_lowest():
     assert choice["predictor"].tolist() == ["odevae", "odevae"]
     assert choice["mse"].tolist() == [0.9, 1.7]
     assert choice["chosen"].tolist() == [True, False]
+    with pytest.raises(
+        InputError, match="config key 'tuning.predictor'.*no odevae_inc"
+    ):
+        choose_candidate(tables, "odevae_increment")
 
 
 @pytest.mark.workflow

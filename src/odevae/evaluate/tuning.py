@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from odevae.errors import InputError
+
 
 def choose_candidate(
     selections: dict[str, pd.DataFrame], predictor: str = "selected"
@@ -20,7 +22,14 @@ def choose_candidate(
         if predictor == "selected":
             best = table[table["selected"].astype(bool)].iloc[0]
         else:
-            best = table[table["candidate"] == predictor].iloc[0]
+            rows_of = table[table["candidate"] == predictor]
+            if rows_of.empty:
+                raise InputError(
+                    f"candidate {name} has no {predictor} prediction to choose by "
+                    f"(its predictors: {', '.join(table['candidate'])})",
+                    key="tuning.predictor",
+                )
+            best = rows_of.iloc[0]
         rows.append(
             {"candidate": name, "predictor": best["candidate"], "mse": best["mse"]}
         )
