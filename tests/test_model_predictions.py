@@ -23,11 +23,23 @@ from odevae.evaluate.prediction.targets import in_both_units, prediction_targets
 from odevae.train.training import build_model
 
 
-@pytest.fixture(params=["initial_value", "statistical"])
+@pytest.fixture(
+    params=[
+        ("initial_value", "none"),
+        ("statistical", "none"),
+        ("initial_value", "gru"),
+        ("statistical", "gru"),
+    ],
+    ids=lambda p: "-".join(p),
+)
 def model(request, tiny_cohort, tiny_config):
     torch.manual_seed(0)
-    loss = {**tiny_config["loss"], "kind": request.param}
-    model = build_model(tiny_cohort, tiny_config["model"], loss, lr=1e-3)
+    kind, history = request.param
+    loss = {**tiny_config["loss"], "kind": kind}
+    config = {**tiny_config["model"], "history": history}
+    model = build_model(tiny_cohort, config, loss, lr=1e-3)
+    if model.history_encoder is not None:  # an encoder whose output moves θ
+        torch.nn.init.normal_(model.history_encoder.head.weight, std=0.5)
     return model.eval()
 
 

@@ -3,7 +3,12 @@ import pandas as pd
 import pytest
 
 from odevae.data.cohort import Cohort
-from odevae.evaluate.prediction.scores import common_targets, summarise, training_sd
+from odevae.evaluate.prediction.scores import (
+    common_targets,
+    contrasts,
+    summarise,
+    training_sd,
+)
 from odevae.evaluate.prediction.targets import COLUMNS
 
 
@@ -201,3 +206,23 @@ def test_mean_and_sd_rows_over_folds():
     assert row(summary, "ode")["ratio_mse"] == pytest.approx(2.0)
     assert row(summary, "ode")["n_patients"] == 2
     assert row(summary, "ode", "0")["n_patients"] == 1
+
+
+def test_contrasts_pair_any_two_methods_with_the_summarys_ratio_and_interval():
+    """cv/contrasts.tsv: a pair's ratio is the ratio of the two methods' pooled
+    MSEs, its interval the same paired bootstrap as the summary's; pairs with an
+    absent method are left out."""
+    pred = toy_methods()
+    sd = unit_sd(variables=("x", "y"))
+    summary, _ = summarise(pred, sd, n_boot=200, seed=3)
+    pairs = [("better", "locf"), ("better", "copy"), ("copy", "locf"), ("x", "locf")]
+    table = contrasts(pred, sd, pairs, n_boot=200, seed=3)
+    one = table[table["horizon"] == "one_step"].set_index(["method", "reference"])
+    assert list(one.index) == pairs[:3]
+    better = row(summary, "better")
+    vs_locf = one.loc[("better", "locf")]
+    assert vs_locf["ratio_mse"] == pytest.approx(better["ratio_mse"])
+    assert vs_locf["ratio_ci_low"] == pytest.approx(better["ratio_ci_low"])
+    assert vs_locf["ratio_ci_high"] == pytest.approx(better["ratio_ci_high"])
+    assert one.loc[("better", "copy"), "ratio_ci_high"] < 1
+    assert one.loc[("copy", "locf"), "ratio_mse"] == 1.0

@@ -40,6 +40,7 @@ rule evaluate:
             caption="../report/per_variable.rst",
             category="Held-out prediction",
         ),
+        contrasts=f"{OUT}/cv/contrasts.tsv",
         training=f"{OUT}/cv/training.tsv",
         selection=f"{OUT}/cv/selection.tsv",
     log:

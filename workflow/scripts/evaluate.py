@@ -1,5 +1,7 @@
 """Held-out prediction scores of the model and the comparators (rule ``evaluate``):
 ``cv/summary.tsv`` (per horizon, method and fold), ``cv/per_variable.tsv`` and
+``cv/contrasts.tsv`` (pooled MSE ratios of method pairs with bootstrap
+intervals: what the history, the individual dynamics and the ODE add),
 ``cv/training.tsv`` (each fold's validation-loss course; a divergence is flagged in
 the summary and the log) and ``cv/selection.tsv`` (each fold's choice of predictor
 on its inner validation patients)."""
@@ -8,7 +10,7 @@ import logging
 
 from odevae.data.cohort import Cohort
 from odevae.data.tables import read_fold_metrics, read_tsv, read_tsvs, write_tsv
-from odevae.evaluate.prediction.scores import summarise, training_sd
+from odevae.evaluate.prediction.scores import contrasts, summarise, training_sd
 from odevae.evaluate.prediction.training_check import flag_diverged, validation_course
 from odevae.runner import run_script
 
@@ -27,6 +29,9 @@ def main(snakemake):
         reference=snakemake.params.reference,
         n_boot=snakemake.params.n_boot,
         seed=snakemake.params.seed,
+    )
+    pairs = contrasts(
+        pred, scales, n_boot=snakemake.params.n_boot, seed=snakemake.params.seed
     )
     course = validation_course(
         read_fold_metrics(snakemake.params.folds, snakemake.input.metrics),
@@ -59,6 +64,7 @@ def main(snakemake):
     write_tsv(course, snakemake.output.training)
     write_tsv(summary, snakemake.output.summary)
     write_tsv(per_variable, snakemake.output.per_variable)
+    write_tsv(pairs, snakemake.output.contrasts)
     pooled = summary[(summary["fold"] == "pooled") & (summary["horizon"] == "one_step")]
     for row in pooled.itertuples():
         log.info("one step, %s: MSE ratio to LOCF %.3f", row.method, row.ratio_mse)

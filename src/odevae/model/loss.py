@@ -199,3 +199,33 @@ def variance_penalty(
         )
     valid = targets.any(1) & (n_visits >= 2)
     return torch.where(valid, pen, torch.zeros_like(pen))
+
+
+def combine_history(
+    local: torch.Tensor, history: torch.Tensor, weighting: bool
+) -> torch.Tensor:
+    """Combine local solutions (N, T, d) from the history starts (N, T) → (N, d).
+
+    Weighted: w_k = 1 / Var̂{μ̃_{l→j} : l a history visit between k and the last
+    one}, per latent dimension, as in the follow-up paper but without the target's
+    own encoding (which a prediction may not read); the last start, alone in its
+    set, shares the variance of the last two. Unweighted, or with one start: the
+    mean over starts.
+    """
+    h = history.sum(1, keepdim=True)  # (N, 1)
+    rank = torch.cumsum(history.to(torch.int64), 1) - 1  # index among history
+    weights = history[..., None].to(local.dtype).expand_as(local).clone()
+    if weighting:
+        lower = torch.minimum(rank, (h - 2).clamp(min=0))  # (N, T)
+        # member[n, k, l]: history visit l is in start k's set
+        member = history[:, None, :] & (rank[:, None, :] >= lower[:, :, None])
+        m = member[..., None].to(local.dtype)  # (N, k, l, 1)
+        count = m.sum(2)  # (N, k, 1)
+        vals = local[:, None]  # (N, 1, l, d)
+        mean = (vals * m).sum(2) / count.clamp(min=1)
+        var = ((vals - mean[:, :, None]) ** 2 * m).sum(2) / (count - 1).clamp(min=1)
+        w = 1.0 / var.clamp(*VAR_CLAMP)
+        several = (h >= 2)[..., None]
+        weights = torch.where(several & history[..., None], w, weights)
+    total = weights.sum(1)
+    return (weights * local).sum(1) / total.clamp(min=1e-12)

@@ -36,7 +36,16 @@ import lightning as L
 import torch
 
 from odevae.model.dynamics import make_system, solve, solve_from_every_visit
+from odevae.model.history import (
+    HistoryEncoder,
+    after_cut,
+    before_cut,
+    kl_diagonal,
+    posterior,
+    random_cuts,
+)
 from odevae.model.loss import (
+    combine_history,
     combine_local_solutions,
     consistency_penalty,
     kl_standard_normal,
@@ -48,6 +57,9 @@ from odevae.model.networks import Decoder, Encoder, ParamNet
 from odevae.model.systems import resolve_solver
 
 LOSSES = ("initial_value", "statistical", "vae")
+#: ``history``: none (the papers: parameters from baseline covariates alone) or gru
+#: (:mod:`~odevae.model.history`: a posterior given the visits seen so far).
+HISTORIES = ("none", "gru")
 
 
 class ODEVAE(L.LightningModule):
@@ -95,6 +107,10 @@ class ODEVAE(L.LightningModule):
         lr: float = 5e-3,
         binary: list[bool] | None = None,
         time_scale: float = 1.0,
+        history: str = "none",
+        history_hidden: int = 16,
+        history_kl_weight: float = 1.0,
+        forecast_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -104,6 +120,8 @@ class ODEVAE(L.LightningModule):
             raise ValueError("inverse-variance weighting requires skip_own")
         if not time_scale > 0:
             raise ValueError(f"time_scale must be > 0, found {time_scale}")
+        if history not in HISTORIES:
+            raise ValueError(f"unknown history {history!r}, expected {HISTORIES}")
         self.system = make_system(system, latent_dim, fixed_params, neural)
         self.solver = resolve_solver(solver, system)
         bound = self.system.default_bound if param_bound == "auto" else param_bound
@@ -118,6 +136,11 @@ class ODEVAE(L.LightningModule):
             scale=param_scale,
             bottleneck=bottleneck,
             small_init=bound == "tanh1",
+        )
+        self.history_encoder = (
+            HistoryEncoder(p, self.system.n_params, history_hidden)
+            if history == "gru" and loss != "vae"
+            else None
         )
         # Scaling statistics (identity unless set from the training folds).
         self._sums: dict = {}  # per stage: running sums of the epoch's loss terms
@@ -158,21 +181,59 @@ class ODEVAE(L.LightningModule):
         baseline = (baseline - self.z_mean) / self.z_std
         return {**batch, "values": values, "baseline": baseline}
 
-    def forward(self, batch: dict) -> dict:
-        """Encoder means/log-variances, ODE parameters and ODE solutions per visit."""
+    def forward(
+        self, batch: dict, n_history: torch.Tensor | None = None, sample: bool = False
+    ) -> dict:
+        """Encoder means/log-variances, ODE parameters and ODE solutions per visit.
+
+        With a history encoder the parameters are the posterior's given each
+        patient's first ``n_history`` (B,) visits (default: all of them): its mean,
+        or a draw with ``sample``; ``theta_prior`` is the parameter net's mean.
+        """
         mu_enc, logvar_enc = self.encoder(batch["values"])
-        theta = self.param_net(batch["baseline"])
+        prior = self.param_net(batch["baseline"])
         # the IVP starts at each patient's first visit (time 0 unless preprocessing
         # counted time from an earlier row without measurements)
         times = batch["times"] - batch["times"][:, :1]
         times = torch.where(batch["visits"], times, torch.zeros_like(times))
-        mu_ode = self.solve(mu_enc[:, 0], theta, times)
-        return {
-            "mu_enc": mu_enc,
-            "logvar_enc": logvar_enc,
-            "theta": theta,
-            "mu_ode": mu_ode,
-        }
+        out = {"mu_enc": mu_enc, "logvar_enc": logvar_enc, "theta_prior": prior}
+        theta = prior
+        if self.history_encoder is not None:
+            if n_history is None:
+                n_history = batch["visits"].sum(1)
+            mean, logvar = self.posterior(batch, n_history, prior, times)
+            theta = mean
+            if sample:
+                theta = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+            out.update(theta_mean=mean, theta_logvar=logvar, n_history=n_history)
+        out["theta"] = theta
+        out["mu_ode"] = self.solve(mu_enc[:, 0], theta, times)
+        return out
+
+    def posterior(
+        self,
+        batch: dict,
+        n_history: torch.Tensor,
+        prior: torch.Tensor | None = None,
+        times: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance (B, nθ) of the ODE parameters given each patient's
+        first ``n_history`` visits of the scaled ``batch`` (the prior's without a
+        history encoder, or with ``n_history`` 0)."""
+        if prior is None:
+            prior = self.param_net(batch["baseline"])
+        encoder = self.history_encoder
+        if encoder is None:
+            return prior, torch.full_like(prior, float("-inf"))
+        if times is None:
+            times = batch["times"] - batch["times"][:, :1]
+            times = torch.where(batch["visits"], times, torch.zeros_like(times))
+        shift, logvar_shift = encoder(
+            batch["values"], batch["observed"], times / self.time_scale, batch["visits"]
+        )
+        return posterior(
+            prior, encoder.prior_logvar, shift, logvar_shift, n_history.long()
+        )
 
     @property
     def time_scale(self) -> float:
@@ -219,8 +280,15 @@ class ODEVAE(L.LightningModule):
     def loss_terms(self, batch: dict, sample: bool) -> dict:
         """Per-patient loss terms (``per_patient``) and the batch loss (``loss``)."""
         hp = self.hparams
-        out = self(batch)
         visits = batch["visits"]
+        cuts = None
+        if self.history_encoder is not None:
+            # training: a fresh cut per patient and step; otherwise the same cuts
+            # at every evaluation, so that validation losses compare across epochs
+            generator = None if sample else torch.Generator().manual_seed(0)
+            cuts = random_cuts(visits, generator)
+        out = self(batch, cuts, sample=sample)
+        local = None  # the statistical loss's local solutions
         if hp.loss == "vae":  # the workshop's VAE-only baseline: no dynamics
             nll, kl = self._reconstruction(
                 batch, out["mu_enc"], out["logvar_enc"], sample
@@ -260,6 +328,22 @@ class ODEVAE(L.LightningModule):
                 + hp.mu_weight * mu_pen
                 + hp.var_weight * var_pen
             )
+        if cuts is not None:
+            # the visits after each cut predicted as the held-out predictor does,
+            # and the posterior's KL from the parameter net's prior
+            forecast = self._forecast_nll(batch, out, cuts, local)
+            param_kl = kl_diagonal(
+                out["theta_mean"],
+                out["theta_logvar"],
+                out["theta_prior"],
+                self.history_encoder.prior_logvar,
+            )
+            penalties.update(forecast=forecast, param_kl=param_kl)
+            per_patient = (
+                per_patient
+                + hp.forecast_weight * forecast
+                + hp.history_kl_weight * param_kl
+            )
         own_weight = hp.get("own_reconstruction_weight", 0.0)
         if own_weight and hp.loss != "vae":
             # each visit decoded from its own encoding, as the VAE-only loss does:
@@ -289,6 +373,38 @@ class ODEVAE(L.LightningModule):
         terms.update({key: value.mean() for key, value in penalties.items()})
         terms["per_patient"] = per_patient
         return terms
+
+    def _forecast_nll(self, batch, out, cuts, local=None) -> torch.Tensor:
+        """NLL (B,) of the visits after each patient's cut, decoded from the
+        prediction of the held-out predictor ``odevae``: the last history visit's
+        encoding solved on (initial-value loss), or the combination of the local
+        solutions from every history visit (``local``, statistical loss; then
+        divided by the patient's visit count, as that loss is)."""
+        visits = batch["visits"]
+        target = after_cut(visits, cuts)
+        if local is None:
+            idx = torch.arange(len(cuts), device=cuts.device)
+            last = cuts - 1
+            dt = batch["times"] - batch["times"][idx, last][:, None]
+            dt = torch.where(target, dt, torch.zeros_like(dt))
+            z = self.solve(out["mu_enc"][idx, last], out["theta"], dt)
+        else:
+            B, T, _, d = local.shape
+            history = before_cut(visits, cuts)
+            per_target = local.permute(0, 2, 1, 3).reshape(B * T, T, d)
+            z = combine_history(
+                per_target,
+                history.repeat_interleave(T, 0),
+                self.hparams.weighting,
+            ).reshape(B, T, d)
+        x_mean, x_logvar = self.decoder(z)
+        observed = batch["observed"] & target[..., None]
+        nll = observation_nll(
+            batch["values"], x_mean, x_logvar, observed, self.binary, per_visit=True
+        ).sum(1)
+        if local is not None:
+            nll = nll / visits.sum(1).to(nll.dtype)
+        return nll
 
     def _shared_step(self, batch: dict, stage: str) -> torch.Tensor:
         """Loss of one batch; its terms are summed for the epoch's ``stage/*`` means.

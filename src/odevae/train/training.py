@@ -79,6 +79,10 @@ def build_model(
         lr=lr,
         binary=binary,
         time_scale=time_scale,
+        history=model_cfg["history"],
+        history_hidden=model_cfg["history_hidden"],
+        history_kl_weight=loss_cfg["history_kl_weight"],
+        forecast_weight=loss_cfg["forecast_weight"],
     )
 
 

@@ -5,10 +5,16 @@ For every target of
 visits 0..h−1), in modelling units, with the decoder's mean and
 standard deviation:
 
-* ``odevae``: the model's own predictor. Initial-value loss: encode the last history
-  visit (encoder mean), solve to t_j with the patient's parameters, decode.
-  Statistical loss: the follow-up paper's combination μ̄_j of the local solutions
-  from every history visit (:func:`combine_history`), decoded.
+* ``odevae``: the model's own predictor, with the patient's ODE parameters
+  inferred from the history visits (the posterior mean of
+  :mod:`~odevae.model.history` given visits 0..h−1; the parameter net's prior
+  mean when the model has no history encoder). Initial-value loss: encode the
+  last history visit (encoder mean), solve to t_j, decode. Statistical loss: the
+  follow-up paper's combination μ̄_j of the local solutions from every history
+  visit (:func:`~odevae.model.loss.combine_history`), decoded.
+* ``odevae_prior``: the same with the parameters of the baseline covariates alone
+  (the parameter net's prior mean): what the history adds (equal to ``odevae``
+  without a history encoder).
 * ``odevae_population``: the same with every patient's ODE parameters replaced by
   the training patients' mean (no individual dynamics).
 * ``vae_roundtrip``: the last history visit encoded and decoded, no time step (how
@@ -27,14 +33,16 @@ standard deviation:
   history's residuals. The ODE-VAE gives the shared multivariate trajectory; the
   random effects give what is individual to a patient's variable (its level and
   trend), as a mixed model's do.
+* ``vae_mixed``: ``vae_roundtrip`` plus the same random effects: what the ODE
+  adds under the hybrid.
 * ``odevae_selected``: whichever of ``odevae``, ``odevae_increment`` and
   ``odevae_mixed`` predicts the fold's inner validation patients best one step ahead
   (:mod:`~odevae.evaluate.prediction.selection`); the held-out fold plays no part in the
   choice.
 
-Only the history visits are ever encoded for a target (the encoder is per visit and
-the parameters come from baseline covariates), so nothing at or after visit j
-enters its prediction.
+Only the history visits are ever encoded for a target (the encoder is per visit, the
+parameters come from baseline covariates and the history encoder is causal), so
+nothing at or after visit j enters its prediction.
 """
 
 from __future__ import annotations
@@ -53,13 +61,20 @@ from odevae.evaluate.prediction.targets import (
     prediction_targets,
 )
 from odevae.model import ODEVAE
-from odevae.model.loss import VAR_CLAMP
+from odevae.model.loss import combine_history
 from odevae.train.data import CohortDataset
 
 #: The model's own predictors, from which
 #: :mod:`~odevae.evaluate.prediction.selection` picks.
 CANDIDATES = ("odevae", "odevae_increment", "odevae_mixed")
-METHODS = (*CANDIDATES, "odevae_population", "vae_roundtrip", "ols_latent")
+METHODS = (
+    *CANDIDATES,
+    "odevae_prior",
+    "odevae_population",
+    "vae_roundtrip",
+    "vae_mixed",
+    "ols_latent",
+)
 
 
 def _tensors(model: ODEVAE, cohort: Cohort) -> dict:
@@ -89,36 +104,6 @@ def decode(model: ODEVAE, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     mean = torch.where(model.binary, prob, gauss_mean)
     sd = torch.where(model.binary, torch.sqrt(prob * (1 - prob)), gauss_sd)
     return mean.cpu().numpy().astype(float), sd.cpu().numpy().astype(float)
-
-
-def combine_history(
-    local: torch.Tensor, history: torch.Tensor, weighting: bool
-) -> torch.Tensor:
-    """Combine local solutions (N, T, d) from the history starts (N, T) → (N, d).
-
-    Weighted: w_k = 1 / Var̂{μ̃_{l→j} : l a history visit between k and the last
-    one}, per latent dimension, as in the follow-up paper but without the target's
-    own encoding (which a prediction may not read); the last start, alone in its
-    set, shares the variance of the last two. Unweighted, or with one start: the
-    mean over starts.
-    """
-    h = history.sum(1, keepdim=True)  # (N, 1)
-    rank = torch.cumsum(history.to(torch.int64), 1) - 1  # index among history
-    weights = history[..., None].to(local.dtype).expand_as(local).clone()
-    if weighting:
-        lower = torch.minimum(rank, (h - 2).clamp(min=0))  # (N, T)
-        # member[n, k, l]: history visit l is in start k's set
-        member = history[:, None, :] & (rank[:, None, :] >= lower[:, :, None])
-        m = member[..., None].to(local.dtype)  # (N, k, l, 1)
-        count = m.sum(2)  # (N, k, 1)
-        vals = local[:, None]  # (N, 1, l, d)
-        mean = (vals * m).sum(2) / count.clamp(min=1)
-        var = ((vals - mean[:, :, None]) ** 2 * m).sum(2) / (count - 1).clamp(min=1)
-        w = 1.0 / var.clamp(*VAR_CLAMP)
-        several = (h >= 2)[..., None]
-        weights = torch.where(several & history[..., None], w, weights)
-    total = weights.sum(1)
-    return (weights * local).sum(1) / total.clamp(min=1e-12)
 
 
 def ols_extrapolation(mu, times, history, last, t_target):
@@ -155,7 +140,10 @@ def latent_predictions(
     history = torch.as_tensor(history_mask(test, targets), device=device)
     times = torch.as_tensor(test.times, dtype=torch.float32, device=device)[rows]
     mu = mu_all[rows]  # (N, T, d)
-    theta = theta_all[rows]
+    prior = theta_all[rows]
+    n_history = torch.as_tensor(targets["n_history"].to_numpy().copy(), device=device)
+    scaled = {key: value[rows] for key, value in _tensors(model, test).items()}
+    theta, _ = model.posterior(scaled, n_history, prior)  # the prior without history
     t_target = torch.as_tensor(targets["time"].to_numpy().copy(), dtype=torch.float32)
     t_target = t_target.to(device)
     last = torch.as_tensor(targets["n_history"].to_numpy() - 1, device=device)
@@ -175,6 +163,7 @@ def latent_predictions(
     population = theta_train.mean(0, keepdim=True).expand_as(theta)
     latent = {
         "odevae": from_starts(theta),
+        "odevae_prior": from_starts(prior),
         "odevae_population": from_starts(population),
         "vae_roundtrip": mu[idx, last],
         "ols_latent": ols_extrapolation(mu, times, history, last, t_target),
@@ -193,22 +182,24 @@ def residuals(model: ODEVAE, cohort: Cohort) -> Cohort:
     return dataclasses.replace(cohort, values=np.where(cohort.observed, values, 0.0))
 
 
-def with_random_effects(
-    model: ODEVAE,
-    train: Cohort,
-    test: Cohort,
-    targets: pd.DataFrame,
-    mean: np.ndarray,
-    sd: np.ndarray,
+def random_effects_offsets(
+    model: ODEVAE, train: Cohort, test: Cohort, targets: pd.DataFrame
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions ``mean`` (targets × p) plus each patient's empirical-Bayes random
-    intercept and slope of the reconstruction residuals, from its history.
-
-    The mixed model is fitted on the training patients' residuals only. Its sd
-    replaces the decoder's; a variable without a fit keeps ``mean`` and ``sd``.
-    """
+    """Each target's empirical-Bayes random intercept and slope of the
+    reconstruction residuals, from its patient's history, and its sd (targets × p;
+    NaN for a variable without a fit): a mixed model fitted on the training
+    patients' residuals only."""
     fits = fit_mixed_models(residuals(model, train))
-    offset, offset_sd = mixed_model(fits, residuals(model, test), targets)
+    return mixed_model(fits, residuals(model, test), targets)
+
+
+def with_random_effects(
+    offsets: tuple[np.ndarray, np.ndarray], mean: np.ndarray, sd: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions ``mean`` (targets × p) plus the random-effect ``offsets`` of
+    :func:`random_effects_offsets`, whose sd replaces the decoder's; a variable
+    without a fit keeps ``mean`` and ``sd``."""
+    offset, offset_sd = offsets
     fitted = np.isfinite(offset)
     return (
         np.where(fitted, mean + np.where(fitted, offset, 0.0), mean),
@@ -241,10 +232,11 @@ def decoded_predictions(
     targets, latent, encoded = latent_predictions(model, train, test)
     decoded = {method: decode(model, latent[method]) for method in latent}
     decoded["odevae_increment"] = increment(model, test, targets, decoded)
-    decoded["odevae_mixed"] = with_random_effects(
-        model, train, test, targets, *decoded["odevae"]
-    )
+    offsets = random_effects_offsets(model, train, test, targets)
+    decoded["odevae_mixed"] = with_random_effects(offsets, *decoded["odevae"])
+    decoded["vae_mixed"] = with_random_effects(offsets, *decoded["vae_roundtrip"])
     latent["odevae_increment"] = latent["odevae_mixed"] = latent["odevae"]
+    latent["vae_mixed"] = latent["vae_roundtrip"]
     return targets, latent, decoded, encoded
 
 

@@ -134,10 +134,12 @@ def _bootstrap_mse(matrix: np.ndarray, counts: np.ndarray) -> np.ndarray:
         return np.nansum(per_variable, 1) / n
 
 
-def _ratio_ci(
-    rows: pd.DataFrame, reference: str, n_boot: int, seed: int
+def _paired_ratios(
+    rows: pd.DataFrame, pairs: list[tuple[str, str]], n_boot: int, seed: int
 ) -> pd.DataFrame:
-    """Paired patient-level bootstrap 95% interval of the pooled MSE ratio."""
+    """Per horizon and (method, reference) pair: the pooled MSE ratio and its
+    paired patient-level bootstrap 95% interval (the same resamples for every
+    pair of a horizon)."""
     patient = rows.groupby(["horizon", "method", "fold", "patient_id", "variable"])
     patient = patient["se"].mean().reset_index()
     out = []
@@ -145,24 +147,78 @@ def _ratio_ci(
         wide = part.pivot(
             index=["fold", "patient_id"], columns=["method", "variable"], values="se"
         )
-        methods = wide.columns.unique(level="method")
-        if reference not in methods:
+        methods = set(wide.columns.unique(level="method"))
+        present = [(m, r) for m, r in pairs if m in methods and r in methods]
+        if not present:
             continue
         variables = wide.columns.unique(level="variable")
         n = len(wide)
         rng = np.random.default_rng(seed)
         counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
         matrix = {m: wide[m].reindex(columns=variables).to_numpy() for m in methods}
-        ref = _bootstrap_mse(matrix[reference], counts)
-        for method in methods:
-            mse = _bootstrap_mse(matrix[method], counts)
+        boot = {m: _bootstrap_mse(matrix[m], counts) for m in methods}
+        once = np.ones((1, n))
+        for method, reference in present:
             with np.errstate(invalid="ignore", divide="ignore"):
-                ratio = mse / ref
+                ratio = boot[method] / boot[reference]
+                point = (
+                    _bootstrap_mse(matrix[method], once)
+                    / _bootstrap_mse(matrix[reference], once)
+                )[0]
             ratio = ratio[np.isfinite(ratio)]
             ci = np.quantile(ratio, [0.025, 0.975]) if len(ratio) else [np.nan] * 2
-            out.append((horizon, method, *ci))
-    columns = ["horizon", "method", "ratio_ci_low", "ratio_ci_high"]
-    return pd.DataFrame(out, columns=columns)
+            out.append((horizon, method, reference, point, *ci))
+    columns = ["horizon", "method", "reference", "ratio_mse"]
+    return pd.DataFrame(out, columns=[*columns, "ratio_ci_low", "ratio_ci_high"])
+
+
+def _ratio_ci(
+    rows: pd.DataFrame, reference: str, n_boot: int, seed: int
+) -> pd.DataFrame:
+    """Paired patient-level bootstrap 95% interval of the pooled MSE ratio."""
+    pairs = [(m, reference) for m in rows["method"].unique()]
+    table = _paired_ratios(rows, pairs, n_boot, seed)
+    return table[["horizon", "method", "ratio_ci_low", "ratio_ci_high"]]
+
+
+#: What each contrast measures: (method, reference) pairs whose pooled MSE ratio
+#: and interval :func:`contrasts` writes, where both were scored.
+CONTRASTS = (
+    ("odevae", "odevae_prior"),  # what the visits seen so far add to the dynamics
+    ("odevae", "odevae_population"),  # individual vs average dynamics
+    ("odevae", "vae_roundtrip"),  # the time step vs none
+    ("odevae_mixed", "vae_mixed"),  # the ODE under the random effects
+    ("odevae", "mixed_model"),
+    ("odevae", "mixed_multivariate"),
+    ("odevae_selected", "mixed_model"),
+    ("odevae_selected", "mixed_multivariate"),
+)
+
+
+def contrasts(
+    pred: pd.DataFrame,
+    train_sd: pd.DataFrame,
+    pairs=CONTRASTS,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Pooled MSE ratios of method pairs with paired bootstrap intervals: columns
+    horizon, method, reference, ratio_mse, ratio_ci_low, ratio_ci_high (a ratio
+    below 1 with its upper bound below 1: the method predicts better)."""
+    rows = _scored_rows(pred, train_sd)
+    table = _paired_ratios(rows, list(pairs), n_boot, seed)
+    known = {h: i for i, h in enumerate(HORIZONS)}
+    order = {pair: i for i, pair in enumerate(pairs)}
+    rank = table.assign(
+        _h=table["horizon"].map(known).fillna(len(known)),
+        _p=[
+            order[(m, r)]
+            for m, r in zip(table["method"], table["reference"], strict=True)
+        ],
+    )
+    return table.loc[rank.sort_values(["_h", "_p"], kind="stable").index].reset_index(
+        drop=True
+    )
 
 
 def _sort(table: pd.DataFrame, order: dict[str, int], extra: str) -> pd.DataFrame:

@@ -1,0 +1,146 @@
+"""The history encoder (model.history gru): the posterior of each patient's ODE
+parameters given the visits seen so far, its KL, the training cut-offs and the
+forecast term."""
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from odevae.model.history import after_cut, kl_diagonal, posterior, random_cuts
+from odevae.model.loss import observation_nll
+from odevae.train.training import build_model
+from tests.conftest import batch_of
+
+
+def gru_model(cohort, config, kind="initial_value", **loss):
+    torch.manual_seed(0)
+    model = build_model(
+        cohort,
+        {**config["model"], "history": "gru"},
+        {**config["loss"], "kind": kind, **loss},
+        lr=1e-3,
+    )
+    # a trained-looking encoder: the posterior moves with the history
+    torch.nn.init.normal_(model.history_encoder.head.weight, std=0.5)
+    torch.nn.init.normal_(model.history_encoder.head.bias, std=0.5)
+    return model.eval()
+
+
+def test_empty_history_is_the_papers_prior_path(tiny_cohort, tiny_config):
+    """With no visits seen, the parameters are the parameter net's and the ODE
+    solutions equal those of the same model without a history encoder."""
+    model = gru_model(tiny_cohort, tiny_config)
+    plain = build_model(tiny_cohort, tiny_config["model"], tiny_config["loss"], 1e-3)
+    state = {k: v for k, v in model.state_dict().items() if "history" not in k}
+    plain.load_state_dict(state)
+    batch = model.scale(batch_of(tiny_cohort, range(tiny_cohort.n)))
+    empty = torch.zeros(tiny_cohort.n, dtype=torch.long)
+    with torch.no_grad():
+        out = model(batch, empty)
+        ref = plain.eval()(batch)
+        seen = model(batch)  # default: the whole history
+    torch.testing.assert_close(out["theta"], ref["theta"])
+    torch.testing.assert_close(out["mu_ode"], ref["mu_ode"])
+    prior_logvar = model.history_encoder.prior_logvar.expand_as(out["theta"])
+    torch.testing.assert_close(out["theta_logvar"], prior_logvar)
+    assert not torch.allclose(seen["theta"], ref["theta"])
+
+
+def test_posterior_reads_only_the_visits_before_the_cut(tiny_cohort, tiny_config):
+    model = gru_model(tiny_cohort, tiny_config)
+    batch = model.scale(batch_of(tiny_cohort, range(tiny_cohort.n)))
+    cuts = random_cuts(batch["visits"], torch.Generator().manual_seed(3))
+    changed = dict(batch)
+    later = after_cut(batch["visits"], cuts)
+    changed["values"] = torch.where(
+        later[..., None], batch["values"] + 3.0, batch["values"]
+    )
+    changed["times"] = torch.where(later, batch["times"] * 1.5, batch["times"])
+    with torch.no_grad():
+        before = model.posterior(batch, cuts)
+        after = model.posterior(changed, cuts)
+        moved = model.posterior(changed, batch["visits"].sum(1))
+        full = model.posterior(batch, batch["visits"].sum(1))
+    for a, b in zip(before, after, strict=True):
+        torch.testing.assert_close(a, b)
+    assert not torch.allclose(moved[0], full[0])
+
+
+def test_kl_is_the_diagonal_gaussians_kl():
+    g = torch.Generator().manual_seed(0)
+    mean, prior_mean = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    logvar, prior_logvar = torch.randn(5, 3, generator=g), torch.randn(3, generator=g)
+    expected = kl_divergence(
+        Normal(mean, torch.exp(0.5 * logvar)),
+        Normal(prior_mean, torch.exp(0.5 * prior_logvar)),
+    ).sum(-1)
+    torch.testing.assert_close(
+        kl_diagonal(mean, logvar, prior_mean, prior_logvar), expected
+    )
+    same = kl_diagonal(prior_mean, prior_logvar.expand(5, 3), prior_mean, prior_logvar)
+    torch.testing.assert_close(same, torch.zeros(5))
+
+
+def test_posterior_uses_the_last_history_visits_output():
+    prior = torch.zeros(2, 1)
+    shift = torch.arange(6.0).reshape(2, 3, 1)
+    mean, logvar = posterior(
+        prior, torch.tensor([-1.0]), shift, -shift, torch.tensor([2, 0])
+    )
+    torch.testing.assert_close(mean, torch.tensor([[1.0], [0.0]]))
+    torch.testing.assert_close(logvar, torch.tensor([[-2.0], [-1.0]]))
+
+
+def test_cuts_keep_at_least_one_history_visit_and_cover_every_length():
+    visits = torch.zeros(400, 6, dtype=torch.bool)
+    n = torch.arange(400) % 6 + 1
+    for i, k in enumerate(n):
+        visits[i, :k] = True
+    cuts = random_cuts(visits, torch.Generator().manual_seed(0))
+    assert ((cuts >= 1) & (cuts <= n)).all()
+    six = cuts[n == 6]
+    assert set(six.tolist()) == {1, 2, 3, 4, 5, 6}
+
+
+def test_forecast_term_predicts_the_visits_after_the_cut_from_the_last_history_visit(
+    tiny_cohort, tiny_config
+):
+    """initial_value: the NLL of visits j >= cut decoded from the last history
+    visit's encoding solved to t_j with the posterior given the history, the
+    held-out predictor ``odevae``."""
+    model = gru_model(tiny_cohort, tiny_config)
+    batch = model.scale(batch_of(tiny_cohort, range(tiny_cohort.n)))
+    cuts = torch.full((tiny_cohort.n,), 2)
+    cuts = torch.minimum(cuts, batch["visits"].sum(1))
+    with torch.no_grad():
+        out = model(batch, cuts)
+        got = model._forecast_nll(batch, out, cuts)
+    row = int(np.argmax(tiny_cohort.visits.sum(1)))
+    t = batch["times"][row]
+    start = out["mu_enc"][row, 1][None]
+    z = model.solve(start, out["theta"][row][None], (t[2:] - t[1])[None])[0]
+    mean, logvar = model.decoder(z)
+    obs = batch["observed"][row, 2:] & batch["visits"][row, 2:, None]
+    expected = observation_nll(
+        batch["values"][row, 2:][None],
+        mean[None],
+        logvar[None],
+        obs[None],
+        model.binary,
+    )[0]
+    torch.testing.assert_close(got[row], expected)
+
+
+@pytest.mark.parametrize("kind", ["initial_value", "statistical"])
+def test_history_loss_adds_forecast_and_kl_terms(tiny_cohort, tiny_config, kind):
+    model = gru_model(tiny_cohort, tiny_config, kind, forecast_weight=0.5)
+    batch = batch_of(tiny_cohort, range(tiny_cohort.n))
+    terms = model.loss_terms(model.scale(batch), sample=False)
+    assert {"forecast", "param_kl"} <= set(terms)
+    assert terms["forecast"] > 0 and terms["param_kl"] > 0
+    again = model.loss_terms(model.scale(batch), sample=False)
+    torch.testing.assert_close(terms["loss"], again["loss"])  # same cuts when eval
+    terms["loss"].backward()
+    grad = model.history_encoder.gru.weight_ih_l0.grad
+    assert grad is not None and grad.abs().sum() > 0
