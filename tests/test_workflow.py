@@ -169,9 +169,9 @@ def test_invalid_loss_combination_fails_before_any_job(workdir):
 
 @pytest.mark.slow
 def test_default_run_recovers_the_simulated_groups(tmp_path):
-    """The README's claims for seed 42: the default config separates the groups
-    (>= 0.95) and recovers the latent trajectories (R² >= 0.9 in both dimensions;
-    measured 0.95 and 0.97 there)."""
+    """The claims of docs/results/default.md for seed 42: the default config
+    separates the groups (>= 0.95) and recovers the latent trajectories (R² >= 0.9
+    in both dimensions; measured 0.95 and 0.97 there)."""
     shutil.copy(ROOT / "Snakefile", tmp_path)
     shutil.copytree(ROOT / "workflow", tmp_path / "workflow")
     shutil.copytree(ROOT / "config", tmp_path / "config")
