@@ -2,6 +2,9 @@
 parameters given the visits seen so far, its KL, the training cut-offs and the
 forecast term."""
 
+import dataclasses
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +12,7 @@ from torch.distributions import Normal, kl_divergence
 
 from odevae.model.history import after_cut, kl_diagonal, posterior, random_cuts
 from odevae.model.loss import observation_nll
-from odevae.train.training import build_model
+from odevae.train.training import build_model, latent_dim
 from tests.conftest import batch_of
 
 
@@ -144,3 +147,20 @@ def test_history_loss_adds_forecast_and_kl_terms(tiny_cohort, tiny_config, kind)
     terms["loss"].backward()
     grad = model.history_encoder.gru.weight_ih_l0.grad
     assert grad is not None and grad.abs().sum() > 0
+
+
+def test_single_score_cohort_gets_one_latent_dimension_per_measurement(
+    tiny_cohort, tiny_config, caplog
+):
+    one = dataclasses.replace(
+        tiny_cohort,
+        values=tiny_cohort.values[..., :1],
+        observed=tiny_cohort.observed[..., :1],
+        measurement_names=tiny_cohort.measurement_names[:1],
+    )
+    with caplog.at_level(logging.INFO, logger="odevae.train.training"):
+        model = build_model(one, tiny_config["model"], tiny_config["loss"], 1e-3)
+    assert model.hparams.latent_dim == 1
+    assert "latent space has 1 dimension" in caplog.text
+    assert latent_dim(4, 10) == 4
+    assert latent_dim(2, 1, "lotka_volterra") == 2

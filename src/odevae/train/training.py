@@ -50,7 +50,7 @@ def build_model(
     return ODEVAE(
         p=cohort.p,
         q=cohort.q,
-        latent_dim=model_cfg["latent_dim"],
+        latent_dim=latent_dim(model_cfg["latent_dim"], cohort.p, model_cfg["system"]),
         system=model_cfg["system"],
         fixed_params=model_cfg["fixed_params"],
         neural=model_cfg["neural"],
@@ -84,6 +84,23 @@ def build_model(
         history_kl_weight=loss_cfg["history_kl_weight"],
         forecast_weight=loss_cfg["forecast_weight"],
     )
+
+
+def latent_dim(setting: int, p: int, system: str = "linear_diagonal") -> int:
+    """``model.latent_dim`` for a cohort of ``p`` measurements: at most p (the
+    2-d Lotka-Volterra system excepted). A single-score cohort (p = 1) has nothing
+    to compress, so its latent state is one-dimensional and the ODE runs on (an
+    encoding of) the score itself; the change is logged."""
+    if setting <= p or system == "lotka_volterra":
+        return setting
+    log.info(
+        "model.latent_dim %d is more than the cohort's %d measurement(s): the latent "
+        "space has %d dimension(s), one per measurement",
+        setting,
+        p,
+        p,
+    )
+    return p
 
 
 def resolve_time_scale(setting, train: Cohort) -> float:
