@@ -93,6 +93,79 @@ def test_a_new_cohort_runs_from_a_config_file_alone(workdir):
         assert (out / path).read_bytes() == (again / path).read_bytes(), path
 
 
+def registry_export(workdir, n=12, extra=3, seed=0):
+    """Lab values in hours from enrolment (some before it, so negative) and a
+    baseline table of the whole registry (``extra`` patients without any lab)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        start = -int(rng.integers(1, 500)) if i % 2 else int(rng.integers(0, 100))
+        for k in range(2 + i % 3):
+            rows.append(
+                {
+                    "subject": f"R{i:02d}",
+                    "hours": start + 2000 * k,
+                    "lab_crp": round(float(rng.lognormal(1, 0.5)), 3),
+                    "lab_hb": round(float(rng.normal(13, 1)), 2),
+                }
+            )
+    pd.DataFrame(rows).to_csv(workdir / "labs.csv", index=False)
+    base = pd.DataFrame(
+        {
+            "subject": [f"R{i:02d}" for i in range(n + extra)],
+            "age": 30 + np.arange(n + extra),
+            "sex": ["fm"[i % 2] for i in range(n + extra)],
+        }
+    )
+    base.to_csv(workdir / "registry.csv", index=False)
+
+
+def test_registry_tables_in_hours_go_in_as_they_are(workdir):
+    """Times before enrolment, a baseline table with patients who have no labs,
+    and a follow-up of ~6000 hours with the default trajectory grid."""
+    registry_export(workdir)
+    config = FAST | {
+        "name": "labs",
+        "data": {"source": "table", "time_unit": "hours"},
+        "predict": {"grid_dt": "auto"},
+        "table": {
+            "visits": "labs.csv",
+            "baseline": "registry.csv",
+            "id_column": "subject",
+            "time_column": "hours",
+            "time_unit": "hours",
+            "measurements": ["lab_*"],
+            "categorical": ["sex"],
+        },
+    }
+    write_config(workdir, "labs.yaml", config)
+    snakemake(workdir, "--configfile", "labs.yaml")
+    out = workdir / "results" / "labs"
+    drops = pd.read_csv(out / "data" / "ingest_drops.tsv", sep="\t")
+    assert drops.set_index("reason").loc["baseline row but no visits", "patients"] == 3
+    report = pd.read_csv(out / "preprocessed" / "report.tsv", sep="\t")
+    dropped = report[report["section"] == "dropped"].set_index("item")
+    assert dropped.loc["baseline row but no visits", "patients"] == 3
+    assert report.loc[report["section"] == "kept", "patients"].tolist() == [12]
+    before = report[report["step"] == "raw times before 0"].iloc[0]
+    assert before["patients"] == 6 and before["value"] < 0
+    shift = report[report["step"] == "shift"]["value"].tolist()
+    assert shift[0] < 0 < shift[1]  # time 0 from before to after enrolment
+    visits = pd.read_csv(out / "data" / "visits.tsv", sep="\t")
+    assert (visits["time"] < 0).sum() == 6  # ingestion keeps the raw times
+    for fold in (0, 1):
+        path = out / "predict" / f"fold_{fold}" / "trajectories.tsv"
+        grid = pd.read_csv(path, sep="\t")
+        points = grid.groupby("patient_id").size()
+        assert points.nunique() == 1 and 50 < points.iloc[0] <= 201, points
+        # follow-ups of 4000-6000 h: a step of 50 or 100 h (1, 2, 2.5, 5 x 10^k)
+        step = grid["time"].drop_duplicates().diff().dropna().round(6).unique()
+        assert len(step) == 1 and step[0] in (50.0, 100.0), step
+        log = (out / "logs" / "predict" / f"fold_{fold}.log").read_text()
+        assert f"predict.grid_dt auto: a step of {step[0]:g} hours" in log
+    assert (out / "cv" / "summary.tsv").is_file()
+
+
 def test_registry_export_runs_end_to_end(workdir):
     config = FAST | {
         "name": "reg",

@@ -9,7 +9,11 @@ import pandas as pd
 import pytest
 from snakemake.utils import validate
 
+from odevae.data.cleaning import Drops
 from odevae.data.ingest import ingest_table
+from odevae.data.preprocess import preprocess_tables
+from odevae.data.report import cohort_report
+from odevae.data.tables import write_tsv
 from odevae.data.transforms import TRANSFORMS, inverse_transform
 from odevae.errors import InputError
 from tests.conftest import ROOT
@@ -128,10 +132,9 @@ def test_dates_count_from_the_baseline_date(tmp_path):
     assert baseline["age"].tolist() == [3.0, 4.0]
     early = inline.replace("w.csv", "e.csv")
     Path(early).write_text(Path(inline).read_text().replace("2021-03-05", "2021-02-05"))
-    with pytest.raises(
-        InputError, match=r"e.csv, column 'date', line 4: visit date 2021-02-05 is"
-    ):
-        ingest_table(cfg | {"visits": early}, "weeks")
+    # a visit before the baseline date gets a negative time (preprocessing re-zeroes)
+    long, _ = ingest_table(cfg | {"visits": early}, "weeks")
+    np.testing.assert_allclose(long["time"], np.array([10, 30, -24, 10]) / 7)
 
 
 @pytest.mark.parametrize(
@@ -163,12 +166,12 @@ def test_dates_count_from_the_baseline_date(tmp_path):
         (
             VISITS.replace("p2,60,", "p2,,"),
             {},
-            r"column 'day', line 5: expected a visit time >= 0, found an empty cell",
+            r"column 'day', line 5: expected a visit time, found an empty cell",
         ),
         (
-            VISITS.replace("p2,60,", "p2,-3,"),
+            VISITS.replace("p2,60,", "p2,two,"),
             {},
-            r"column 'day', line 5: expected a visit time >= 0, found a negative time",
+            r"column 'day', line 5: expected a number, found 'two'",
         ),
         (
             VISITS,
@@ -248,10 +251,6 @@ def test_unparseable_date_names_the_cell(tmp_path):
     ("baseline", "pattern"),
     [
         ("pid,age\np1,3\n", r"b.csv, column 'pid': patient 'p2' has visits but no"),
-        (
-            "pid,age\np1,3\np2,4\np9,5\n",
-            r"b.csv, column 'pid', line 4: patient 'p9' has a baseline row but no",
-        ),
         ("pid,age\np1,3\np2,4\np1,5\n", r"line 4: patient 'p1' has more than one"),
     ],
 )
@@ -422,3 +421,62 @@ def test_a_patient_without_measurements_keeps_its_first_row_as_baseline(tmp_path
         41.0,
         70.0,
     ]
+
+
+ENROLMENT = (
+    "pid,day,crp,score,age,sex\n"
+    "p1,-10,10,0.5,40,f\n"
+    "p1,0,20,0.25,40,f\n"
+    "p1,30,15,0.5,40,f\n"
+    "p2,5,1,0.5,60,m\n"
+    "p2,40,2,0.75,60,m\n"
+)
+
+
+def test_times_before_enrolment_are_re_zeroed_and_the_shift_reported(tmp_path):
+    """Days from enrolment: p1 has a lab value 10 days before it, p2's first is 5
+    days after it. Both go in; preprocessing moves each first visit to 0."""
+    cfg = cfg_for(write(tmp_path, "v.csv", ENROLMENT))
+    visits, baseline = ingest_table(cfg, "days")
+    assert visits["time"].tolist() == [-10.0, 0.0, 30.0, 5.0, 40.0]
+    write_tsv(visits, tmp_path / "visits.tsv", digits=10)
+    write_tsv(baseline, tmp_path / "baseline.tsv", digits=10)
+    result = preprocess_tables(
+        tmp_path / "visits.tsv", tmp_path / "baseline.tsv", time_unit="days"
+    )
+    assert result.visits["time"].tolist() == [0.0, 10.0, 40.0, 0.0, 35.0]
+    report = cohort_report(result.drops, result.cohort, result.notes)
+    before = report[report["step"] == "raw times before 0"].iloc[0]
+    assert (before["patients"], before["visits"], before["value"]) == (1, 1, -10.0)
+    shift = report[report["step"] == "shift"]
+    assert shift["value"].tolist() == [-10.0, 5.0]  # smallest, largest time 0
+    assert shift["patients"].tolist() == [2, 2]
+    # in years, the same shift in the output unit
+    years, _ = ingest_table(cfg, "years")
+    np.testing.assert_allclose(years["time"][0], -10 / 365.25)
+
+
+def test_baseline_rows_without_visits_are_dropped_and_counted(tmp_path):
+    """A registry-wide baseline table: p9 and p10 have no visits."""
+    base = write(tmp_path, "b.csv", "pid,age\np9,5\np1,3\np2,4\np10,6\np9,5\n")
+    cfg = cfg_for(
+        write(tmp_path, "v.csv", VISITS), baseline=base, covariates=[], categorical=[]
+    )
+    drops = Drops()
+    _, baseline = ingest_table(cfg, "years", drops=drops)
+    assert baseline["patient_id"].tolist() == ["p1", "p2"]
+    assert baseline["age"].tolist() == [3.0, 4.0]
+    table = drops.table()
+    row = table[table["reason"] == "baseline row but no visits"].iloc[0]
+    assert (row["step"], row["patients"], row["visits"]) == ("ingest", 2, 0)
+    with pytest.raises(
+        InputError,
+        match=r"b.csv, column 'pid', line 2, config key 'table.strict_baseline': "
+        r"patient 'p9' has a baseline row but no visits",
+    ):
+        ingest_table(cfg | {"strict_baseline": True}, "years")
+    # a baseline table that matches the visits drops nothing
+    exact = write(tmp_path, "c.csv", "pid,age\np1,3\np2,4\n")
+    drops = Drops()
+    ingest_table(cfg | {"baseline": exact}, "years", drops=drops)
+    assert drops.table()["patients"].tolist() == [0]

@@ -16,7 +16,7 @@ from odevae.data.simulate import simulate_cohort
 from odevae.data.tables import write_tsv
 from odevae.data.transforms import DAYS_PER
 from odevae.errors import InputError
-from odevae.evaluate.predict import predict_fold
+from odevae.evaluate.predict import AUTO_STEPS, auto_grid_dt, predict_fold
 from odevae.model import ODEVAE
 from odevae.train.training import resolve_time_scale, train_fold
 from tests.conftest import merge
@@ -154,3 +154,40 @@ def test_a_trajectory_grid_too_fine_for_the_follow_up_names_the_key(
     train_fold(cohort, folds, 0, config, tmp_path / "fold")
     with pytest.raises(InputError, match=r"config key 'predict.grid_dt'.*hours"):
         predict_fold(str(tmp_path / "fold" / "model.ckpt"), cohort, folds, 0, 0.5, {})
+
+
+@pytest.mark.parametrize(
+    ("follow_up", "step"),
+    [(8.5, 0.1), (10.0, 0.1), (14.3, 0.2), (5152.0, 100.0), (8090.0, 100.0)],
+)
+def test_auto_grid_step_is_a_nice_number_with_50_to_100_steps(follow_up, step):
+    assert auto_grid_dt(follow_up) == step
+    assert 50 <= follow_up / step <= AUTO_STEPS
+
+
+def test_default_grid_is_bounded_in_seconds_hours_days_and_years(
+    default_config, tiny_config, tmp_path, caplog
+):
+    """Follow-ups up to ~14 years in four units: the default predict.grid_dt (auto)
+    gives the same 50-100 step grid, in each unit's numbers."""
+    assert default_config["predict"]["grid_dt"] == "auto"
+    table = long_table(tiny_config, years_per_unit=1.4)
+    config = table_config(tiny_config)
+    config["train"]["epochs"] = 1
+    steps = {}
+    for unit in ("seconds", "hours", "days", "years"):
+        cohort = cohort_in(table, unit, tmp_path)
+        folds = make_folds(cohort.patient_ids, 2, seed=0)
+        train_fold(cohort, folds, 0, config, tmp_path / unit)
+        with caplog.at_level("INFO", logger="odevae.evaluate.predict"):
+            tables = predict_fold(
+                str(tmp_path / unit / "model.ckpt"), cohort, folds, 0, "auto", {}
+            )
+        grid = tables["trajectories"].query("patient_id == @cohort.patient_ids[0]")
+        times = grid["time"].to_numpy()
+        assert 50 < len(times) <= 2 * AUTO_STEPS + 1, unit
+        assert times[-1] >= cohort.times[cohort.visits].max() - 1e-9
+        steps[unit] = (times[1] - times[0]) * DAYS_PER[unit] / DAYS_PER["years"]
+        assert f"predict.grid_dt auto: a step of {times[1]:g} {unit}" in caplog.text
+    # the same step up to the rounding to 1, 2, 2.5 or 5 x 10^k in each unit
+    assert max(steps.values()) / min(steps.values()) <= 2.5

@@ -11,17 +11,18 @@ from odevae.runner import run_script
 
 
 def main(snakemake):
-    notes = []
+    notes, drops = [], Drops()
     visits, baseline = ingest_table(
         snakemake.params.table,
         snakemake.params.time_unit,
         snakemake.params.duplicates,
         snakemake.params.time_zero,
         notes,
+        drops,
     )
     write_tsv(visits, snakemake.output.visits, digits=10)
     write_tsv(baseline, snakemake.output.baseline, digits=10)
-    write_tsv(Drops().table(), snakemake.output.drops)
+    write_tsv(drops.table(), snakemake.output.drops)
     write_tsv(pd.DataFrame(notes, columns=COLUMNS), snakemake.output.notes)
 
 

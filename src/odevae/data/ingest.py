@@ -11,25 +11,23 @@ config key. Transforms and time units are in :mod:`odevae.data.transforms`.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 
 import pandas as pd
 
-from odevae.data.cleaning import collapse_duplicates
-from odevae.data.transforms import (
-    DAYS_PER,
-    UNITS,
-    apply_transforms,
-    one_hot,
-    resolve_transforms,
+from odevae.data.cleaning import Drops, collapse_duplicates
+from odevae.data.covariates import (
+    baseline_rows,
+    covariate_changes,
+    drop_baseline_only,
+    expand_columns,
+    table_covariates,
 )
+from odevae.data.transforms import DAYS_PER, UNITS, apply_transforms, resolve_transforms
 from odevae.data.validation import (
-    check_baseline_ids,
     check_ids,
     check_observed,
     check_times,
-    fail_at_first,
     numeric,
     parse_dates,
     read_table,
@@ -40,28 +38,6 @@ from odevae.errors import InputError
 log = logging.getLogger(__name__)
 
 ONE_DAY = pd.Timedelta(days=1)  # dates → fractional days (time of day kept)
-
-
-def expand_columns(
-    patterns: list[str], columns: list[str], file: str, key: str
-) -> list[str]:
-    """Column names matching each pattern (exact name or glob), in file order.
-
-    A pattern that matches no column is an :class:`InputError` naming the key.
-    """
-    out: list[str] = []
-    for pattern in patterns:
-        hits = [c for c in columns if c == pattern] or fnmatch.filter(columns, pattern)
-        if not hits:
-            raise InputError(
-                f"configured column {pattern!r} does not exist among the candidate "
-                f"columns {columns}",
-                file=file,
-                column=pattern,
-                key=key,
-            )
-        out += [c for c in hits if c not in out]
-    return out
 
 
 def visit_times(
@@ -76,8 +52,9 @@ def visit_times(
 
     Dates count from each patient's baseline date (``baseline_date_column``, in
     the baseline table when there is one, else in the visit table) or, without it,
-    from the earliest visit of the cohort (preprocessing shifts each patient's first
-    visit to 0 anyway).
+    from the earliest visit of the cohort. Times may be negative (measurements
+    before enrolment or before the baseline date): preprocessing shifts each
+    patient's time 0 to 0 (``preprocess.time_zero``) and reports the shift.
     """
     col, unit = cfg["time_column"], cfg["time_unit"]
     if unit is None:
@@ -88,7 +65,7 @@ def visit_times(
         )
     if unit != "date":
         t = numeric(visits, [col], file)[col]
-        check_times(t, file, col, raw=visits[col])
+        check_times(t, file, col, raw=visits[col], negative=True)
         return t * DAYS_PER[unit] / DAYS_PER[out_unit]
     dates = parse_dates(visits[col], cfg["date_format"], file, col)
     base_col = cfg["baseline_date_column"]
@@ -104,15 +81,6 @@ def visit_times(
         per_patient = per_patient[~per_patient.index.duplicated()]
         ids = visits[cfg["id_column"]].astype(str)
         days = (dates - ids.map(per_patient).to_numpy()) / ONE_DAY
-        fail_at_first(
-            days < 0,
-            lambda idx: (
-                f"visit date {visits[col].loc[idx]} is before the patient's "
-                "baseline date; expected visits on or after it"
-            ),
-            file=file,
-            column=col,
-        )
         if days.isna().any():
             idx = days.index[days.isna().to_numpy()][0]
             raise InputError(
@@ -129,6 +97,7 @@ def ingest_table(
     duplicates: str = "error",
     time_zero: str = "first_measurement",
     notes: list[dict] | None = None,
+    drops: Drops | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ``table`` config section's files → long-format visits and baseline.
 
@@ -137,7 +106,10 @@ def ingest_table(
     ``time_zero`` is ``preprocess.time_zero``, which defines the row of
     ``table.baseline_row: time_zero``. Covariates taken from the visit table that
     change between a patient's rows are logged and reported as rows appended to
-    ``notes`` (:data:`odevae.data.report.COLUMNS`).
+    ``notes`` (:data:`odevae.data.report.COLUMNS`). Rows of the baseline table
+    for patients without visits are dropped and counted in ``drops``
+    (``table.strict_baseline``: an error). Raw times may be negative or start
+    anywhere: preprocessing moves each patient's time 0 to 0.
     """
     vfile = cfg["visits"]
     if vfile is None:
@@ -151,6 +123,8 @@ def ingest_table(
     baseline = read_table(bfile, id_col) if bfile is not None else None
     if baseline is not None:
         require_columns(baseline, [id_col], bfile, key="table.id_column")
+        drops = drops if drops is not None else Drops()
+        baseline = drop_baseline_only(baseline, ids, cfg, bfile, drops)
     reserved = {id_col, time_col, cfg["baseline_date_column"]}
     candidates = [c for c in visits.columns if c not in reserved]
     if not cfg["measurements"]:
@@ -185,120 +159,13 @@ def ingest_table(
         raw_time = visits[time_col].rename("time")
         check = pd.concat([long.drop(columns="time"), raw_time], axis=1)
         collapse_duplicates(check, measurements, vfile, "error")
-    rows = _baseline_rows(long, cfg.get("baseline_row", "first"), time_zero)
-    covariates, names = _covariates(cfg, visits, vfile, baseline, bfile, long, rows)
+    rows = baseline_rows(long, cfg.get("baseline_row", "first"), time_zero)
+    covariates, names = table_covariates(
+        cfg, visits, vfile, baseline, bfile, long, rows
+    )
     if baseline is None and notes is not None:
         notes += covariate_changes(visits, ids, names, cfg, vfile)
     return long, covariates
-
-
-def _baseline_rows(long: pd.DataFrame, setting: str, time_zero: str) -> pd.Index:
-    """Each patient's baseline row of the visit table (``table.baseline_row``): its
-    earliest row, or the row at its time 0 (``preprocess.time_zero``: the earliest
-    row with an observed measurement, or the earliest row)."""
-    if setting not in ("first", "time_zero"):
-        raise InputError(
-            f"expected first or time_zero, found {setting!r}", key="table.baseline_row"
-        )
-    table = long.sort_values(["patient_id", "time"], kind="stable")
-    first = table.groupby("patient_id", sort=False).head(1)
-    if setting == "time_zero" and time_zero == "first_measurement":
-        measured = table.drop(columns=["patient_id", "time"]).notna().any(axis=1)
-        at_zero = table[measured.to_numpy()].groupby("patient_id", sort=False).head(1)
-        # a patient without any measurement keeps its first row (preprocessing
-        # drops the patient and counts it)
-        first = pd.concat([at_zero, first]).drop_duplicates("patient_id")
-    return pd.Index(sorted(first.index))
-
-
-def covariate_changes(
-    visits: pd.DataFrame, ids: pd.Series, columns: list[str], cfg: dict, file: str
-) -> list[dict]:
-    """Per covariate column of the visit table: the patients whose non-missing
-    values differ between rows and the largest within-patient change (max − min;
-    for a category, the most levels of one patient). A warning names each such
-    column, since only the ``table.baseline_row`` value enters the model."""
-    rows = []
-    row_setting = cfg.get("baseline_row", "first")
-    for col in columns:
-        raw = visits[col]
-        categorical = any(
-            col == pat or fnmatch.fnmatchcase(col, pat) for pat in cfg["categorical"]
-        )
-        values = raw.astype(str).where(raw.notna()) if categorical else None
-        if values is None:
-            values = pd.to_numeric(raw, errors="coerce")
-        groups = values.groupby(ids.to_numpy(), sort=False)
-        distinct = groups.nunique(dropna=True)
-        varying = int((distinct > 1).sum())
-        if categorical:
-            largest = float(distinct.max()) if len(distinct) else 0.0
-            what = "most levels of one patient"
-        else:
-            spans = groups.max() - groups.min()
-            largest = float(spans.max()) if spans.notna().any() else 0.0
-            what = "largest within-patient change (max - min)"
-        rows.append(
-            {
-                "section": "time-varying covariate",
-                "step": col,
-                "item": f"{what}; the model uses the {row_setting} row's value",
-                "patients": varying,
-                "value": largest,
-            }
-        )
-        if varying:
-            log.warning(
-                "%s: covariate %s changes between visits for %d of %d patients (%s "
-                "%g); the model takes each patient's %s row (table.baseline_row)",
-                file,
-                col,
-                varying,
-                len(distinct),
-                what,
-                largest,
-                row_setting,
-            )
-    return rows
-
-
-def _covariates(cfg, visits, vfile, baseline, bfile, long, rows):
-    """Baseline covariates: from the baseline table or each patient's baseline row
-    of the visit table (``rows``). Returns the table and the source columns."""
-    id_col = cfg["id_column"]
-    measurement_names = [c for c in long.columns if c not in ("patient_id", "time")]
-    if baseline is not None:
-        source, file = baseline, bfile
-        reserved = {id_col, cfg["baseline_date_column"]}
-    else:
-        if not cfg["covariates"]:
-            raise InputError(
-                "without a baseline table, list the visit-table columns to take "
-                "from each patient's first visit",
-                key="table.covariates",
-            )
-        source, file = visits.loc[rows], vfile
-        # the visit table's time and measurement columns are not covariates
-        reserved = {id_col, cfg["time_column"], *measurement_names}
-    columns = [c for c in source.columns if c not in reserved]
-    names = (
-        expand_columns(cfg["covariates"], columns, file, "table.covariates")
-        if cfg["covariates"]
-        else columns
-    )
-    if not names:
-        raise InputError("expected at least one covariate column", file=file)
-    categorical = expand_columns(cfg["categorical"], names, file, "table.categorical")
-    encoded, columns = one_hot(source[names], categorical)
-    plain = [c for c in names if c not in categorical]
-    encoded[plain] = numeric(source, plain, file)
-    spec = resolve_transforms(cfg["transforms"], plain)
-    encoded = apply_transforms(encoded, spec, file, "table.transforms")
-    ids = check_ids(source[id_col], file, id_col).rename("patient_id")
-    out = pd.concat([ids, encoded[columns]], axis=1)
-    if baseline is not None:
-        check_baseline_ids(out["patient_id"], long["patient_id"], file, id_col)
-    return out.reset_index(drop=True), names
 
 
 def fetch_rdataset(package: str, item: str) -> pd.DataFrame:

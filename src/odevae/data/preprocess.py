@@ -11,7 +11,8 @@ Preprocessing of irregular visits (every source): visits sorted; visits without 
 observed measurement dropped; exact duplicate visits collapsed; conflicting duplicates
 (same patient and time, different values) an error or averaged; times shifted so each
 patient's time 0 (``time_zero``: its first visit with an observed measurement, or its
-first row) is at 0; patients with fewer than ``min_visits`` visits dropped;
+first row) is at 0 (raw times may be negative or start anywhere; the shift is
+reported); patients with fewer than ``min_visits`` visits dropped;
 optionally, outlier visits dropped (:func:`outlier_visits`). Every drop is counted in
 :attr:`Preprocessed.drops`. A baseline covariate with missing values gets a
 missingness indicator column ``<name>_missing``; its missing values stay NaN and are
@@ -38,6 +39,7 @@ from odevae.data.cleaning import (
     outlier_visits,
 )
 from odevae.data.cohort import Cohort, cohort_from_long
+from odevae.data.time_zero import TIME_ZERO, note_shift, note_time_zero
 from odevae.data.validation import (
     check_baseline_ids,
     check_ids,
@@ -102,7 +104,7 @@ def prepare_visits(
     require_columns(visits, [id_col, time_col, *measurement_cols], file)
     ids = check_ids(visits[id_col], file, id_col)
     values = numeric(visits, [time_col, *measurement_cols], file)
-    check_times(values[time_col], file, time_col)
+    check_times(values[time_col], file, time_col, negative=True)
     check_observed(values, measurement_cols, file)
     table = pd.concat([ids.rename(id_col), values], axis=1)
     empty = values[measurement_cols].isna().all(axis=1).to_numpy()
@@ -136,7 +138,8 @@ def prepare_visits(
     )
     origin = first_row if opts["time_zero"] == "first_row" else first_measured
     table[time_col] = table[time_col] - table[id_col].map(origin).to_numpy()
-    _note_time_zero(first_row, first_measured, opts["time_zero"], file, notes)
+    note_time_zero(first_row, first_measured, opts["time_zero"], file, notes)
+    note_shift(values[time_col], ids, origin, file, notes)
     min_visits = opts["min_visits"]
     table = drop_short_patients(table, min_visits, id_col, drops)
     outliers = opts["outlier_filter"]
@@ -155,49 +158,6 @@ def prepare_visits(
             key="preprocess.min_visits",
         )
     return table.reset_index(drop=True)
-
-
-TIME_ZERO = {
-    "first_measurement": "the patient's first visit with an observed measurement",
-    "first_row": "the patient's first row of the visit table",
-}
-
-
-def _note_time_zero(first_row, first_measured, setting, file, notes) -> None:
-    """Report time 0 and the patients whose first row has no measurement (there the
-    two definitions of time 0 differ)."""
-    gap = (first_measured - first_row.loc[first_measured.index]).to_numpy()
-    differ = gap > 0
-    notes.append(
-        {
-            "section": "time zero",
-            "step": setting,
-            "item": TIME_ZERO[setting],
-            "patients": int(len(first_measured)),
-        }
-    )
-    notes.append(
-        {
-            "section": "time zero",
-            "step": "first row without measurements",
-            "item": "largest time from first row to first measured visit",
-            "patients": int(differ.sum()),
-            "value": float(gap.max()) if differ.any() else 0.0,
-        }
-    )
-    if differ.any():
-        other = "first_row" if setting == "first_measurement" else "first_measurement"
-        log.warning(
-            "%s: %d patients have rows without any measurement before their first "
-            "measured visit (up to %g time units); time 0 is %s "
-            "(preprocess.time_zero: %s; %s would count from the other)",
-            file,
-            int(differ.sum()),
-            float(gap.max()),
-            TIME_ZERO[setting],
-            setting,
-            other,
-        )
 
 
 SCALE_RATIO = 100.0  # measurement spreads this many times apart get a hint

@@ -197,16 +197,21 @@ def check_times(
     column: str,
     raw: pd.Series | None = None,
     expected: str = "a visit time",
+    negative: bool = False,
 ) -> None:
-    """Visit times (numbers, ``t``) must be present and not negative; ``raw`` are
-    the cells as written (default ``t``), ``expected`` names what a time is."""
+    """Visit times (numbers, ``t``) must be present and, unless ``negative``, not
+    negative; ``raw`` are the cells as written (default ``t``), ``expected`` names
+    what a time is."""
     raw = t if raw is None else raw
+    bound = "" if negative else " >= 0"
     fail_at_first(
         t.isna(),
-        f"expected {expected} >= 0, found an empty cell",
+        f"expected {expected}{bound}, found an empty cell",
         file=file,
         column=column,
     )
+    if negative:
+        return
     fail_at_first(
         t < 0,
         lambda idx: (

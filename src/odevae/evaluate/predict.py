@@ -4,6 +4,7 @@ and its held-out predictions in data space."""
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,40 @@ from odevae.train.data import CohortDataset, collate
 log = logging.getLogger(__name__)
 
 MAX_GRID = 10_000  # trajectory points per patient (predict.grid_dt)
+AUTO_STEPS = 100  # predict.grid_dt auto: at most this many steps per follow-up
+NICE = (1.0, 2.0, 2.5, 5.0, 10.0)  # auto steps are one of these × 10^k
+
+
+def auto_grid_dt(follow_up: float, steps: int = AUTO_STEPS) -> float:
+    """The smallest step of 1, 2, 2.5 or 5 × 10^k that covers ``follow_up`` in at
+    most ``steps`` steps (so in more than ``steps`` / 2): 0.1 for 10 a.u., 0.2 for
+    14 years, 100 for 5,152 days or 8,090 hours."""
+    if not follow_up > 0:
+        return 1.0
+    raw = follow_up / steps
+    k = math.floor(math.log10(raw))
+    return next(
+        step for step in (float(f"{m}e{k}") for m in NICE) if step >= raw * (1 - 1e-9)
+    )
+
+
+def resolve_grid_dt(grid_dt: float | str, cohort: Cohort, train_ids) -> float:
+    """``predict.grid_dt``: a number as it is; ``auto``: :func:`auto_grid_dt` of the
+    training patients' (``train_ids``) longest follow-up, in the data's unit."""
+    if grid_dt != "auto":
+        return float(grid_dt)
+    train = cohort.subset(cohort.index_of(train_ids))
+    follow_up = float(np.where(train.visits, train.times, 0.0).max())
+    step = auto_grid_dt(follow_up)
+    log.info(
+        "predict.grid_dt auto: a step of %g %s (the training patients' longest "
+        "follow-up is %g %s)",
+        step,
+        cohort.time_unit,
+        follow_up,
+        cohort.time_unit,
+    )
+    return step
 
 
 @torch.no_grad()
@@ -81,7 +116,7 @@ def predict_fold(
     cohort: Cohort,
     folds: pd.DataFrame,
     fold: int,
-    grid_dt: float,
+    grid_dt: float | str,
     transforms: dict[str, str],
     *,
     inner_fraction: float = 0.0,
@@ -89,20 +124,23 @@ def predict_fold(
 ) -> dict[str, pd.DataFrame]:
     """Load a fold's checkpoint and predict every patient, marked train or test.
 
-    The trajectory grid runs from 0 in steps of ``grid_dt`` until it covers the
-    cohort's last visit. Returns the tables of :func:`predict` keyed ``params``,
-    ``latents`` and ``trajectories``, each with ``fold`` and ``split`` columns, and
-    ``predictions``: the held-out patients' predictions in data space
+    The trajectory grid runs from 0 in steps of ``grid_dt`` (a number, or ``auto``:
+    :func:`resolve_grid_dt`) until it covers the cohort's last visit. Returns the
+    tables of :func:`predict` keyed ``params``, ``latents`` and ``trajectories``,
+    each with ``fold`` and ``split`` columns, and ``predictions``: the held-out
+    patients' predictions in data space
     (:func:`~odevae.evaluate.prediction.model.model_predictions`) in modelling and
     original units (``transforms``: variable → transform name), and
-    ``latent_predictions``
-    (the same in latent space, against the target visit's encoder mean), and
+    ``latent_predictions`` (the same in latent space, against the target visit's
+    encoder mean), and
     ``selection``: the candidates' scores on the inner validation patients that
     training held out (:func:`~odevae.data.folds.fitted_and_validation`, as in
     training); the best is written as ``odevae_selected``. With ``inner_fraction``
     0 nothing is scored and ``odevae_selected`` is ``odevae``.
     """
     model = ODEVAE.load_from_checkpoint(checkpoint, map_location="cpu")
+    train_ids, held_ids = fold_members(folds, fold)
+    grid_dt = resolve_grid_dt(grid_dt, cohort, train_ids)
     t_max = float(cohort.times[cohort.visits].max())
     steps = int(np.ceil(t_max / grid_dt - 1e-9))
     if steps > MAX_GRID:
@@ -121,7 +159,6 @@ def predict_fold(
         cohort.time_unit,
     )
     grid = np.round(grid_dt * np.arange(steps + 1), 10)
-    train_ids, held_ids = fold_members(folds, fold)
     held = set(held_ids)
     tables = dict(
         zip(
