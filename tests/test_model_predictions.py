@@ -14,9 +14,12 @@ from odevae.evaluate.prediction.model import (
     METHODS,
     combine_history,
     decode,
+    decoded_predictions,
     encode,
+    latent_step_variance,
     model_predictions,
     ols_extrapolation,
+    random_effects_offsets,
 )
 from odevae.evaluate.prediction.selection import select_predictor
 from odevae.evaluate.prediction.targets import in_both_units, prediction_targets
@@ -198,6 +201,28 @@ def test_random_effects_learn_a_patients_own_level(tiny_cohort, tiny_config):
     err = (one["predicted"] - one["observed"]) ** 2
     mse = err.groupby(one["method"]).mean()
     assert mse["odevae_mixed"] < 0.25 * mse["odevae"]
+
+
+def test_mixed_sd_covers_the_latent_steps_error_on_training_patients(
+    tiny_cohort, tiny_config
+):
+    """odevae_mixed's sd² is the residual mixed model's predictive variance plus
+    the training patients' mean square of decode(ẑ_j) − decode(μ_j) per horizon."""
+    torch.manual_seed(0)
+    model = build_model(tiny_cohort, tiny_config["model"], tiny_config["loss"], 1e-3)
+    model.eval()
+    train, test = split(tiny_cohort)
+    targets, _, decoded, _ = decoded_predictions(model, train, test)
+    offset, offset_sd = random_effects_offsets(model, train, test, targets)
+    step = latent_step_variance(model, train)["odevae"]
+    wider = step.reindex(targets["horizon"].to_numpy()).to_numpy()
+    assert (wider > 0).all()
+    fitted = np.isfinite(offset)
+    assert fitted.any()
+    np.testing.assert_allclose(
+        decoded["odevae_mixed"][1][fitted],
+        np.sqrt(offset_sd**2 + wider)[fitted],
+    )
 
 
 def level_shifted(cohort):

@@ -183,6 +183,25 @@ def test_coverage_uses_the_methods_own_sd_in_model_units():
     assert np.isnan(row(summary, "locf")["coverage_1sd"])
 
 
+def test_binary_variables_get_a_brier_score_instead_of_coverage():
+    """A 0/1 variable's 'sd' is √(p(1 − p)), no predictive interval: it is scored
+    by the Brier score of its probability, and coverage counts continuous
+    variables only."""
+    records = [
+        *[(f"p{i}", 1, "x", 0.0, 0.5) for i in range(4)],
+        *[(f"p{i}", 1, "flag", float(i % 2), 0.0) for i in range(4)],
+    ]
+    probs = [(*r[:4], 0.8 if r[2] == "flag" else r[3] + 0.5) for r in records]
+    pred = pd.concat(
+        [table(records), table(probs, method="ode", sd=1.0)], ignore_index=True
+    )
+    summary, _ = summarise(pred, unit_sd(variables=("x", "flag")), n_boot=10)
+    ode = row(summary, "ode")
+    assert ode["coverage_1sd"] == 1.0  # x only: the flag's misses do not count
+    assert ode["brier"] == pytest.approx(np.mean([0.64, 0.04, 0.64, 0.04]))
+    assert row(summary, "locf")["brier"] == pytest.approx(0.5)
+
+
 def test_mean_and_sd_rows_over_folds():
     # ode: error 1 in fold 0, 3 in fold 1; locf: 1 and 2
     def both(fold, patient, e_ode, e_locf):

@@ -32,7 +32,9 @@ standard deviation:
   patients' reconstruction residuals x − decode(encode(x)) and applied to the
   history's residuals. The ODE-VAE gives the shared multivariate trajectory; the
   random effects give what is individual to a patient's variable (its level and
-  trend), as a mixed model's do.
+  trend), as a mixed model's do. Its sd is the mixed model's predictive sd
+  widened by the latent step's error on the training patients
+  (:func:`latent_step_variance`), which reconstruction residuals do not show.
 * ``vae_mixed``: ``vae_roundtrip`` plus the same random effects: what the ODE
   adds under the hybrid.
 * ``odevae_selected``: whichever of ``odevae``, ``odevae_increment`` and
@@ -193,14 +195,38 @@ def random_effects_offsets(
     return mixed_model(fits, residuals(model, test), targets)
 
 
+def latent_step_variance(
+    model: ODEVAE, train: Cohort, methods=("odevae", "vae_roundtrip")
+) -> dict[str, pd.DataFrame]:
+    """Per method, horizon and variable (rows × p): the training patients' mean
+    square of decode(prediction) − decode(target visit's encoding), the error of
+    the latent step that the residual mixed model does not see (it is fitted on
+    reconstruction residuals)."""
+    targets, latent, encoded = latent_predictions(model, train, train)
+    target, _ = decode(model, encoded)
+    out = {}
+    for method in methods:
+        predicted, _ = decode(model, latent[method])
+        sq = pd.DataFrame((predicted - target) ** 2)
+        out[method] = sq.groupby(targets["horizon"].to_numpy()).mean()
+    return out
+
+
 def with_random_effects(
-    offsets: tuple[np.ndarray, np.ndarray], mean: np.ndarray, sd: np.ndarray
+    offsets: tuple[np.ndarray, np.ndarray],
+    mean: np.ndarray,
+    sd: np.ndarray,
+    step_variance: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Predictions ``mean`` (targets × p) plus the random-effect ``offsets`` of
-    :func:`random_effects_offsets`, whose sd replaces the decoder's; a variable
-    without a fit keeps ``mean`` and ``sd``."""
+    :func:`random_effects_offsets`. Their sd replaces the decoder's, widened by
+    ``step_variance`` (targets × p, :func:`latent_step_variance`) so that it
+    covers the forecast error too; a variable without a fit keeps ``mean`` and
+    ``sd``."""
     offset, offset_sd = offsets
     fitted = np.isfinite(offset)
+    if step_variance is not None:
+        offset_sd = np.sqrt(offset_sd**2 + step_variance)
     return (
         np.where(fitted, mean + np.where(fitted, offset, 0.0), mean),
         np.where(fitted, offset_sd, sd),
@@ -233,8 +259,18 @@ def decoded_predictions(
     decoded = {method: decode(model, latent[method]) for method in latent}
     decoded["odevae_increment"] = increment(model, test, targets, decoded)
     offsets = random_effects_offsets(model, train, test, targets)
-    decoded["odevae_mixed"] = with_random_effects(offsets, *decoded["odevae"])
-    decoded["vae_mixed"] = with_random_effects(offsets, *decoded["vae_roundtrip"])
+    step = latent_step_variance(model, train)
+
+    def widen(method: str) -> np.ndarray:
+        per_horizon = step[method].reindex(targets["horizon"].to_numpy())
+        return per_horizon.fillna(0.0).to_numpy()
+
+    decoded["odevae_mixed"] = with_random_effects(
+        offsets, *decoded["odevae"], widen("odevae")
+    )
+    decoded["vae_mixed"] = with_random_effects(
+        offsets, *decoded["vae_roundtrip"], widen("vae_roundtrip")
+    )
     latent["odevae_increment"] = latent["odevae_mixed"] = latent["odevae"]
     latent["vae_mixed"] = latent["vae_roundtrip"]
     return targets, latent, decoded, encoded

@@ -21,7 +21,7 @@ from odevae.evaluate.prediction.targets import HORIZONS
 #: A scored target: one observation of one patient predicted at one horizon.
 KEY = ["fold", "horizon", "patient_id", "visit", "variable"]
 _FOLD_STATS = ["n_patients", "n_targets", "mse", "mae", "ratio_mse"]
-_COVERAGE = ["coverage_1sd", "coverage_2sd"]
+_COVERAGE = ["coverage_1sd", "coverage_2sd", "brier"]
 SUMMARY_COLUMNS = [
     "horizon",
     "method",
@@ -97,11 +97,23 @@ def _scored_rows(pred: pd.DataFrame, train_sd: pd.DataFrame) -> pd.DataFrame:
     diff = rows["predicted"] - rows["observed"]
     rows["se"] = (diff / rows["sd_train"]) ** 2
     rows["ae"] = diff.abs() / rows["sd_train"]
-    has_sd = np.isfinite(rows["sd"])
+    # coverage for continuous variables; a 0/1 variable gets the Brier score of
+    # its predicted probability instead
+    binary = _binary_variables(rows)
+    has_sd = np.isfinite(rows["sd"]) & ~binary
     for k in (1, 2):
         inside = (diff.abs() <= k * rows["sd"]).astype(float)
         rows[f"coverage_{k}sd"] = inside.where(has_sd)
+    rows["brier"] = (diff**2).where(binary)
     return rows
+
+
+def _binary_variables(rows: pd.DataFrame) -> pd.Series:
+    """Per row: its variable's observed values are all 0 or 1 (both present)."""
+    observed = rows.groupby("variable")["observed"]
+    is_01 = observed.transform(lambda x: bool(x.isin([0.0, 1.0]).all()))
+    both = observed.transform("nunique") == 2
+    return is_01.astype(bool) & both
 
 
 def _stats(rows: pd.DataFrame, by: list[str], reference: str) -> pd.DataFrame:
