@@ -14,6 +14,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
+from odevae.config_schema import resolve_auto
 from odevae.data.cohort import Cohort
 from odevae.data.ingest import fetch_rdataset, ingest_table
 from odevae.data.preprocess import Preprocessed, preprocess, preprocess_tables
@@ -47,8 +48,9 @@ def merge(base: dict, override: dict) -> dict:
 
 @pytest.fixture
 def default_config() -> dict:
-    """config/config.yaml as shipped."""
-    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    """config/config.yaml as shipped, its cohort-dependent settings resolved as
+    the workflow resolves them."""
+    return resolve_auto(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
 
 
 @pytest.fixture

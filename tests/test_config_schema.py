@@ -4,7 +4,7 @@ import copy
 
 import yaml
 
-from odevae.config_schema import schema_error
+from odevae.config_schema import resolve_auto, schema_error
 from tests.conftest import ROOT
 
 SCHEMA = yaml.safe_load(
@@ -33,3 +33,24 @@ def test_each_kind_of_violation_names_its_key(default_config):
     config = copy.deepcopy(default_config)
     config["train"]["epoch"] = 10
     assert "allowed keys: epochs, batch_size" in schema_error(config, SCHEMA)
+
+
+def test_inner_split_defaults_to_real_cohorts_only(default_config):
+    """train.early_stopping.inner_fraction auto: an inner split (early stopping and
+    the inner choices) for real cohorts, the papers' fixed epochs for
+    simulations."""
+    shipped = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    assert shipped["train"]["early_stopping"]["inner_fraction"] == "auto"
+    for source, expected in [
+        ("table", 0.2),
+        ("smartcare", 0.2),
+        ("simulate", 0.0),
+        ("simulate_registry", 0.0),
+    ]:
+        config = copy.deepcopy(shipped)
+        config["data"]["source"] = source
+        resolved = resolve_auto(config)["train"]["early_stopping"]["inner_fraction"]
+        assert resolved == expected, source
+    config = copy.deepcopy(shipped)
+    config["train"]["early_stopping"]["inner_fraction"] = 0.1
+    assert resolve_auto(config)["train"]["early_stopping"]["inner_fraction"] == 0.1

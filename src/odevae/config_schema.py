@@ -31,3 +31,23 @@ def standardize_measurements(config: dict) -> bool:
     if setting == "auto":
         return config.get("data", {}).get("source", "simulate") == "table"
     return bool(setting)
+
+
+#: Sources of real patients (no ground truth): they get an inner split by default.
+REAL_SOURCES = ("table", "smartcare")
+
+#: ``train.early_stopping.inner_fraction`` of real cohorts when set to ``auto``.
+REAL_INNER_FRACTION = 0.2
+
+
+def resolve_auto(config: dict) -> dict:
+    """Settings whose default depends on the cohort, resolved in place once, when
+    the workflow reads its config (and returned): ``train.early_stopping.
+    inner_fraction: auto`` is 0.2 for real cohorts (an inner split of the
+    training patients for early stopping and the choice of predictor and
+    settings) and 0 for simulations (the papers' fixed epochs)."""
+    stopping = config["train"]["early_stopping"]
+    if stopping["inner_fraction"] == "auto":
+        real = config.get("data", {}).get("source", "simulate") in REAL_SOURCES
+        stopping["inner_fraction"] = REAL_INNER_FRACTION if real else 0.0
+    return config

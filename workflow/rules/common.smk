@@ -9,7 +9,7 @@ from snakemake.utils import min_version, update_config, validate
 
 # The odevae library of this checkout (torch-free modules only in this process).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from odevae.config_schema import schema_error, standardize_measurements
+from odevae.config_schema import resolve_auto, schema_error, standardize_measurements
 from odevae.errors import InputError
 from odevae.paper import RUNS, item_sources
 from odevae.model.systems import alignment_kind, check_model_config
@@ -381,6 +381,7 @@ def paper_fold_outputs(run, pattern):
 # ===== config ==========================================================
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 validate_config(SCHEMA)
+resolve_auto(config)
 check_config()
 
 # A sweep puts each seed's run under results/<name>/seed<seed>/ (a {seed} wildcard
