@@ -4,7 +4,7 @@ import copy
 
 import yaml
 
-from odevae.config_schema import schema_error
+from odevae.config_schema import in_schema_order, schema_error
 from tests.conftest import ROOT
 
 SCHEMA = yaml.safe_load(
@@ -33,3 +33,26 @@ def test_each_kind_of_violation_names_its_key(default_config):
     config = copy.deepcopy(default_config)
     config["train"]["epoch"] = 10
     assert "allowed keys: epochs, batch_size" in schema_error(config, SCHEMA)
+
+
+def test_in_schema_order_orders_named_keys_and_keeps_free_maps():
+    config = {
+        "table": {"transforms": {"b*": "log", "a*": "logit"}, "visits": "v.csv"},
+        "train": {"lr": 0.01, "epochs": 3},
+        "name": "x",
+    }
+    ordered = in_schema_order(config, SCHEMA)
+    assert ordered == config
+    names = list(SCHEMA["properties"])
+    assert list(ordered) == sorted(config, key=names.index)
+    train = list(SCHEMA["properties"]["train"]["properties"])
+    assert list(ordered["train"]) == sorted(config["train"], key=train.index)
+    # the first matching pattern wins: a map of free names keeps its order
+    assert list(ordered["table"]["transforms"]) == ["b*", "a*"]
+    # the same config merged in another order: the same canonical form
+    other = {
+        "name": "x",
+        "train": {"epochs": 3, "lr": 0.01},
+        "table": {"visits": "v.csv", "transforms": {"b*": "log", "a*": "logit"}},
+    }
+    assert repr(in_schema_order(other, SCHEMA)) == repr(ordered)
