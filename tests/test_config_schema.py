@@ -4,7 +4,7 @@ import copy
 
 import yaml
 
-from odevae.config_schema import resolve_auto, schema_error
+from odevae.config_schema import in_schema_order, resolve_auto, schema_error
 from tests.conftest import ROOT
 
 SCHEMA = yaml.safe_load(
@@ -54,3 +54,26 @@ def test_inner_split_defaults_to_real_cohorts_only(default_config):
     config = copy.deepcopy(shipped)
     config["train"]["early_stopping"]["inner_fraction"] = 0.1
     assert resolve_auto(config)["train"]["early_stopping"]["inner_fraction"] == 0.1
+
+
+def test_in_schema_order_orders_named_keys_and_keeps_free_maps():
+    config = {
+        "table": {"transforms": {"b*": "log", "a*": "logit"}, "visits": "v.csv"},
+        "train": {"lr": 0.01, "epochs": 3},
+        "name": "x",
+    }
+    ordered = in_schema_order(config, SCHEMA)
+    assert ordered == config
+    names = list(SCHEMA["properties"])
+    assert list(ordered) == sorted(config, key=names.index)
+    train = list(SCHEMA["properties"]["train"]["properties"])
+    assert list(ordered["train"]) == sorted(config["train"], key=train.index)
+    # the first matching pattern wins: a map of free names keeps its order
+    assert list(ordered["table"]["transforms"]) == ["b*", "a*"]
+    # the same config merged in another order: the same canonical form
+    other = {
+        "name": "x",
+        "train": {"epochs": 3, "lr": 0.01},
+        "table": {"visits": "v.csv", "transforms": {"b*": "log", "a*": "logit"}},
+    }
+    assert repr(in_schema_order(other, SCHEMA)) == repr(ordered)

@@ -44,3 +44,15 @@ def test_input_error_is_one_line_and_exit_status_1(tmp_path, capfd):
     assert err.strip() == f"odevae: {message}"
     assert message in (tmp_path / "job.log").read_text()
     assert "Traceback" not in (tmp_path / "job.log").read_text()
+
+
+def test_threads_follow_the_rule_where_the_script_loaded_torch(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        run_script(SimpleNamespace(log=[str(tmp_path / "job.log")], threads=1), print)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -303,3 +303,27 @@ def test_two_runs_of_one_config_give_identical_files(tmp_path):
                 np.testing.assert_array_equal(x[key], y[key], err_msg=key)
     summary = pd.read_csv(a / "cv" / "summary.tsv", sep="\t")
     assert summary["ratio_mse"].notna().any()  # the summary holds scores
+
+
+def reversed_keys(value):
+    """``value`` with every mapping's keys in reverse order, recursively."""
+    if isinstance(value, dict):
+        return {k: reversed_keys(value[k]) for k in reversed(list(value))}
+    return value
+
+
+def test_equal_config_in_another_key_order_retrains_nothing(workdir):
+    """Rule params are compared by their repr: a config merged by another route
+    (here its keys in another order; ``snakemake paper``'s module config in
+    practice) must give the same params, or every model retrains."""
+    target = "results/tiny/train/fold_0/model.ckpt"
+    snakemake(workdir, target, "--configfile", "tiny.yaml")
+    (workdir / "reversed.yaml").write_text(
+        yaml.safe_dump(reversed_keys(TINY), sort_keys=False)
+    )
+    again = snakemake(workdir, target, "--configfile", "reversed.yaml", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout
+    changed = snakemake(
+        workdir, "--list-params-changes", "--configfile", "reversed.yaml"
+    )
+    assert target not in changed.stdout

@@ -51,3 +51,27 @@ def resolve_auto(config: dict) -> dict:
         real = config.get("data", {}).get("source", "simulate") in REAL_SOURCES
         stopping["inner_fraction"] = REAL_INNER_FRACTION if real else 0.0
     return config
+
+
+def in_schema_order(value, schema: dict):
+    """``value`` with the keys of every object whose keys the schema names in the
+    schema's order (keys it does not name after them, as given), recursively; maps
+    of free names (``table.transforms``, ``tuning.candidates``) keep their order,
+    which can matter (the first matching transform pattern wins).
+
+    The canonical form of a config: equal configs give equal rule params (Snakemake
+    compares their ``repr``) whichever route merged them, e.g. ``--configfile`` over
+    config/config.yaml or ``snakemake paper``'s module config.
+    """
+    if isinstance(value, dict):
+        named = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        extra = extra if isinstance(extra, dict) else {}
+        keys = [k for k in named if k in value] + [k for k in value if k not in named]
+        return {k: in_schema_order(value[k], named.get(k, extra)) for k in keys}
+    if isinstance(value, list):
+        items = schema.get("items")
+        return [
+            in_schema_order(v, items if isinstance(items, dict) else {}) for v in value
+        ]
+    return value

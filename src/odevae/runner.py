@@ -17,7 +17,8 @@ def run_script(snakemake, main: Callable) -> None:
 
     An :class:`InputError` becomes one line on the terminal and in the log (no
     traceback) and exit status 1, so Snakemake removes the job's partial outputs.
-    Threads for torch follow the rule's ``threads``.
+    Threads for torch follow the rule's ``threads`` where the script imported torch
+    (scripts call this after their imports); other scripts never load it.
     """
     log_path = snakemake.log[0]
     root = logging.getLogger()
@@ -63,8 +64,8 @@ def _route_library_loggers() -> None:
 
 
 def _set_threads(threads: int) -> None:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return
-    torch.set_num_threads(max(int(threads), 1))
+    """Torch's threads to the rule's, if the script loaded torch; importing it here
+    would add seconds to every light job."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(max(int(threads), 1))

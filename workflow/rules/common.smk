@@ -9,7 +9,12 @@ from snakemake.utils import min_version, update_config, validate
 
 # The odevae library of this checkout (torch-free modules only in this process).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from odevae.config_schema import resolve_auto, schema_error, standardize_measurements
+from odevae.config_schema import (
+    in_schema_order,
+    resolve_auto,
+    schema_error,
+    standardize_measurements,
+)
 from odevae.errors import InputError
 from odevae.paper import RUNS, item_sources
 from odevae.model.systems import alignment_kind, check_model_config
@@ -48,11 +53,16 @@ def config_error(message):
 
 def validate_config(schema):
     """The schema's checks as one line naming the key, then Snakemake's validation
-    (which fills in the defaults)."""
-    problem = schema_error(config, yaml.safe_load(Path(schema).read_text()))
+    (which fills in the defaults); then the config in canonical key order, so that
+    equal configs give equal params (no rerun) whichever route merged them."""
+    rules = yaml.safe_load(Path(schema).read_text())
+    problem = schema_error(config, rules)
     if problem is not None:
         config_error(problem)
     validate(config, schema=schema)
+    ordered = in_schema_order(config, rules)
+    config.clear()
+    config.update(ordered)
 
 
 def check_config():

@@ -11,23 +11,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-import torch
 from matplotlib.lines import Line2D
 
 from odevae.data.cohort import Cohort
 from odevae.evaluate.evaluation import latent_columns
-from odevae.train.data import CohortDataset
-from odevae.train.similarity import (
-    batch_weights,
-    latent_trajectories,
-    neighbour_batches,
-    trajectory_distances,
-)
 
 COLUMNS = ("patient_id", "kind", "visit", "time", "dim", "mean", "low", "high")
 
 
-@torch.no_grad()
 def local_solution_table(model, cohort: Cohort, n_grid: int = 20) -> pd.DataFrame:
     """Local ODE solutions from each visit k to visit k + 1, and the encoder means.
 
@@ -37,33 +28,38 @@ def local_solution_table(model, cohort: Cohort, n_grid: int = 20) -> pd.DataFram
     ``kind == "encoder"``: μ ± σ at every visit. ``visit`` is k; ``dim`` counts
     from 1. Columns :data:`COLUMNS`.
     """
+    import torch  # the model's functions only: plotting jobs load no torch
+
+    from odevae.train.data import CohortDataset
+
     model.eval()
-    tensors = CohortDataset(cohort).tensors
-    batch = model.scale({k: v.to(model.device) for k, v in tensors.items()})
-    mu, logvar = model.encoder(batch["values"])
-    theta = model.param_net(batch["baseline"])
-    sd = torch.exp(0.5 * logvar)
-    d = mu.shape[-1]
-    rows, slots = np.nonzero(cohort.visits[:, 1:])  # segments k → k + 1
-    start, end = cohort.times[rows, slots], cohort.times[rows, slots + 1]
-    share = np.linspace(0.0, 1.0, n_grid)
-    times = start[:, None] * (1 - share) + end[:, None] * share  # exact ends
-    offsets = torch.as_tensor(times - start[:, None], dtype=mu.dtype)
-    r, s = torch.as_tensor(rows), torch.as_tensor(slots)
-    u0 = mu[r, s]
-    starts = torch.cat([u0, u0 - sd[r, s], u0 + sd[r, s]])
-    paths = model.solve(
-        starts, theta[r].repeat(3, 1), offsets.to(mu.device).repeat(3, 1)
-    )
-    mean, a, b = paths.cpu().numpy().astype(float).reshape(3, len(rows), n_grid, d)
-    ids = cohort.patient_ids
-    low, high = np.minimum(a, b), np.maximum(a, b)
-    solution = _long(ids[rows], "solution", slots, times, mean, low, high)
-    vr, vs = np.nonzero(cohort.visits)
-    m, half = (x[vr, vs].cpu().numpy().astype(float)[:, None] for x in (mu, sd))
-    at = cohort.times[vr, vs][:, None]
-    points = _long(ids[vr], "encoder", vs, at, m, m - half, m + half)
-    return pd.concat([solution, points], ignore_index=True)
+    with torch.no_grad():
+        tensors = CohortDataset(cohort).tensors
+        batch = model.scale({k: v.to(model.device) for k, v in tensors.items()})
+        mu, logvar = model.encoder(batch["values"])
+        theta = model.param_net(batch["baseline"])
+        sd = torch.exp(0.5 * logvar)
+        d = mu.shape[-1]
+        rows, slots = np.nonzero(cohort.visits[:, 1:])  # segments k → k + 1
+        start, end = cohort.times[rows, slots], cohort.times[rows, slots + 1]
+        share = np.linspace(0.0, 1.0, n_grid)
+        times = start[:, None] * (1 - share) + end[:, None] * share  # exact ends
+        offsets = torch.as_tensor(times - start[:, None], dtype=mu.dtype)
+        r, s = torch.as_tensor(rows), torch.as_tensor(slots)
+        u0 = mu[r, s]
+        starts = torch.cat([u0, u0 - sd[r, s], u0 + sd[r, s]])
+        paths = model.solve(
+            starts, theta[r].repeat(3, 1), offsets.to(mu.device).repeat(3, 1)
+        )
+        mean, a, b = paths.cpu().numpy().astype(float).reshape(3, len(rows), n_grid, d)
+        ids = cohort.patient_ids
+        low, high = np.minimum(a, b), np.maximum(a, b)
+        solution = _long(ids[rows], "solution", slots, times, mean, low, high)
+        vr, vs = np.nonzero(cohort.visits)
+        m, half = (x[vr, vs].cpu().numpy().astype(float)[:, None] for x in (mu, sd))
+        at = cohort.times[vr, vs][:, None]
+        points = _long(ids[vr], "encoder", vs, at, m, m - half, m + half)
+        return pd.concat([solution, points], ignore_index=True)
 
 
 def _long(ids, kind, visits, times, mean, low, high) -> pd.DataFrame:
@@ -147,19 +143,29 @@ class NeighbourBatches:
     weights: np.ndarray
 
 
-@torch.no_grad()
 def neighbour_batches_of(
     model, cohort: Cohort, times: Sequence[float], neighbours: int, bandwidth: float
 ) -> NeighbourBatches:
     """The similarity batches of ``cohort`` under ``model``, built as
     :meth:`odevae.train.similarity.SimilarityDataModule.rebuild` builds them."""
-    trajectories = latent_trajectories(model, CohortDataset(cohort).tensors, times)
-    distances = trajectory_distances(trajectories)
-    batches = neighbour_batches(distances, neighbours)
-    weights = batch_weights(np.take_along_axis(distances, batches, 1), bandwidth)
-    return NeighbourBatches(
-        cohort.patient_ids, trajectories, distances, batches, weights
+    import torch  # the model's functions only: plotting jobs load no torch
+
+    from odevae.train.data import CohortDataset
+    from odevae.train.similarity import (
+        batch_weights,
+        latent_trajectories,
+        neighbour_batches,
+        trajectory_distances,
     )
+
+    with torch.no_grad():
+        trajectories = latent_trajectories(model, CohortDataset(cohort).tensors, times)
+        distances = trajectory_distances(trajectories)
+        batches = neighbour_batches(distances, neighbours)
+        weights = batch_weights(np.take_along_axis(distances, batches, 1), bandwidth)
+        return NeighbourBatches(
+            cohort.patient_ids, trajectories, distances, batches, weights
+        )
 
 
 def reference_patients(patient_ids, groups) -> list[str]:

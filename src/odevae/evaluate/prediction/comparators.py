@@ -182,6 +182,24 @@ def _covariate_scaling(base: np.ndarray):
     return fill, keep, mean[keep], sd[keep]
 
 
+class _MixedLM(MixedLM):
+    """statsmodels' MixedLM that remembers its last GLS fixed effects.
+
+    L-BFGS asks for the profiled likelihood and its gradient at the same point, and
+    statsmodels computes the fixed effects (a pass over every patient) for each;
+    the second is the same computation on the same numbers, so it is looked up.
+    """
+
+    _last: tuple | None = None
+
+    def get_fe_params(self, cov_re, vcomp, tol=1e-10):
+        key = (np.asarray(cov_re).tobytes(), np.asarray(vcomp).tobytes(), tol)
+        if self._last is None or self._last[0] != key:
+            self._last = (key, super().get_fe_params(cov_re, vcomp, tol))
+        fe_params, singular = self._last[1]
+        return fe_params.copy(), singular
+
+
 def _reml(model: MixedLM, name: str):
     """REML by L-BFGS polished by Powell (the default BFGS often stalls); the fit
     with the higher likelihood, or None. Its ConvergenceWarnings are logged."""
@@ -217,7 +235,7 @@ def fit_mixed_model(train: Cohort, variable: int) -> MixedFit | None:
     if len(patients) < 3 or len(y) < max(exog.shape[1] + 4, len(patients) + 2):
         log.warning("mixed model %s: too few data (%d values)", name, len(y))
         return None
-    model = MixedLM(y, exog, groups=train.patient_ids[rows], exog_re=exog[:, :2])
+    model = _MixedLM(y, exog, groups=train.patient_ids[rows], exog_re=exog[:, :2])
     result = _reml(model, name)
     if result is None:
         return None
