@@ -14,7 +14,8 @@ Values are standardised per measurement on the training patients for conditionin
 Fitted by maximum likelihood with an ECME algorithm (:func:`fit_multivariate_mixed`)
 instead of statsmodels' MixedLM on the stacked values: MixedLM has a single residual
 variance for all measurements, and on pbcseq's six labs (~230 patients, 12 random
-effects, 78 covariance parameters) its fit took minutes. Prediction
+effects, 78 covariance parameters) its fit ran 2 minutes without converging; this
+fit takes seconds. Prediction
 (:func:`multivariate_mixed`) is the patient's BLUP from its history visits.
 """
 
@@ -35,6 +36,10 @@ from odevae.evaluate.prediction.comparators import (
 from odevae.evaluate.prediction.targets import history_mask
 
 log = logging.getLogger(__name__)
+
+#: Training patients needed per random effect: fewer leave the (2m)² covariance
+#: barely identified and EM creeping along its boundary (minutes, no convergence).
+PATIENTS_PER_EFFECT = 5
 
 
 @dataclass(frozen=True)
@@ -115,16 +120,14 @@ def _covariance(ff, psi, sigma2):
     return a, (c + np.swapaxes(c, 1, 2)) / 2
 
 
-def _posterior(ff, fy, yy, beta, psi, sigma2):
-    """BLUP b (n, 2m), posterior covariance C (n, 2m, 2m) and each patient's log
-    likelihood (n,) from the moments of :func:`_moments`.
+def _posterior(ff, fy, yy, beta, psi, sigma2, a, c):
+    """BLUP b (n, 2m) and each patient's log likelihood (n,) from the moments of
+    :func:`_moments` and A, C of :func:`_covariance`.
 
-    With A, C of :func:`_covariance` and u = Z'R⁻¹r (r = y − Xβ): b = C u and
-    −2 log L = Σ n_k log(2π σ²_k) + log|I + ΨA| + r'R⁻¹r − u'C u (Woodbury and
-    the determinant lemma).
+    With u = Z'R⁻¹r (r = y − Xβ): b = C u and −2 log L = Σ n_k log(2π σ²_k) +
+    log|I + ΨA| + r'R⁻¹r − u'C u (Woodbury and the determinant lemma).
     """
     n, m = yy.shape
-    a, c = _covariance(ff, psi, sigma2)
     zr = fy[..., :2] - np.einsum("nkab,kb->nka", ff[..., :2, :], beta)
     rr = yy - 2 * np.einsum("nka,ka->nk", fy, beta)
     rr = rr + np.einsum("ka,nkab,kb->nk", beta, ff, beta)
@@ -134,20 +137,23 @@ def _posterior(ff, fy, yy, beta, psi, sigma2):
     logdet = np.linalg.slogdet(np.eye(2 * m) + psi @ a)[1]
     quad = (rr / sigma2).sum(1) - np.einsum("ni,ni->n", u, b)
     loglik = -0.5 * ((counts * np.log(2 * np.pi * sigma2)).sum(1) + logdet + quad)
-    return b, c, loglik
+    return b, loglik
 
 
 def _gls(ff, fy, c, sigma2):
     """Fixed effects β (m, F) by generalised least squares given C (Σ X'V⁻¹X β =
-    Σ X'V⁻¹y with V⁻¹ = R⁻¹ − R⁻¹ZCZ'R⁻¹)."""
+    Σ X'V⁻¹y with V⁻¹ = R⁻¹ − R⁻¹ZCZ'R⁻¹), X'R⁻¹Z block-diagonal per measurement."""
     m, size = ff.shape[1], ff.shape[2]
-    xrx = _blocks(ff / sigma2[:, None, None])
-    xrz = _blocks(ff[..., :2] / sigma2[:, None, None])
-    xry = (fy / sigma2[:, None]).reshape(len(ff), -1)
-    zry = (fy[..., :2] / sigma2[:, None]).reshape(len(ff), -1)
-    left = xrx - xrz @ c @ np.swapaxes(xrz, 1, 2)
-    right = xry - np.einsum("nij,njk,nk->ni", xrz, c, zry)
-    return np.linalg.solve(left.sum(0), right.sum(0)).reshape(m, size)
+    xrz = ff[..., :2] / sigma2[:, None, None]  # (n, m, F, 2)
+    zry = fy[..., :2] / sigma2[:, None]  # (n, m, 2)
+    c = c.reshape(len(c), m, 2, m, 2)
+    left = _blocks(ff.sum(0) / sigma2[:, None, None]) - np.einsum(
+        "nkai,nkilj,nlbj->kalb", xrz, c, xrz, optimize=True
+    ).reshape(m * size, m * size)
+    right = (fy.sum(0) / sigma2[:, None]).ravel() - np.einsum(
+        "nkai,nkilj,nlj->ka", xrz, c, zry, optimize=True
+    ).ravel()
+    return np.linalg.solve(left, right).reshape(m, size)
 
 
 def _ecme(ff, fy, yy, psi, sigma2, shared, tol, max_iter):
@@ -156,8 +162,9 @@ def _ecme(ff, fy, yy, psi, sigma2, shared, tol, max_iter):
     counts = ff[..., 0, 0]
     old = -np.inf
     for iteration in range(1, max_iter + 1):
-        beta = _gls(ff, fy, _covariance(ff, psi, sigma2)[1], sigma2)
-        b, c, loglik = _posterior(ff, fy, yy, beta, psi, sigma2)
+        a, c = _covariance(ff, psi, sigma2)
+        beta = _gls(ff, fy, c, sigma2)
+        b, loglik = _posterior(ff, fy, yy, beta, psi, sigma2, a, c)
         loglik = float(loglik.sum())
         if loglik - old < tol * counts.sum():
             return beta, psi, sigma2, loglik, iteration, True
@@ -193,11 +200,12 @@ def _standardised(cohort: Cohort, fit_or_stats, variables):
 
 def fit_multivariate_mixed(
     train: Cohort,
-    tol: float = 1e-8,
-    max_iter: int = 5000,
+    tol: float = 1e-7,
+    max_iter: int = 2000,
     shared_residual: bool = False,
 ) -> MultivariateMixedFit | None:
-    """ML fit on the training patients; None (logged) without modelled measurements.
+    """ML fit on the training patients; None (logged) without modelled measurements
+    or with fewer than :data:`PATIENTS_PER_EFFECT` patients per random effect.
 
     ECME (Liu & Rubin 1994; Laird, Lange & Stram 1987): from σ² = 0.5 and Ψ =
     diag(0.5, 0.5/g²) per measurement (g the median visit gap), each iteration
@@ -219,6 +227,13 @@ def fit_multivariate_mixed(
         return None
     mask = train.observed[..., variables] & train.visits[..., None]
     has_data = mask.any((1, 2))
+    if has_data.sum() < PATIENTS_PER_EFFECT * 2 * len(variables):
+        log.warning(
+            "multivariate mixed model: %d patients are too few for %d random effects",
+            has_data.sum(),
+            2 * len(variables),
+        )
+        return None
     train = train.subset(np.flatnonzero(has_data))
     mask = mask[has_data]
     values = train.values[..., variables]
@@ -241,12 +256,7 @@ def fit_multivariate_mixed(
     )
     if not converged:
         log.warning("multivariate mixed model: not converged in %d steps", max_iter)
-    log.info(
-        "multivariate mixed model: %d measurements, %d iterations, loglik %.2f",
-        m,
-        iterations,
-        loglik,
-    )
+    log.info("multivariate mixed model: %d measurements, %d steps", m, iterations)
     return MultivariateMixedFit(
         variables, center, scale, fill, keep, mean, sd, beta, psi, sigma2,
         loglik, iterations, converged,
@@ -273,7 +283,9 @@ def multivariate_mixed(
         cohort, (fit.center, fit.scale, fit.covariates), fit.variables
     )
     mask = mask & history_mask(test, targets)[..., None]
-    b, c, _ = _posterior(*_moments(f, y, mask), fit.beta, fit.psi, fit.sigma2)
+    ff, fy, yy = _moments(f, y, mask)
+    a, c = _covariance(ff, fit.psi, fit.sigma2)
+    b, _ = _posterior(ff, fy, yy, fit.beta, fit.psi, fit.sigma2, a, c)
     t = targets["time"].to_numpy()
     g = np.column_stack([np.ones_like(t), t])
     x = np.column_stack([g, fit.covariates(cohort.baseline)])
