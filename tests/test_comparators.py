@@ -239,9 +239,10 @@ def test_comparator_predictions_table_and_info(caplog):
         "train_mean",
         "mixed_model",
         "mixed_model_population",
+        "mixed_multivariate",
     ]
     assert list(table["method"].unique()) == methods
-    assert len(table) == 5 * 2 * len(prediction_targets(test))
+    assert len(table) == 6 * 2 * len(prediction_targets(test))
     assert info["mixed_model_converged"] == {"y0": True, "y1": None}
     assert abs(info["mixed_model_slope"]["y0"] - 0.8) < 0.5
     assert np.isnan(info["smoother_rmse"]["y1"])

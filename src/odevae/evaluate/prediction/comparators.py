@@ -12,7 +12,9 @@ covariates.
 * :func:`train_mean`: the training patients' mean;
 * :func:`mixed_model`: a linear mixed model per variable (random intercept and
   slope in time, fixed intercept, time and baseline covariates), predicting from
-  the history's empirical-Bayes random effects, or from the fixed effects alone.
+  the history's empirical-Bayes random effects, or from the fixed effects alone;
+* ``mixed_multivariate``: the continuous measurements in one linear mixed model with
+  correlated random effects (:mod:`.multivariate_mixed`).
 """
 
 from __future__ import annotations
@@ -305,11 +307,14 @@ def comparator_predictions(
 ) -> tuple[pd.DataFrame, dict[str, dict[str, object]]]:
     """Every comparator's long table for ``prediction_targets(test)``, and fit info.
 
-    Methods: ``locf``, ``smoother``, ``train_mean``, ``mixed_model`` and
-    ``mixed_model_population``. The info maps ``smoother_tau``, ``smoother_rmse``,
-    ``mixed_model_converged`` and ``mixed_model_slope`` (the fixed time
-    coefficient; both None without a fit) to a value per measurement name.
+    Methods: ``locf``, ``smoother``, ``train_mean``, ``mixed_model``,
+    ``mixed_model_population`` and ``mixed_multivariate``. The info maps
+    ``smoother_tau``, ``smoother_rmse``, ``mixed_model_converged`` and
+    ``mixed_model_slope`` (the fixed time coefficient; both None without a fit) to
+    a value per measurement name.
     """
+    from odevae.evaluate.prediction import multivariate_mixed as mv  # imports this
+
     targets = prediction_targets(test)
     smooth = fit_smoother(train)
     fits = fit_mixed_models(train)
@@ -319,6 +324,9 @@ def comparator_predictions(
         "train_mean": train_mean(train, test, targets),
         "mixed_model": mixed_model(fits, test, targets),
         "mixed_model_population": mixed_model(fits, test, targets, population=True),
+        "mixed_multivariate": mv.multivariate_mixed(
+            mv.fit_multivariate_mixed(train), test, targets
+        ),
     }
     table = pd.concat(
         [long_table(test, targets, m, *out) for m, out in methods.items()],

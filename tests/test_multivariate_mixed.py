@@ -1,0 +1,211 @@
+"""The multivariate linear mixed model comparator on simulated cohorts."""
+
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from statsmodels.regression.mixed_linear_model import MixedLM
+
+from odevae.evaluate.prediction.comparators import fit_mixed_models, mixed_model
+from odevae.evaluate.prediction.multivariate_mixed import (
+    fit_multivariate_mixed,
+    multivariate_mixed,
+)
+from odevae.evaluate.prediction.targets import prediction_targets
+from tests.test_comparators import make_cohort, pick
+
+#: Random-effect SDs in the order (intercept, slope) per measurement.
+RE_SD = np.array([1.0, 0.5, 1.0, 0.5])
+
+
+def correlated_cohort(n, seed, rho=0.6, noise=(0.3, 0.3), n_visits=5, missing=0.0):
+    """Two measurements y_k = a_k + s_k·t + 0.4·x + b_k0 + b_k1·t + e_k with
+    intercepts correlated ``rho``/2 and slopes ``rho`` across the two; each value
+    missing with probability ``missing`` (visit 0 always complete)."""
+    rng = np.random.default_rng(seed)
+    corr = np.eye(4)
+    corr[0, 2] = corr[2, 0] = rho / 2
+    corr[1, 3] = corr[3, 1] = rho
+    b = rng.multivariate_normal(np.zeros(4), corr * np.outer(RE_SD, RE_SD), n)
+    x = rng.normal(size=n)
+    times, values = [], []
+    for i in range(n):
+        t = np.concatenate([[0.0], np.sort(rng.uniform(0.2, 4.0, n_visits - 1))])
+        y = np.column_stack(
+            [
+                1 + 0.5 * t + b[i, 0] + b[i, 1] * t,
+                -1 - 0.3 * t + b[i, 2] + b[i, 3] * t,
+            ]
+        )
+        y += 0.4 * x[i] + rng.normal(0, 1, y.shape) * noise
+        y[1:][rng.uniform(size=y[1:].shape) < missing] = np.nan
+        times.append(t)
+        values.append(y)
+    return make_cohort(times, values, x[:, None])
+
+
+def one_step(cohort):
+    targets = prediction_targets(cohort)
+    targets = targets[targets["horizon"] == "one_step"].reset_index(drop=True)
+    row, visit = targets["row"].to_numpy(), targets["visit"].to_numpy()
+    truth = np.where(cohort.observed[row, visit], cohort.values[row, visit], np.nan)
+    return targets, truth
+
+
+def statsmodels_fit(fit, cohort):
+    """statsmodels' ML fit of the same model (one residual variance) on the
+    stacked standardised values, columns in the order of ``fit``."""
+    rows, slots, k = np.nonzero(cohort.observed & cohort.visits[..., None])
+    y = (cohort.values[rows, slots, k] - fit.center[k]) / fit.scale[k]
+    t = cohort.times[rows, slots]
+    one = np.eye(2)[k]
+    f = np.column_stack([np.ones_like(t), t, fit.covariates(cohort.baseline)[rows]])
+    exog = (one[:, :, None] * f[:, None, :]).reshape(len(y), -1)
+    exog_re = (one[:, :, None] * f[:, None, :2]).reshape(len(y), -1)
+    model = MixedLM(y, exog, groups=cohort.patient_ids[rows], exog_re=exog_re)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(reml=False, method="lbfgs")
+
+
+def test_shared_residual_fit_and_blup_agree_with_statsmodels():
+    cohort = correlated_cohort(80, seed=0)
+    fit = fit_multivariate_mixed(cohort, tol=1e-11, shared_residual=True)
+    assert fit.converged and fit.sigma2[0] == fit.sigma2[1]
+    result = statsmodels_fit(fit, cohort)
+    assert fit.loglik >= result.llf - 1e-3  # the ML: as high as statsmodels'
+    assert fit.loglik == pytest.approx(result.llf, abs=1e-3)
+    np.testing.assert_allclose(fit.beta.ravel(), result.fe_params, atol=1e-4)
+    np.testing.assert_allclose(fit.psi, result.cov_re, atol=2e-4)
+    assert fit.sigma2[0] == pytest.approx(result.scale, rel=1e-4)
+    # the BLUP from all visits with statsmodels' estimates is statsmodels' BLUP:
+    # targets one year after each patient's last visit, which read every visit
+    slot, none = np.ones((cohort.n, 1), bool), np.zeros((cohort.n, 1, 2), bool)
+    extended = replace(
+        cohort,
+        times=np.column_stack([cohort.times, cohort.times.max(1) + 1.0]),
+        values=np.concatenate([cohort.values, np.zeros((cohort.n, 1, 2))], 1),
+        observed=np.concatenate([cohort.observed, none], 1),
+        visits=np.column_stack([cohort.visits, slot]),
+    )
+    targets = prediction_targets(extended)
+    last = (targets["horizon"] == "one_step") & (
+        targets["visit"] == cohort.times.shape[1]
+    )
+    targets = targets[last].reset_index(drop=True)
+    sm_fit = replace(
+        fit,
+        beta=np.asarray(result.fe_params).reshape(2, -1),
+        psi=np.asarray(result.cov_re),
+        sigma2=np.full(2, result.scale),
+    )
+    pred, sd = multivariate_mixed(sm_fit, extended, targets)
+    effects = result.random_effects
+    t = targets["time"].to_numpy()
+    for i, pid in enumerate(targets["patient_id"]):
+        b = np.asarray(effects[pid]).reshape(2, 2)
+        x = sm_fit.covariates(extended.baseline[targets["row"][i : i + 1]])[0]
+        design = np.concatenate([[1.0, t[i]], x])
+        expected = sm_fit.beta @ design + b @ [1.0, t[i]]
+        np.testing.assert_allclose(
+            (pred[i] - fit.center) / fit.scale, expected, atol=1e-6
+        )
+
+
+def with_binary(cohort, seed):
+    """``cohort`` with a third, 0/1 measurement."""
+    rng = np.random.default_rng(seed)
+    flag = (rng.random(cohort.visits.shape) < 0.4).astype(float)
+    values = np.concatenate([cohort.values, flag[..., None]], -1)
+    observed = np.concatenate([cohort.observed, cohort.visits[..., None]], -1)
+    names = np.append(cohort.measurement_names, "flag")
+    return replace(cohort, values=values, observed=observed, measurement_names=names)
+
+
+def test_prediction_never_reads_the_target_visit_or_later():
+    train = with_binary(correlated_cohort(60, seed=1, missing=0.2), seed=2)
+    test = with_binary(correlated_cohort(4, seed=3, missing=0.2), seed=4)
+    test.baseline[1, 0] = np.nan  # a missing covariate is filled
+    fit = fit_multivariate_mixed(train)
+    assert list(fit.variables) == [0, 1]  # the 0/1 measurement is not modelled
+    targets = prediction_targets(test)
+    before = multivariate_mixed(fit, test, targets)
+    assert np.isfinite(before[0][:, :2]).all() and np.isfinite(before[1][:, :2]).all()
+    assert np.isnan(before[0][:, 2]).all() and np.isnan(before[1][:, 2]).all()
+    rng = np.random.default_rng(5)
+    for row in range(test.n):
+        for h in range(1, 5):
+            values, observed = test.values.copy(), test.observed.copy()
+            values[row, h:] = rng.normal(5, 3, values[row, h:].shape)
+            observed[row, h:] = rng.random(observed[row, h:].shape) < 0.5
+            changed = replace(test, values=values, observed=observed)
+            after = multivariate_mixed(fit, changed, targets)
+            later = ((targets["row"] == row) & (targets["n_history"] > h)).to_numpy()
+            for old, new in zip(before, after, strict=True):
+                np.testing.assert_array_equal(old[~later], new[~later])
+            if later.any():  # the perturbation is read where it is history
+                assert not np.array_equal(before[0][later], after[0][later])
+
+
+def test_borrowing_across_measurements_beats_the_univariate_mixed_model():
+    """Slopes correlated 0.95; the second measurement is noisy, the first precise:
+    the first's history tells the second's slope."""
+    kwargs = {"rho": 0.95, "noise": (0.1, 1.0), "n_visits": 5}
+    train = correlated_cohort(150, seed=6, **kwargs)
+    test = correlated_cohort(100, seed=7, **kwargs)
+    targets, truth = one_step(test)
+    fit = fit_multivariate_mixed(train)
+    joint = ((multivariate_mixed(fit, test, targets)[0] - truth) ** 2).mean(0)
+    alone = (mixed_model(fit_mixed_models(train), test, targets)[0] - truth) ** 2
+    alone = alone.mean(0)
+    assert joint[1] < 0.9 * alone[1]
+    assert joint[0] < 1.05 * alone[0]
+    # without the cross-measurement covariances the advantage is gone
+    block = np.kron(np.eye(2), np.ones((2, 2))) * fit.psi
+    apart = multivariate_mixed(replace(fit, psi=block), test, targets)[0]
+    apart = ((apart - truth) ** 2).mean(0)
+    assert apart[1] > 0.97 * alone[1]
+
+
+def test_missing_entries():
+    train = correlated_cohort(100, seed=8, rho=0.95, missing=0.3)
+    assert (~train.observed[:, 1:]).mean() == pytest.approx(0.3, abs=0.03)
+    fit = fit_multivariate_mixed(train)
+    assert fit.converged
+    corr = fit.psi[1, 3] / np.sqrt(fit.psi[1, 1] * fit.psi[3, 3])
+    assert corr > 0.8  # the simulated slope correlation, from incomplete visits
+    nan = np.nan
+    test = make_cohort(
+        [[0.0, 1.0, 2.0, 3.0]] * 2,
+        [
+            [[1.0, nan], [2.0, nan], [nan, nan], [0.0, 0.0]],
+            [[nan, nan], [nan, nan], [4.0, 4.0], [0.0, 0.0]],
+        ],
+        [[0.0], [0.5]],
+    )
+    targets = prediction_targets(test)
+    pred, sd = multivariate_mixed(fit, test, targets)
+    assert np.isfinite(pred).all() and np.isfinite(sd).all()
+    # values at unobserved entries are never read
+    hidden = replace(test, values=np.where(test.observed, test.values, 99.0))
+    np.testing.assert_array_equal(multivariate_mixed(fit, hidden, targets)[0], pred)
+    # no observed history value: the population prediction with the prior
+    k = pick(targets, "from_first_two", 1, 2)
+    t, x = 2.0, fit.covariates(test.baseline[1:])[0]
+    design, g = np.concatenate([[1.0, t], x]), np.array([1.0, t])
+    for v in range(2):
+        psi = fit.psi[2 * v : 2 * v + 2, 2 * v : 2 * v + 2]
+        mean = fit.center[v] + fit.scale[v] * fit.beta[v] @ design
+        spread = fit.scale[v] * np.sqrt(g @ psi @ g + fit.sigma2[v])
+        assert pred[k, v] == pytest.approx(mean)
+        assert sd[k, v] == pytest.approx(spread)
+    # the second measurement, never observed in the history, borrows from the
+    # first: visits 0 and 1 rose, so its prediction is above the population's
+    k = pick(targets, "from_first_two", 0, 3)
+    x = fit.covariates(test.baseline[:1])[0]
+    population = fit.center[1] + fit.scale[1] * fit.beta[1] @ [1.0, 3.0, *x]
+    assert pred[k, 1] > population
+    assert sd[k, 1] < fit.scale[1] * np.sqrt(
+        [1.0, 3.0] @ fit.psi[2:, 2:] @ [1.0, 3.0] + fit.sigma2[1]
+    )
