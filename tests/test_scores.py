@@ -245,3 +245,23 @@ def test_contrasts_pair_any_two_methods_with_the_summarys_ratio_and_interval():
     assert vs_locf["ratio_ci_high"] == pytest.approx(better["ratio_ci_high"])
     assert one.loc[("better", "copy"), "ratio_ci_high"] < 1
     assert one.loc[("copy", "locf"), "ratio_mse"] == 1.0
+
+
+def test_a_method_scored_on_some_variables_is_compared_on_those():
+    """A method with rows for x only (as mixed_multivariate has for continuous
+    measurements) leaves y scored for the others, and its ratio divides by the
+    reference's MSE on x alone."""
+    records = [
+        (f"p{i}", 1, v, 0.0, 1.0 if v == "x" else 3.0)
+        for i in range(6)
+        for v in ("x", "y")
+    ]
+    only_x = [(*r[:4], 0.5) for r in records if r[2] == "x"]
+    pred = pd.concat([table(records), table(only_x, method="part")], ignore_index=True)
+    sd = unit_sd(variables=("x", "y"))
+    summary, per_variable = summarise(pred, sd, n_boot=20)
+    part = row(summary, "part")
+    assert part["ratio_mse"] == pytest.approx(0.25)
+    assert part["ratio_ci_low"] == pytest.approx(0.25)
+    assert row(summary, "locf")["mse"] == pytest.approx(5.0)  # y still scored
+    assert set(per_variable.loc[per_variable["method"] == "part", "variable"]) == {"x"}

@@ -328,10 +328,16 @@ def comparator_predictions(
             mv.fit_multivariate_mixed(train), test, targets
         ),
     }
-    table = pd.concat(
-        [long_table(test, targets, m, *out) for m, out in methods.items()],
-        ignore_index=True,
+    tables = [long_table(test, targets, m, *out) for m, out in methods.items()]
+    # the multivariate model predicts only the continuous measurements it fitted
+    # (none when not fitted): it has no rows for the others, so that they are
+    # scored for every other method
+    multi = tables[-1]
+    fitted = multi.groupby("variable")["predicted"].transform(
+        lambda x: bool(np.isfinite(x).any())
     )
+    tables[-1] = multi[fitted.astype(bool)]
+    table = pd.concat(tables, ignore_index=True)
     names = [str(n) for n in train.measurement_names]
 
     def per_variable(values) -> dict:

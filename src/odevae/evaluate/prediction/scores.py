@@ -69,16 +69,19 @@ def training_sd(cohort: Cohort, folds: pd.DataFrame) -> pd.DataFrame:
 
 
 def common_targets(pred: pd.DataFrame) -> pd.DataFrame:
-    """The rows whose target every method of its horizon observed and predicted.
+    """The rows whose target every method of its horizon and variable observed and
+    predicted.
 
     A target (:data:`KEY`) is kept only where ``observed`` and ``predicted`` are
-    finite for each method present at that horizon, so that all methods of a
-    horizon are scored on exactly the same set.
+    finite for each method with rows for that horizon and variable, so that all
+    methods of a horizon are scored on exactly the same set of each variable (a
+    method modelling some variables only, such as ``mixed_multivariate`` with
+    continuous ones, has no rows for the others).
     """
     ok = np.isfinite(pred["observed"]) & np.isfinite(pred["predicted"])
     keys = [pred[k] for k in KEY]
     n_ok = pred["method"].where(ok).groupby(keys).transform("nunique")
-    n_methods = pred.groupby("horizon")["method"].transform("nunique")
+    n_methods = pred.groupby(["horizon", "variable"])["method"].transform("nunique")
     return pred[ok & (n_ok == n_methods)].reset_index(drop=True)
 
 
@@ -117,10 +120,17 @@ def _binary_variables(rows: pd.DataFrame) -> pd.Series:
 
 
 def _stats(rows: pd.DataFrame, by: list[str], reference: str) -> pd.DataFrame:
-    """n_patients, n_targets, mse, mae, ratio_mse and coverage per ``by`` group."""
+    """n_patients, n_targets, mse, mae, ratio_mse and coverage per ``by`` group.
+
+    ``ratio_mse`` compares with the ``reference`` on the same variables: a method
+    scored on some variables only is divided by the reference's MSE over those.
+    """
     by_variable = by if "variable" in by else [*by, "variable"]
     patient = rows.groupby([*by_variable, "patient_id"])[["se", "ae"]].mean()
     errors = patient.groupby(level=by_variable).mean()
+    same = [k for k in by_variable if k != "method"]
+    ref = errors.xs(reference, level="method")["se"].rename("ref_mse")
+    errors = errors.join(ref, on=same)
     if "variable" not in by:
         errors = errors.groupby(level=by).mean()
     groups = rows.groupby(by)
@@ -129,10 +139,6 @@ def _stats(rows: pd.DataFrame, by: list[str], reference: str) -> pd.DataFrame:
     out["n_targets"] = groups.size()
     out[_COVERAGE] = groups[_COVERAGE].mean()
     out = out.reset_index()
-    others = [k for k in by if k != "method"]
-    ref = out.loc[out["method"] == reference, [*others, "mse"]]
-    ref = ref.rename(columns={"mse": "ref_mse"})
-    out = out.merge(ref, on=others, how="left")
     out["ratio_mse"] = out["mse"] / out.pop("ref_mse")
     return out
 
@@ -168,15 +174,14 @@ def _paired_ratios(
         rng = np.random.default_rng(seed)
         counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
         matrix = {m: wide[m].reindex(columns=variables).to_numpy() for m in methods}
-        boot = {m: _bootstrap_mse(matrix[m], counts) for m in methods}
         once = np.ones((1, n))
         for method, reference in present:
+            # the same variables for both: those the method was scored on
+            cols = np.isfinite(matrix[method]).any(0)
+            a, b = matrix[method][:, cols], matrix[reference][:, cols]
             with np.errstate(invalid="ignore", divide="ignore"):
-                ratio = boot[method] / boot[reference]
-                point = (
-                    _bootstrap_mse(matrix[method], once)
-                    / _bootstrap_mse(matrix[reference], once)
-                )[0]
+                ratio = _bootstrap_mse(a, counts) / _bootstrap_mse(b, counts)
+                point = (_bootstrap_mse(a, once) / _bootstrap_mse(b, once))[0]
             ratio = ratio[np.isfinite(ratio)]
             ci = np.quantile(ratio, [0.025, 0.975]) if len(ratio) else [np.nan] * 2
             out.append((horizon, method, reference, point, *ci))
