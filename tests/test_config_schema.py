@@ -77,3 +77,25 @@ def test_in_schema_order_orders_named_keys_and_keeps_free_maps():
         "table": {"visits": "v.csv", "transforms": {"b*": "log", "a*": "logit"}},
     }
     assert repr(in_schema_order(other, SCHEMA)) == repr(ordered)
+
+
+def test_real_cohorts_tune_over_the_shipped_candidates_by_default():
+    """tuning.candidates auto: the real-cohort candidates of config/config.yaml
+    for tables and registry exports (each a valid override of model and loss),
+    nothing for simulations."""
+    shipped = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    assert shipped["tuning"]["candidates"] == "auto"
+    default = shipped["tuning"]["real_cohort_candidates"]
+    assert {"papers", "history"} <= set(default)
+    assert any(c["model"].get("history") == "gru" for c in default.values())
+    for source, expected in [("table", default), ("simulate", {})]:
+        config = copy.deepcopy(shipped)
+        config["data"]["source"] = source
+        assert resolve_auto(config)["tuning"]["candidates"] == expected
+    for name, overrides in default.items():
+        assert set(overrides) <= {"model", "loss", "train"}, name
+        merged = copy.deepcopy(shipped)
+        for section, values in overrides.items():
+            merged[section].update(values)
+        merged["tuning"]["candidates"] = {}
+        assert schema_error(merged, SCHEMA) is None, name

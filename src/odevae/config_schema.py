@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
@@ -45,11 +47,17 @@ def resolve_auto(config: dict) -> dict:
     the workflow reads its config (and returned): ``train.early_stopping.
     inner_fraction: auto`` is 0.2 for real cohorts (an inner split of the
     training patients for early stopping and the choice of predictor and
-    settings) and 0 for simulations (the papers' fixed epochs)."""
+    settings) and 0 for simulations (the papers' fixed epochs); ``tuning.
+    candidates: auto`` is ``tuning.real_cohort_candidates`` for real cohorts and
+    none for simulations."""
+    real = config.get("data", {}).get("source", "simulate") in REAL_SOURCES
     stopping = config["train"]["early_stopping"]
     if stopping["inner_fraction"] == "auto":
-        real = config.get("data", {}).get("source", "simulate") in REAL_SOURCES
         stopping["inner_fraction"] = REAL_INNER_FRACTION if real else 0.0
+    tuning = config.get("tuning", {})
+    if tuning.get("candidates") == "auto":
+        default = tuning.get("real_cohort_candidates", {})
+        tuning["candidates"] = copy.deepcopy(default) if real else {}
     return config
 
 
