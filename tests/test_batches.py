@@ -109,3 +109,12 @@ def test_similarity_batches_equal_the_collated_sampler(tiny_cohort, tiny_config)
     assert len(new) == len(old) == len(train_ids)
     for a, b in zip(new, old, strict=True):
         assert_same_batch(a, b)
+
+
+def test_batches_on_the_device_skip_lightnings_transfer(tiny_cohort):
+    folds = make_folds(tiny_cohort.patient_ids, 2, seed=0)
+    data = CohortDataModule(tiny_cohort, *fold_members(folds, 0), batch_size=4)
+    batch = next(iter(data.train_dataloader()))
+    assert data.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
+    moved = data.transfer_batch_to_device(batch, torch.device("meta"), 0)
+    assert all(value.device.type == "meta" for value in moved.values())

@@ -171,6 +171,13 @@ class CohortDataModule(L.LightningDataModule):
             self._on_device[key] = DeviceCohort(tensors, self.device)
         return self._on_device[key]
 
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        """Batches are sliced on the device already: passed through without
+        Lightning's walk over the batch (a per-step cost on small batches)."""
+        if isinstance(batch, dict) and batch["index"].device == device:
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def train_dataloader(self) -> ShuffledBatches:
         generator = torch.Generator().manual_seed(self.seed)
         return ShuffledBatches(self.on_device("train"), self.batch_size, generator)
