@@ -52,9 +52,10 @@ class DeviceCohort:
         index = index.to(self.device, non_blocking=True)
         batch = {}
         for key, value in self.tensors.items():
-            if key in VISIT_KEYS:
-                value = value[:, :width]
-            batch[key] = value[index]
+            # gather whole rows, then trim: the layout collate gives (index_select
+            # is about twice as fast as indexing with a tensor)
+            value = value.index_select(0, index)
+            batch[key] = value[:, :width] if key in VISIT_KEYS else value
         batch["index"] = index
         return batch
 
