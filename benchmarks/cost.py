@@ -8,8 +8,9 @@ Lotka-Volterra (BJ 5.3, n = 200, 5 epochs both ways). Each row reports:
 
 * ``batched_*``: odevae as the workflow trains it: :class:`~odevae.model.ODEVAE`
   (solver ``closed_form``; ``dopri5`` on the batch's union grid for Lotka-Volterra)
-  on shuffled batches from :class:`~odevae.train.data.CohortDataset` /
-  :func:`~odevae.train.data.collate`, fitted by the workflow's own Trainer
+  on shuffled batches sliced from the cohort's tensors on the training device
+  (:class:`~odevae.train.batches.ShuffledBatches`, the workflow's data path),
+  fitted by the workflow's own Trainer
   (:func:`odevae.train.training.make_trainer`: deterministic, CSV logger, checkpoint of
   the last epoch, into a temporary folder). ``batched_plain_*`` trains the same
   module on the same batches in a plain PyTorch loop (no Lightning): the difference
@@ -65,6 +66,16 @@ anything else, the threads spin against each other: n = 5000 took 62 s instead o
     python benchmarks/cost.py --threads 2    # torch on two threads
     python benchmarks/cost.py --quick        # tiny sizes, seconds (the test uses it)
     python benchmarks/cost.py --tables n,lv  # a subset of the tables
+    python benchmarks/cost.py --step 5000    # one training step profiled, and the
+                                             # data path before/after (see below)
+
+``--step N`` profiles training at n = N (35 epochs, the n table's settings) instead
+of the tables: the whole Trainer training fed by the former ``DataLoader`` +
+``collate`` path and by the device-resident batches, alternated ``--repeats``
+times (seconds, ratio, final loss: equal batches give equal losses); the plain
+loop's time per step split into batch, forward + loss, backward and optimiser
+(the rest of the Trainer's time is Lightning's); and one step's operator count and
+its most expensive operators (``torch.profiler``).
 
 Writes results/benchmarks/cost_{n,p,q,lv}.tsv, cost_fits.tsv and cost.png.
 """
@@ -80,6 +91,7 @@ import tempfile
 import time
 import traceback
 import warnings
+from itertools import islice
 from pathlib import Path
 
 import lightning as L
@@ -96,6 +108,7 @@ from odevae.data.preprocess import preprocess
 from odevae.data.simulate import simulate_cohort, write_cohort
 from odevae.evaluate.evaluation import group_recovery
 from odevae.model import ODEVAE
+from odevae.train.batches import DeviceCohort, ShuffledBatches
 from odevae.train.data import CohortDataset, collate
 from odevae.train.training import make_trainer
 
@@ -268,7 +281,15 @@ def _quiet_lightning() -> None:
 # --- the two training schemes ------------------------------------------------------
 
 
+def _batches(cohort: Cohort, batch_size: int, seed: int) -> ShuffledBatches:
+    """The workflow's training batches: sliced from tensors on the device."""
+    tensors = CohortDataset(cohort).tensors
+    generator = torch.Generator().manual_seed(seed)
+    return ShuffledBatches(DeviceCohort(tensors), batch_size, generator)
+
+
 def _loader(cohort: Cohort, batch_size: int, seed: int) -> DataLoader:
+    """The former path: a DataLoader collating every batch (same batches)."""
     return DataLoader(
         CohortDataset(cohort),
         batch_size=batch_size,
@@ -292,7 +313,7 @@ def train_batched(task: dict, cohort: Cohort, groups: np.ndarray) -> dict:
         with Meter() as meter:
             model = ODEVAE(**kwargs)
             trainer = make_trainer(tmp, epochs, accelerator="cpu")
-            trainer.fit(model, train_dataloaders=_loader(cohort, bs, seed))
+            trainer.fit(model, train_dataloaders=_batches(cohort, bs, seed))
     out |= {"s": meter.seconds, "peak_mb": meter.peak_mb}
     out |= assess(model, cohort, groups)
     # The same module and batches without Lightning.
@@ -300,8 +321,9 @@ def train_batched(task: dict, cohort: Cohort, groups: np.ndarray) -> dict:
     with Meter() as meter:
         model = ODEVAE(**kwargs)
         optimiser = model.configure_optimizers()
+        batches = _batches(cohort, bs, seed)
         for _ in range(epochs):
-            for batch in _loader(cohort, bs, seed):
+            for batch in batches:
                 loss = model.loss_terms(model.scale(batch), sample=True)["loss"]
                 optimiser.zero_grad()
                 loss.backward()
@@ -617,6 +639,121 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+# --- one training step profiled --------------------------------------------------
+
+
+def _fit_seconds(cohort: Cohort, kwargs: dict, loader, epochs: int, seed: int):
+    """Seconds and final training loss of the workflow's Trainer on ``loader``."""
+    L.seed_everything(seed, verbose=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        model = ODEVAE(**kwargs)
+        trainer = make_trainer(tmp, epochs, accelerator="cpu")
+        trainer.fit(model, train_dataloaders=loader)
+        seconds = time.perf_counter() - t0
+    return seconds, float(trainer.callback_metrics["train/loss"])
+
+
+def _plain_split(batches, kwargs: dict, epochs: int, seed: int) -> dict:
+    """Mean milliseconds per step of the plain loop's parts."""
+    L.seed_everything(seed, verbose=False)
+    model = ODEVAE(**kwargs)
+    optimiser = model.configure_optimizers()
+    parts = dict.fromkeys(("batch", "forward_loss", "backward", "optimiser"), 0.0)
+    steps = 0
+    for _ in range(epochs):
+        it = iter(batches)
+        while True:
+            t0 = time.perf_counter()
+            batch = next(it, None)
+            if batch is None:
+                break
+            t1 = time.perf_counter()
+            loss = model.loss_terms(model.scale(batch), sample=True)["loss"]
+            t2 = time.perf_counter()
+            optimiser.zero_grad()
+            loss.backward()
+            t3 = time.perf_counter()
+            optimiser.step()
+            t4 = time.perf_counter()
+            for key, dt in zip(
+                parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True
+            ):
+                parts[key] += dt
+            steps += 1
+    return {key: 1000 * value / steps for key, value in parts.items()} | {
+        "steps": steps
+    }
+
+
+def _step_operators(cohort: Cohort, kwargs: dict, batch_size: int, seed: int):
+    """One step (batch, forward, loss, backward, Adam) under torch.profiler:
+    operator calls (top level and all) and the most expensive operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    L.seed_everything(seed, verbose=False)
+    model = ODEVAE(**kwargs)
+    optimiser = model.configure_optimizers()
+    batches = _batches(cohort, batch_size, seed)
+    for batch in islice(batches, 2):  # warm up, optimiser state built
+        optimiser.zero_grad()
+        model.loss_terms(model.scale(batch), sample=True)["loss"].backward()
+        optimiser.step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        batch = next(iter(batches))
+        loss = model.loss_terms(model.scale(batch), sample=True)["loss"]
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    events = [e for e in prof.events() if e.name.startswith("aten::")]
+    top = sum(
+        1
+        for e in events
+        if e.cpu_parent is None or not str(e.cpu_parent.name).startswith("aten::")
+    )
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+    return len(events), top, table
+
+
+def profile_training(args: argparse.Namespace) -> None:
+    """``--step``: the data path before/after, the step split and its operators."""
+    n, epochs = args.step, (QUICK if args.quick else FULL)["epochs"]
+    cohort, _ = simulated_cohort(n, FULL["base"]["p"], FULL["base"]["q"], args.seed)
+    kwargs = model_kwargs(cohort, "linear_diagonal", "closed_form", args.lr)
+    bs = auto_batch_size(n)
+    print(f"\nn = {n}, p = {cohort.p}, q = {cohort.q}, batch {bs}, {epochs} epochs")
+    _fit_seconds(cohort, kwargs, _batches(cohort, bs, args.seed), 1, args.seed)
+    rows = []
+    for repeat in range(args.repeats):
+        for path, make in (("loader", _loader), ("device", _batches)):
+            seconds, loss = _fit_seconds(
+                cohort, kwargs, make(cohort, bs, args.seed), epochs, args.seed
+            )
+            rows.append({"repeat": repeat, "path": path, "s": seconds, "loss": loss})
+    runs = pd.DataFrame(rows)
+    print("Trainer training, former DataLoader + collate vs device batches:")
+    print(runs.to_string(index=False, float_format=lambda x: f"{x:.6g}"))
+    wide = runs.pivot(index="repeat", columns="path", values="s")
+    ratio = wide["loader"] / wide["device"]
+    print(
+        f"median s: loader {wide['loader'].median():.3f}, device "
+        f"{wide['device'].median():.3f}; loader / device per repeat "
+        + ", ".join(f"{r:.3f}" for r in ratio)
+    )
+    split = _plain_split(_batches(cohort, bs, args.seed), kwargs, epochs, args.seed)
+    plain = sum(v for k, v in split.items() if k != "steps")
+    trainer_ms = 1000 * wide["device"].median() / split["steps"]
+    print(
+        f"per step (ms): plain loop {plain:.2f} = "
+        + ", ".join(f"{k} {v:.2f}" for k, v in split.items() if k != "steps")
+        + f"; Trainer {trainer_ms:.2f} (set-up included)"
+    )
+    total, top, table = _step_operators(cohort, kwargs, bs, args.seed)
+    print(f"one step: {top} top-level aten operators ({total} with nested ones)")
+    print(table)
+    runs.to_csv(args.out / "cost_step.tsv", sep="\t", index=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 epochs")
@@ -640,6 +777,13 @@ def main(argv: list[str] | None = None) -> None:
         "--no-reference", action="store_true", help="skip the per-patient reference"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
+    parser.add_argument(
+        "--step",
+        type=int,
+        default=None,
+        help="profile training at this n instead of the tables (see above)",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="with --step")
     args = parser.parse_args(argv)
     layout = QUICK if args.quick else FULL
     torch.set_num_threads(args.threads)
@@ -649,6 +793,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{os.cpu_count()} CPUs, load average {load:.2f}, {args.threads} threads")
     if load > 0.5:
         print("  the machine is busy: timings are noisy (much more so with 2 threads)")
+    if args.step:
+        profile_training(args)
+        return
     tables = run_tables(args, layout)
     fits = add_fits(tables)
     for name, table in tables.items():

@@ -52,3 +52,38 @@ def test_cost_benchmark_quick(tmp_path):
     fits = pd.read_csv(tmp_path / "cost_fits.tsv", sep="\t")
     assert np.isfinite(fits.loc[fits["series"] == "batched", "loglog_slope"]).all()
     assert (tmp_path / "cost.png").stat().st_size > 0
+
+
+def test_gpu_benchmark_tiny_runs_end_to_end_on_the_cpu(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/gpu.py",
+            "--tiny",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for title in ("Training", "One training step", "default workflow's fold 0"):
+        assert title in result.stdout
+    cells = pd.read_csv(tmp_path / "gpu.tsv", sep="\t")
+    has_gpu = "cuda" in set(cells["device"])
+    assert len(cells) == 2 * 3 * (1 + has_gpu)  # n x batch x device
+    values = cells[["s", "peak_mb", "loss", "steps"]].to_numpy(dtype=float)
+    assert np.isfinite(values).all() and (cells["s"] > 0).all()
+    # batches of 16 take more steps than one batch of everyone
+    cpu = cells[cells["device"] == "cpu"].set_index(["n", "batch_setting"])
+    assert (cpu.loc[(256, "16"), "steps"], cpu.loc[(256, "all"), "steps"]) == (16, 1)
+    step = pd.read_csv(tmp_path / "gpu_step.tsv", sep="\t")
+    assert (step["ms_per_step"] > 0).all() and (step["aten_ops"] > 100).all()
+    flows = pd.read_csv(tmp_path / "gpu_workflow.tsv", sep="\t")
+    assert "cpu" in set(flows["accelerator"])
+    assert np.isfinite(flows["final_train_loss"]).all()
+    assert set(flows["auto_picks"]) == {"cpu"}  # batches of 8: the CPU, GPU or not

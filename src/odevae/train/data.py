@@ -10,10 +10,11 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from odevae.data.cohort import Cohort
 from odevae.errors import InputError
+from odevae.train.batches import DeviceCohort, ShuffledBatches, SingleBatch
 
 
 class CohortDataset(Dataset):
@@ -131,7 +132,14 @@ def scaling_stats(
 
 
 class CohortDataModule(L.LightningDataModule):
-    """Training and held-out patients of one cross-validation fold."""
+    """Training and held-out patients of one cross-validation fold.
+
+    The padded patients move to the trainer's device once
+    (:class:`~odevae.train.batches.DeviceCohort`); training batches are sliced
+    there in the order a seeded shuffling ``DataLoader`` would give
+    (:class:`~odevae.train.batches.ShuffledBatches`), and validation is one batch
+    of every held-out patient, built once.
+    """
 
     def __init__(
         self,
@@ -146,23 +154,36 @@ class CohortDataModule(L.LightningDataModule):
         self.val = cohort.subset(cohort.index_of(val_ids))
         self.batch_size = batch_size
         self.seed = seed
+        self._on_device: dict = {}
 
-    def train_dataloader(self) -> DataLoader:
+    @property
+    def device(self) -> torch.device:
+        """The attached trainer's device (the CPU without a trainer)."""
+        trainer = getattr(self, "trainer", None)
+        return trainer.strategy.root_device if trainer else torch.device("cpu")
+
+    def on_device(self, split: str) -> DeviceCohort:
+        """``train`` or ``val`` patients on :attr:`device`, copied once per device."""
+        key = (split, str(self.device))
+        if key not in self._on_device:
+            cohort = self.train if split == "train" else self.val
+            tensors = CohortDataset(cohort).tensors
+            self._on_device[key] = DeviceCohort(tensors, self.device)
+        return self._on_device[key]
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        """Batches are sliced on the device already: passed through without
+        Lightning's walk over the batch (a per-step cost on small batches)."""
+        if isinstance(batch, dict) and batch["index"].device == device:
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def train_dataloader(self) -> ShuffledBatches:
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(
-            CohortDataset(self.train),
-            batch_size=self.batch_size,
-            shuffle=True,
-            generator=generator,
-            collate_fn=collate,
-        )
+        return ShuffledBatches(self.on_device("train"), self.batch_size, generator)
 
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(
-            CohortDataset(self.val),
-            batch_size=max(len(self.val.patient_ids), 1),
-            collate_fn=collate,
-        )
+    def val_dataloader(self) -> SingleBatch:
+        return SingleBatch(self.on_device("val"))
 
-    def predict_dataloader(self) -> DataLoader:
+    def predict_dataloader(self) -> SingleBatch:
         return self.val_dataloader()

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from sklearn.neighbors import NearestNeighbors
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Sampler
 
 from odevae.data.cohort import Cohort
 from odevae.errors import InputError
-from odevae.train.data import CohortDataModule, CohortDataset, collate
+from odevae.train.batches import DeviceCohort, _loader_seed
+from odevae.train.data import CohortDataModule, CohortDataset
 
 
 def trajectory_distances(trajectories: np.ndarray) -> np.ndarray:
@@ -98,8 +99,8 @@ def latent_trajectories(model, tensors: Mapping, times: Sequence[float]) -> np.n
 class NeighbourBatchSampler(Sampler[list[int]]):
     """Batch sampler: every patient's neighbour batch once per epoch, seeded order.
 
-    :meth:`update` sets the batches and weights (before each epoch); :meth:`collate`
-    adds the weights of the batch's own patient (its first index) as ``weight``.
+    :meth:`update` sets the batches and weights (before each epoch);
+    :class:`NeighbourBatches` slices them with their own patient's weights.
     """
 
     def __init__(self, n: int, seed: int) -> None:
@@ -120,11 +121,32 @@ class NeighbourBatchSampler(Sampler[list[int]]):
         for i in torch.randperm(self.n, generator=self.generator).tolist():
             yield self.batches[i].tolist()
 
-    def collate(self, items: list[dict] | dict) -> dict:
-        batch = collate(items)
-        own = int(batch["index"][0])
-        batch["weight"] = torch.as_tensor(self.weights[own], dtype=torch.float32)
-        return batch
+
+class NeighbourBatches:
+    """The sampler's neighbour batches sliced from a :class:`DeviceCohort`, with
+    ``weight`` (the weights of the batch's own patient, its first index) on the same
+    device: the batches a ``DataLoader(batch_sampler=sampler)`` would collate,
+    drawing the same random numbers."""
+
+    def __init__(self, cohort: DeviceCohort, sampler: NeighbourBatchSampler) -> None:
+        self.cohort, self.sampler = cohort, sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[dict]:
+        if self.sampler.batches is None:
+            raise RuntimeError("similarity batches are iterated before being built")
+        device = self.cohort.device
+        weights = torch.as_tensor(self.sampler.weights, dtype=torch.float32)
+        weights = weights.to(device)
+        batches = torch.as_tensor(self.sampler.batches).to(device)
+        _loader_seed()
+        for indices in self.sampler:
+            own = indices[0]
+            batch = self.cohort.batch(batches[own], np.asarray(indices))
+            batch["weight"] = weights[own]
+            yield batch
 
 
 class SimilarityDataModule(CohortDataModule):
@@ -160,19 +182,18 @@ class SimilarityDataModule(CohortDataModule):
         if groups is not None:
             self.groups = np.array([groups[pid] for pid in self.train.patient_ids])
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> NeighbourBatches:
         # each fit (a restart's probe, the training) draws the same batch order
         self.batches.generator.manual_seed(self.seed)
-        return DataLoader(
-            self.dataset, batch_sampler=self.batches, collate_fn=self.batches.collate
-        )
+        return NeighbourBatches(self.on_device("train"), self.batches)
 
     def rebuild(self, model) -> float | None:
         """Batches and weights from ``model``'s current trajectories.
 
         Returns the batch purity, or None without groups.
         """
-        trajectories = latent_trajectories(model, self.dataset.tensors, self.times)
+        tensors = self.on_device("train").tensors
+        trajectories = latent_trajectories(model, tensors, self.times)
         distances = trajectory_distances(trajectories)
         batches = neighbour_batches(distances, self.neighbours)
         weights = batch_weights(

@@ -29,6 +29,7 @@ from odevae.train.callbacks import (
     third_party_noise_filtered,
 )
 from odevae.train.data import CohortDataModule, binary_measurements, scaling_stats
+from odevae.train.device import choose_accelerator
 from odevae.train.restarts import candidate_seeds, choose_initialisation
 from odevae.train.similarity import RebuildSimilarityBatches, SimilarityDataModule
 
@@ -246,6 +247,12 @@ def train_fold(
         data = CohortDataModule(
             cohort, train_ids, val_ids, train_cfg["batch_size"], seed
         )
+    accelerator = choose_accelerator(
+        train_cfg["accelerator"],
+        min(data.batch_size, data.train.n),  # similarity: neighbours + 1
+        data.train.visits.shape[1],
+        fold,
+    )
     time_scale = resolve_time_scale(model_cfg.get("time_scale", "auto"), data.train)
     hints = divergence_hints(data.train, config, time_scale)
     callbacks.append(StopOnNonFinite(fold, hints))
@@ -273,7 +280,7 @@ def train_fold(
                 data,
                 candidate_seeds(seed, restarts["n"]),
                 restarts["probe_epochs"],
-                train_cfg["accelerator"],
+                accelerator,
                 train_cfg["deterministic"],
                 [c for c in callbacks if isinstance(c, RebuildSimilarityBatches)],
             )
@@ -294,7 +301,7 @@ def train_fold(
         trainer = make_trainer(
             out_dir,
             train_cfg["epochs"],
-            train_cfg["accelerator"],
+            accelerator,
             train_cfg["deterministic"],
             progress_bar,
             callbacks,

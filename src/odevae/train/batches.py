@@ -1,0 +1,114 @@
+"""Device-resident batches: the padded cohort moved to the training device once.
+
+:class:`DeviceCohort` holds a cohort's padded tensors (those of
+:class:`~odevae.train.data.CohortDataset`) on one device; a batch is sliced there by
+one gather per tensor, trimmed to the batch's largest visit count, with no
+per-step collate or host-to-device copy. :class:`ShuffledBatches` iterates seeded
+shuffled batches drawing exactly the random numbers of a ``DataLoader`` with
+``shuffle=True`` and the same ``generator``, so its batches are those of
+:func:`~odevae.train.data.collate` under that loader, in the same order, and
+training scores do not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import torch
+
+#: Tensors with a visit axis, trimmed to the batch's largest visit count.
+VISIT_KEYS = ("times", "values", "observed", "visits")
+
+
+def _loader_seed(generator: torch.Generator | None = None) -> None:
+    """Draw what a ``DataLoader`` draws from ``generator`` (the global generator
+    without one) when an iteration starts: its workers' base seed. Drawn so that
+    the random numbers of training (sampling noise included) stay those of the
+    ``DataLoader`` path, and results those of earlier versions."""
+    torch.empty((), dtype=torch.int64).random_(generator=generator)
+
+
+class DeviceCohort:
+    """Padded cohort tensors on ``device``; :meth:`batch` slices patients there.
+
+    The visit counts stay on the host, so a batch's width needs no device
+    synchronisation.
+    """
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor], device="cpu") -> None:
+        self.device = torch.device(device)
+        self.tensors = {key: value.to(self.device) for key, value in tensors.items()}
+        self.counts = tensors["visits"].sum(1).cpu().numpy()
+        self.n = len(self.counts)
+
+    def batch(self, index: torch.Tensor, host_index: np.ndarray | None = None) -> dict:
+        """The patients at ``index`` (a tensor on this device or the host), padding
+        trimmed to their largest visit count as :func:`collate` trims it.
+        ``host_index``: the same positions as a host array (saves a copy back)."""
+        if host_index is None:
+            host_index = index.cpu().numpy()
+        width = int(self.counts[host_index].max()) if len(host_index) else 0
+        index = index.to(self.device, non_blocking=True)
+        batch = {}
+        for key, value in self.tensors.items():
+            # gather whole rows, then trim: the layout collate gives (index_select
+            # is about twice as fast as indexing with a tensor)
+            value = value.index_select(0, index)
+            batch[key] = value[:, :width] if key in VISIT_KEYS else value
+        batch["index"] = index
+        return batch
+
+    def everyone(self) -> dict:
+        """All patients as one batch (as ``collate`` of every item)."""
+        return self.batch(torch.arange(self.n, device=self.device), np.arange(self.n))
+
+
+class ShuffledBatches:
+    """Shuffled batches of a :class:`DeviceCohort`, one pass per iteration.
+
+    Per pass it draws what a ``DataLoader(shuffle=True, generator=generator)``
+    read batch by batch (as Lightning reads it) draws from ``generator``: the
+    loader's base seed, the sampler's permutation and, before a short last batch,
+    the sampler's closing (empty) permutation; so the batches equal that loader's.
+    The permutation moves to the device once per pass.
+    """
+
+    def __init__(
+        self, cohort: DeviceCohort, batch_size: int, generator: torch.Generator
+    ) -> None:
+        self.cohort, self.batch_size, self.generator = cohort, batch_size, generator
+
+    def __len__(self) -> int:
+        return -(-self.cohort.n // self.batch_size)
+
+    def __iter__(self) -> Iterator[dict]:
+        n, size = self.cohort.n, self.batch_size
+        _loader_seed(self.generator)
+        order = torch.randperm(n, generator=self.generator)
+        host = order.numpy()
+        on_device = order.to(self.cohort.device)
+        for start in range(0, n, size):
+            if start + size > n:
+                # a short last batch: the loader's sampler ran to its end, which
+                # draws one more (empty) permutation
+                torch.randperm(n, generator=self.generator)
+            yield self.cohort.batch(
+                on_device[start : start + size], host[start : start + size]
+            )
+
+
+class SingleBatch:
+    """One fixed batch per pass (validation: every patient at once); no batch
+    for a cohort without patients."""
+
+    def __init__(self, cohort: DeviceCohort) -> None:
+        self.batch = cohort.everyone() if cohort.n else None
+
+    def __len__(self) -> int:
+        return int(self.batch is not None)
+
+    def __iter__(self) -> Iterator[dict]:
+        _loader_seed()
+        if self.batch is not None:
+            yield self.batch
