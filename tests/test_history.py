@@ -12,7 +12,12 @@ from torch.distributions import Normal, kl_divergence
 
 from odevae.model.history import after_cut, kl_diagonal, posterior, random_cuts
 from odevae.model.loss import observation_nll
-from odevae.train.training import build_model, latent_dim
+from odevae.train.training import (
+    MIN_HIDDEN_WIDTH,
+    build_model,
+    hidden_width,
+    latent_dim,
+)
 from tests.conftest import batch_of
 
 
@@ -162,5 +167,7 @@ def test_single_score_cohort_gets_one_latent_dimension_per_measurement(
         model = build_model(one, tiny_config["model"], tiny_config["loss"], 1e-3)
     assert model.hparams.latent_dim == 1
     assert "latent space has 1 dimension" in caplog.text
+    assert model.hparams.hidden_width == MIN_HIDDEN_WIDTH  # not one tanh unit
+    assert hidden_width(0, 10) == 0 and hidden_width(32, 1) == 32
     assert latent_dim(4, 10) == 4
     assert latent_dim(2, 1, "lotka_volterra") == 2

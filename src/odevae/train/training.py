@@ -58,7 +58,7 @@ def build_model(
         param_bound=model_cfg["param_bound"],
         param_scale=model_cfg["param_scale"],
         bottleneck=model_cfg["bottleneck"],
-        hidden_width=model_cfg["hidden_width"],
+        hidden_width=hidden_width(model_cfg["hidden_width"], cohort.p),
         solver=model_cfg["solver"],
         rtol=model_cfg["rtol"],
         atol=model_cfg["atol"],
@@ -85,6 +85,27 @@ def build_model(
         history_kl_weight=loss_cfg["history_kl_weight"],
         forecast_weight=loss_cfg["forecast_weight"],
     )
+
+
+#: The narrowest autoencoder hidden layer that ``model.hidden_width: 0`` (p, the
+#: papers' width for 10-20 item scores) gives: one tanh unit cannot reconstruct a
+#: single score over its range.
+MIN_HIDDEN_WIDTH = 8
+
+
+def hidden_width(setting: int, p: int) -> int:
+    """``model.hidden_width``: 0 is p (the papers), but at least
+    :data:`MIN_HIDDEN_WIDTH` for cohorts with fewer measurements (logged)."""
+    if setting or p >= MIN_HIDDEN_WIDTH:
+        return setting
+    log.info(
+        "model.hidden_width 0 (p = %d) is below %d: the autoencoder's hidden "
+        "layers are %d wide",
+        p,
+        MIN_HIDDEN_WIDTH,
+        MIN_HIDDEN_WIDTH,
+    )
+    return MIN_HIDDEN_WIDTH
 
 
 def latent_dim(setting: int, p: int, system: str = "linear_diagonal") -> int:
