@@ -170,7 +170,7 @@ def test_parameter_net_bounds_scale_and_bottleneck(tiny_cohort):
     theta = net(z)
     assert theta.shape == (50, 3) and (theta.abs() < 0.25).all()
     lv = ODEVAE(p=tiny_cohort.p, q=tiny_cohort.q, system="lotka_volterra")
-    theta = lv.param_net(z)
+    theta = lv.core.param_net(z)
     assert ((theta > 0) & (theta < 2)).all()
     # small initial weights: rates start near the bound's centre 1
     assert (theta - 1).abs().max() < 0.1
@@ -206,8 +206,8 @@ def test_library_defaults_equal_the_schema_defaults():
 @pytest.mark.parametrize("name", SYSTEM_NAMES)
 def test_auto_solver_is_the_closed_form_exactly_for_linear_systems(name):
     model = ODEVAE(p=2, q=1, system=name, latent_dim=2)
-    assert model.solver == resolve_solver("auto", name)
-    assert (model.solver == "closed_form") == make_system(name, 2).has_closed_form
+    assert model.core.solver == resolve_solver("auto", name)
+    assert (model.core.solver == "closed_form") == make_system(name, 2).has_closed_form
 
 
 def test_fixed_rates_on_a_real_cohort_need_a_fixed_time_scale(default_config):
