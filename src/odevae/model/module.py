@@ -10,15 +10,7 @@ import torch
 
 from odevae.model.core import ODEVAECore
 from odevae.model.objectives import loss_terms, make_objective
-from odevae.model.settings import (
-    HISTORIES,
-    LOSSES,
-    loss_section,
-    model_section,
-    sections_from_flat,
-)
-
-__all__ = ["HISTORIES", "LOSSES", "ODEVAE"]
+from odevae.model.settings import loss_section, model_section, sections_from_flat
 
 
 def _legacy_state_keys(module, state_dict, prefix, *args) -> None:
