@@ -247,7 +247,7 @@ def assess(model: ODEVAE, cohort: Cohort, groups: np.ndarray) -> dict:
     with torch.no_grad():
         batch = model.scale(_all_patients(cohort))
         loss = float(model.loss_terms(batch, sample=False)["per_patient"].mean())
-        theta = model.param_net(batch["baseline"]).numpy()
+        theta = model.core.prior_params(batch).numpy()
     model.train()
     names = model.param_names
     params = pd.DataFrame(theta, columns=names)
@@ -397,10 +397,10 @@ def in_fresh_process(fn, task: dict, cohort: Cohort, groups: np.ndarray) -> dict
 
 def model_kwargs(cohort: Cohort, system: str, solver: str, lr: float) -> dict:
     """ODEVAE arguments; ODE solvers use the original's tolerances."""
-    kwargs = {"p": cohort.p, "q": cohort.q, "system": system, "solver": solver}
+    model = {"system": system, "solver": solver}
     if solver != "closed_form":
-        kwargs |= {"rtol": ORIGINAL_RTOL, "atol": ORIGINAL_ATOL}
-    return kwargs | {"lr": lr}
+        model |= {"rtol": ORIGINAL_RTOL, "atol": ORIGINAL_ATOL}
+    return {"p": cohort.p, "q": cohort.q, "model": model, "lr": lr}
 
 
 # --- tables ------------------------------------------------------------------------

@@ -30,8 +30,8 @@ def gru_model(cohort, config, kind="initial_value", **loss):
         lr=1e-3,
     )
     # a trained-looking encoder: the posterior moves with the history
-    torch.nn.init.normal_(model.history_encoder.head.weight, std=0.5)
-    torch.nn.init.normal_(model.history_encoder.head.bias, std=0.5)
+    torch.nn.init.normal_(model.core.history_encoder.head.weight, std=0.5)
+    torch.nn.init.normal_(model.core.history_encoder.head.bias, std=0.5)
     return model.eval()
 
 
@@ -50,7 +50,7 @@ def test_empty_history_is_the_papers_prior_path(tiny_cohort, tiny_config):
         seen = model(batch)  # default: the whole history
     torch.testing.assert_close(out["theta"], ref["theta"])
     torch.testing.assert_close(out["mu_ode"], ref["mu_ode"])
-    prior_logvar = model.history_encoder.prior_logvar.expand_as(out["theta"])
+    prior_logvar = model.core.history_encoder.prior_logvar.expand_as(out["theta"])
     torch.testing.assert_close(out["theta_logvar"], prior_logvar)
     assert not torch.allclose(seen["theta"], ref["theta"])
 
@@ -123,19 +123,19 @@ def test_forecast_term_predicts_the_visits_after_the_cut_from_the_last_history_v
     cuts = torch.minimum(cuts, batch["visits"].sum(1))
     with torch.no_grad():
         out = model(batch, cuts)
-        got = model._forecast_nll(batch, out, cuts)
+        got = model.objective.forecast_nll(model.core, batch, out, cuts)
     row = int(np.argmax(tiny_cohort.visits.sum(1)))
     t = batch["times"][row]
     start = out["mu_enc"][row, 1][None]
     z = model.solve(start, out["theta"][row][None], (t[2:] - t[1])[None])[0]
-    mean, logvar = model.decoder(z)
+    mean, logvar = model.core.decoder(z)
     obs = batch["observed"][row, 2:] & batch["visits"][row, 2:, None]
     expected = observation_nll(
         batch["values"][row, 2:][None],
         mean[None],
         logvar[None],
         obs[None],
-        model.binary,
+        model.core.binary,
     )[0]
     torch.testing.assert_close(got[row], expected)
 
@@ -150,7 +150,7 @@ def test_history_loss_adds_forecast_and_kl_terms(tiny_cohort, tiny_config, kind)
     again = model.loss_terms(model.scale(batch), sample=False)
     torch.testing.assert_close(terms["loss"], again["loss"])  # same cuts when eval
     terms["loss"].backward()
-    grad = model.history_encoder.gru.weight_ih_l0.grad
+    grad = model.core.history_encoder.gru.weight_ih_l0.grad
     assert grad is not None and grad.abs().sum() > 0
 
 
@@ -165,9 +165,9 @@ def test_single_score_cohort_gets_one_latent_dimension_per_measurement(
     )
     with caplog.at_level(logging.INFO, logger="odevae.train.training"):
         model = build_model(one, tiny_config["model"], tiny_config["loss"], 1e-3)
-    assert model.hparams.latent_dim == 1
+    assert model.hparams.model["latent_dim"] == 1
     assert "latent space has 1 dimension" in caplog.text
-    assert model.hparams.hidden_width == MIN_HIDDEN_WIDTH  # not one tanh unit
+    assert model.hparams.model["hidden_width"] == MIN_HIDDEN_WIDTH  # not one unit
     assert hidden_width(0, 10) == 0 and hidden_width(32, 1) == 32
     assert latent_dim(4, 10) == 4
     assert latent_dim(2, 1, "lotka_volterra") == 2

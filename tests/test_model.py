@@ -31,7 +31,7 @@ def test_loss_finite_and_gradients_reach_every_part(model, tiny_cohort):
     for name, param in model.named_parameters():
         assert param.grad is not None, name
         assert torch.isfinite(param.grad).all(), name
-    for part in (model.encoder, model.decoder, model.param_net):
+    for part in (model.core.encoder, model.core.decoder, model.core.param_net):
         assert any(p.grad.abs().sum() > 0 for p in part.parameters())
 
 
@@ -166,7 +166,7 @@ def test_loss_matches_a_per_patient_reference(tiny_cohort):
     with torch.no_grad():
         loss = model.loss_terms(batch, sample=False)["loss"].item()
         out = model(batch)
-        l2 = sum(float((w**2).sum()) for w in model.decoder.parameters())
+        l2 = sum(float((w**2).sum()) for w in model.core.decoder.parameters())
         per_patient = []
         for b in range(7):
             n_visits = int(batch["visits"][b].sum())
@@ -175,7 +175,7 @@ def test_loss_matches_a_per_patient_reference(tiny_cohort):
                 mu_enc = out["mu_enc"][b, j]
                 mu = mu_enc if j == 0 else out["mu_ode"][b, j]
                 logvar = out["logvar_enc"][b, j]
-                x_mean, x_logvar = model.decoder(mu)
+                x_mean, x_logvar = model.core.decoder(mu)
                 x, obs = batch["values"][b, j].numpy(), batch["observed"][b, j].numpy()
                 m, lv = x_mean.numpy(), x_logvar.numpy()
                 loglik = -0.5 * np.sum(
@@ -205,12 +205,12 @@ def test_vae_loss_reconstructs_from_the_encoder_and_ignores_the_dynamics(tiny_co
     batch = batch_of(tiny_cohort, range(8))
     terms = model.loss_terms(batch, sample=False)
     out = model(batch)
-    x_mean, x_logvar = model.decoder(out["mu_enc"])
+    x_mean, x_logvar = model.core.decoder(out["mu_enc"])
     observed = batch["observed"] & batch["visits"][..., None]
     nll = gaussian_nll(batch["values"], x_mean, x_logvar, observed)
     torch.testing.assert_close(terms["nll"], nll.mean())
     terms["loss"].backward()
-    assert all(p.grad is None for p in model.param_net.parameters())
+    assert all(p.grad is None for p in model.core.param_net.parameters())
 
 
 def test_param_l2_adds_the_weight_penalty_and_shrinks_parameters_to_shared(
@@ -224,7 +224,7 @@ def test_param_l2_adds_the_weight_penalty_and_shrinks_parameters_to_shared(
     plain = ODEVAE(p=tiny_cohort.p, q=tiny_cohort.q)
     torch.manual_seed(5)
     shrunk = ODEVAE(p=tiny_cohort.p, q=tiny_cohort.q, param_l2=0.3)
-    net = shrunk.param_net
+    net = shrunk.core.param_net
     expected = sum(float((m.weight.detach() ** 2).sum()) for m in (net.hidden, net.out))
     with torch.no_grad():
         a = plain.loss_terms(batch, sample=False)["loss"].item()
@@ -233,9 +233,9 @@ def test_param_l2_adds_the_weight_penalty_and_shrinks_parameters_to_shared(
 
     shrunk.loss_terms(batch, sample=False)["loss"].backward()
     plain.loss_terms(batch, sample=False)["loss"].backward()
-    extra = net.out.weight.grad - plain.param_net.out.weight.grad
+    extra = net.out.weight.grad - plain.core.param_net.out.weight.grad
     assert torch.allclose(extra, 0.6 * net.out.weight, atol=1e-6)
-    assert torch.equal(net.affine.shift.grad, plain.param_net.affine.shift.grad)
+    assert torch.equal(net.affine.shift.grad, plain.core.param_net.affine.shift.grad)
 
 
 def test_param_group_lasso_adds_the_covariate_norms(tiny_cohort):
@@ -246,7 +246,7 @@ def test_param_group_lasso_adds_the_covariate_norms(tiny_cohort):
     plain = ODEVAE(p=tiny_cohort.p, q=tiny_cohort.q)
     torch.manual_seed(5)
     sparse = ODEVAE(p=tiny_cohort.p, q=tiny_cohort.q, param_group_lasso=0.2)
-    weight = sparse.param_net.hidden.weight.detach()
+    weight = sparse.core.param_net.hidden.weight.detach()
     expected = sum(float(weight[:, k].norm()) for k in range(tiny_cohort.q))
     with torch.no_grad():
         a = plain.loss_terms(batch, sample=False)["loss"].item()
@@ -285,19 +285,14 @@ def test_hidden_width_sets_the_autoencoders_hidden_layers(tiny_cohort):
     the papers' width p) and the model still encodes, solves and decodes a batch."""
     p, q = tiny_cohort.p, tiny_cohort.q
     papers = ODEVAE(p=p, q=q)
-    assert papers.encoder.hidden.out_features == p
-    assert papers.decoder.hidden.out_features == p
+    assert papers.core.encoder.hidden.out_features == p
+    assert papers.core.decoder.hidden.out_features == p
     wide = ODEVAE(p=p, q=q, latent_dim=3, hidden_width=24)
-    assert (wide.encoder.hidden.in_features, wide.encoder.hidden.out_features) == (
-        p,
-        24,
-    )
-    assert wide.encoder.mean.in_features == wide.encoder.logvar.in_features == 24
-    assert (wide.decoder.hidden.in_features, wide.decoder.hidden.out_features) == (
-        3,
-        24,
-    )
-    assert wide.decoder.mean.out_features == wide.decoder.logvar.out_features == p
+    encoder, decoder = wide.core.encoder, wide.core.decoder
+    assert (encoder.hidden.in_features, encoder.hidden.out_features) == (p, 24)
+    assert encoder.mean.in_features == encoder.logvar.in_features == 24
+    assert (decoder.hidden.in_features, decoder.hidden.out_features) == (3, 24)
+    assert decoder.mean.out_features == decoder.logvar.out_features == p
     terms = wide.loss_terms(batch_of(tiny_cohort, range(4)), sample=False)
     assert torch.isfinite(terms["loss"])
 
@@ -320,7 +315,7 @@ def test_own_reconstruction_adds_each_visits_nll_from_its_own_encoding(
         a = plain.loss_terms(batch, sample=False)
         b = own.loss_terms(batch, sample=False)
         out = own(batch)
-        x_mean, x_logvar = own.decoder(out["mu_enc"])
+        x_mean, x_logvar = own.core.decoder(out["mu_enc"])
     observed = batch["observed"] & batch["visits"][..., None]
     nll = gaussian_nll(batch["values"], x_mean, x_logvar, observed)
     if loss == "statistical":

@@ -41,8 +41,8 @@ def model(request, tiny_cohort, tiny_config):
     loss = {**tiny_config["loss"], "kind": kind}
     config = {**tiny_config["model"], "history": history}
     model = build_model(tiny_cohort, config, loss, lr=1e-3)
-    if model.history_encoder is not None:  # an encoder whose output moves θ
-        torch.nn.init.normal_(model.history_encoder.head.weight, std=0.5)
+    if model.core.history_encoder is not None:  # an encoder whose output moves θ
+        torch.nn.init.normal_(model.core.history_encoder.head.weight, std=0.5)
     return model.eval()
 
 

@@ -142,8 +142,8 @@ def test_statistical_loss_matches_a_per_patient_reference(tiny_cohort):
         assert float(terms["per_patient"][b].detach()) == pytest.approx(
             per_patient[-1], abs=1e-8
         )
-    l2 = sum(float((w.detach() ** 2).sum()) for w in model.decoder.parameters())
-    expected = np.mean(per_patient) + hp.decoder_l2 * l2
+    l2 = sum(float((w.detach() ** 2).sum()) for w in model.core.decoder.parameters())
+    expected = np.mean(per_patient) + hp.loss["decoder_l2"] * l2
     assert float(terms["loss"].detach()) == pytest.approx(expected, abs=1e-8)
     assert out["mu_enc"].shape[1] == batch["visits"].shape[1]
 
@@ -167,7 +167,7 @@ def test_every_system_and_loss_trains(system, loss, tiny_cohort):
         assert torch.isfinite(terms["loss"])
         for name, param in model.named_parameters():
             assert param.grad is not None and torch.isfinite(param.grad).all(), name
-        assert any(p.grad.abs().sum() > 0 for p in model.param_net.parameters())
+        assert any(p.grad.abs().sum() > 0 for p in model.core.param_net.parameters())
         opt.step()
         losses.append(float(terms["loss"].detach()))
     assert losses[0] != losses[-1]

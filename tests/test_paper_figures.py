@@ -88,9 +88,9 @@ def test_ribbon_contains_the_mean_and_starts_at_one_sd(model, tiny_cohort, table
 
 
 def test_linear_diagonal_local_solution_is_an_exponential(model, tiny_cohort, table):
-    assert model.hparams.system == "linear_diagonal"
+    assert model.hparams.model["system"] == "linear_diagonal"
     mu, theta = encode(model, tiny_cohort)
-    A, _ = model.system.matrix_and_drift(theta)
+    A, _ = model.core.system.matrix_and_drift(theta)
     rates = torch.diagonal(A, dim1=1, dim2=2).numpy().astype(float)
     assert np.abs(rates).max() > 1e-3  # the check would be trivial otherwise
     for (pid, k, dim), part in segments(table):

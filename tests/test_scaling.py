@@ -73,7 +73,7 @@ def test_trained_model_ignores_held_out_patients(
     for key in out_a:
         torch.testing.assert_close(out_a[key], out_b[key], rtol=0, atol=0)
     assert torch.isfinite(out_a["theta"]).all()  # missing covariates were imputed
-    assert not torch.equal(a.z_fill, torch.zeros_like(a.z_fill))
+    assert not torch.equal(a.core.z_fill, torch.zeros_like(a.core.z_fill))
 
 
 def test_a_measurement_unobserved_in_training_scales_to_identity(tiny_cohort):

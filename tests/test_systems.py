@@ -170,7 +170,7 @@ def test_parameter_net_bounds_scale_and_bottleneck(tiny_cohort):
     theta = net(z)
     assert theta.shape == (50, 3) and (theta.abs() < 0.25).all()
     lv = ODEVAE(p=tiny_cohort.p, q=tiny_cohort.q, system="lotka_volterra")
-    theta = lv.param_net(z)
+    theta = lv.core.param_net(z)
     assert ((theta > 0) & (theta < 2)).all()
     # small initial weights: rates start near the bound's centre 1
     assert (theta - 1).abs().max() < 0.1
@@ -203,11 +203,35 @@ def test_library_defaults_equal_the_schema_defaults():
     assert batch.default == train["batch_size"]["default"]
 
 
+def _schema_defaults(section: dict) -> dict:
+    """The defaults of a schema section, nested objects as dicts of theirs."""
+    return {
+        key: _schema_defaults(sub) if "properties" in sub else sub["default"]
+        for key, sub in section["properties"].items()
+    }
+
+
+def test_model_and_loss_defaults_are_the_schemas():
+    """The library's defaults of the ``model`` and ``loss`` sections (those of an
+    ODEVAE built without settings) are the schema's, and every schema setting
+    of the sections is the model's or (``model``) one of the data's."""
+    from odevae.model.settings import DATA_KEYS, LOSS_DEFAULTS, MODEL_DEFAULTS
+
+    model = _schema_defaults(_schema()["model"])
+    loss = _schema_defaults(_schema()["loss"])
+    assert set(model) == set(MODEL_DEFAULTS) | set(DATA_KEYS)
+    assert {k: model[k] for k in MODEL_DEFAULTS} == MODEL_DEFAULTS
+    assert loss == LOSS_DEFAULTS
+    plain = ODEVAE(p=2, q=1)
+    assert plain.hparams.model == MODEL_DEFAULTS
+    assert plain.hparams.loss == LOSS_DEFAULTS
+
+
 @pytest.mark.parametrize("name", SYSTEM_NAMES)
 def test_auto_solver_is_the_closed_form_exactly_for_linear_systems(name):
     model = ODEVAE(p=2, q=1, system=name, latent_dim=2)
-    assert model.solver == resolve_solver("auto", name)
-    assert (model.solver == "closed_form") == make_system(name, 2).has_closed_form
+    assert model.core.solver == resolve_solver("auto", name)
+    assert (model.core.solver == "closed_form") == make_system(name, 2).has_closed_form
 
 
 def test_fixed_rates_on_a_real_cohort_need_a_fixed_time_scale(default_config):

@@ -74,10 +74,10 @@ def test_scaling_uses_training_patients_only(tiny_cohort, folds, tiny_config, ou
     held = folds["fold"].to_numpy() == 0
     train = tiny_cohort.subset(tiny_cohort.index_of(folds["patient_id"][~held]))
     np.testing.assert_allclose(
-        model.z_mean.numpy(), train.baseline.mean(0), rtol=1e-5, atol=1e-6
+        model.core.z_mean.numpy(), train.baseline.mean(0), rtol=1e-5, atol=1e-6
     )
     x = train.values[train.observed & train.visits[..., None]].reshape(-1)
-    assert model.x_mean.numpy().mean() == pytest.approx(x.mean(), rel=1e-4)
+    assert model.core.x_mean.numpy().mean() == pytest.approx(x.mean(), rel=1e-4)
 
 
 def test_predict_fold_tables(tiny_cohort, folds, tiny_config, out):

@@ -69,7 +69,7 @@ def test_each_fold_trains_every_candidate_and_keeps_the_inner_best(workdir):
     kept = (out / "train" / "fold_1" / "model.ckpt").read_bytes()
     assert kept == (out / "tune" / "fold_1" / chosen / "model.ckpt").read_bytes()
     hparams = yaml.safe_load((out / "train" / "fold_1" / "hparams.yaml").read_text())
-    assert hparams["kl_weight"] == CANDIDATES[chosen]["loss"]["kl_weight"]
+    assert hparams["loss"]["kl_weight"] == CANDIDATES[chosen]["loss"]["kl_weight"]
     assert not (out / "tune" / "fold_0").exists()  # only what the target needs
 
 

@@ -54,9 +54,11 @@ Following a config key from ``config/config.yaml`` (checked against
   batches hold ``train.similarity.neighbours`` + 1 patients).
 * ``model.system``: :func:`odevae.model.systems.check_model_config` checks it
   before any job starts (``workflow/rules/common.smk``); rule ``train`` →
-  :func:`odevae.train.training.build_model` → :class:`odevae.model.module.ODEVAE`
+  :func:`odevae.train.training.build_model` (the ``model`` and ``loss`` sections)
+  → :class:`odevae.model.module.ODEVAE` → :class:`odevae.model.core.ODEVAECore`
   → :func:`odevae.model.dynamics.make_system` (the names are
-  :data:`odevae.model.systems.SYSTEM_NAMES`).
+  :data:`odevae.model.systems.SYSTEM_NAMES`); the library's defaults of those
+  sections are :mod:`odevae.model.settings`'.
 """
 
 __version__ = "0.1.0"

@@ -36,8 +36,8 @@ def local_solution_table(model, cohort: Cohort, n_grid: int = 20) -> pd.DataFram
     with torch.no_grad():
         tensors = CohortDataset(cohort).tensors
         batch = model.scale({k: v.to(model.device) for k, v in tensors.items()})
-        mu, logvar = model.encoder(batch["values"])
-        theta = model.param_net(batch["baseline"])
+        mu, logvar = model.core.encode(batch)
+        theta = model.core.prior_params(batch)
         sd = torch.exp(0.5 * logvar)
         d = mu.shape[-1]
         rows, slots = np.nonzero(cohort.visits[:, 1:])  # segments k → k + 1

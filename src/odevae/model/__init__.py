@@ -1,5 +1,5 @@
-"""The ODE-VAE: the catalogue of systems, networks, latent dynamics, loss and the
-LightningModule.
+"""The ODE-VAE: the catalogue of systems, networks, latent dynamics, the core
+module of networks and dynamics, the losses and the LightningModule.
 
 :mod:`odevae.model.systems` is torch-free (the workflow checks a config with it
 before any job starts), so this package imports its torch modules lazily:
@@ -12,13 +12,14 @@ import importlib
 
 _LAZY = {
     "ODEVAE": "odevae.model.module",
+    "ODEVAECore": "odevae.model.core",
     "SYSTEMS": "odevae.model.dynamics",
     "LinearSystem": "odevae.model.dynamics",
     "make_system": "odevae.model.dynamics",
     "solve": "odevae.model.dynamics",
 }
 
-__all__ = ["ODEVAE", "SYSTEMS", "LinearSystem", "make_system", "solve"]
+__all__ = ["ODEVAE", "ODEVAECore", "SYSTEMS", "LinearSystem", "make_system", "solve"]
 
 
 def __getattr__(name: str):

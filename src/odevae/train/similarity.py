@@ -90,8 +90,8 @@ def latent_trajectories(model, tensors: Mapping, times: Sequence[float]) -> np.n
         key: tensors[key][:, :1].to(model.device) for key in ("values", "observed")
     }
     batch = model.scale({**first, "baseline": tensors["baseline"].to(model.device)})
-    mu, _ = model.encoder(batch["values"])
-    theta = model.param_net(batch["baseline"])
+    mu, _ = model.core.encode(batch)
+    theta = model.core.prior_params(batch)
     t = torch.as_tensor(times, dtype=mu.dtype, device=mu.device)
     return model.solve(mu[:, 0], theta, t.expand(len(mu), -1)).cpu().numpy()
 

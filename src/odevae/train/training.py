@@ -47,43 +47,19 @@ def build_model(
     """An untrained :class:`ODEVAE` sized for ``cohort`` from the config sections;
     ``binary`` flags the measurements with a Bernoulli likelihood, ``time_scale``
     is the internal time unit in data time units (:func:`resolve_time_scale`)."""
-    stat = loss_cfg["statistical"]
+    dim = latent_dim(model_cfg["latent_dim"], cohort.p, model_cfg["system"])
     return ODEVAE(
         p=cohort.p,
         q=cohort.q,
-        latent_dim=latent_dim(model_cfg["latent_dim"], cohort.p, model_cfg["system"]),
-        system=model_cfg["system"],
-        fixed_params=model_cfg["fixed_params"],
-        neural=model_cfg["neural"],
-        param_bound=model_cfg["param_bound"],
-        param_scale=model_cfg["param_scale"],
-        bottleneck=model_cfg["bottleneck"],
-        hidden_width=hidden_width(model_cfg["hidden_width"], cohort.p),
-        solver=model_cfg["solver"],
-        rtol=model_cfg["rtol"],
-        atol=model_cfg["atol"],
-        adjoint=model_cfg["adjoint"],
-        loss=loss_cfg["kind"],
-        kl_weight=loss_cfg["kl_weight"],
-        free_bits=loss_cfg["free_bits"],
-        decoder_l2=loss_cfg["decoder_l2"],
-        param_l2=loss_cfg["param_l2"],
-        param_group_lasso=loss_cfg["param_group_lasso"],
-        consistency_weight=loss_cfg["consistency_weight"],
-        own_reconstruction_weight=loss_cfg["own_reconstruction_weight"],
-        weighting=stat["weighting"],
-        skip_own=stat["skip_own"],
-        mu_weight=stat["mu_weight"],
-        var_weight=stat["var_weight"],
-        var_penalty=stat["var_penalty"],
-        var_offset=stat["var_offset"],
+        model={
+            **model_cfg,
+            "latent_dim": dim,
+            "hidden_width": hidden_width(model_cfg["hidden_width"], cohort.p),
+        },
+        loss=loss_cfg,
         lr=lr,
         binary=binary,
         time_scale=time_scale,
-        history=model_cfg["history"],
-        history_hidden=model_cfg["history_hidden"],
-        history_kl_weight=loss_cfg["history_kl_weight"],
-        forecast_weight=loss_cfg["forecast_weight"],
     )
 
 

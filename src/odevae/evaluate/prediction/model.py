@@ -90,21 +90,15 @@ def encode(model: ODEVAE, cohort: Cohort) -> tuple[torch.Tensor, torch.Tensor]:
     """Encoder means (n, T, d) and individual ODE parameters (n, nθ)."""
     model.eval()
     batch = _tensors(model, cohort)
-    mu, _ = model.encoder(batch["values"])
-    return mu, model.param_net(batch["baseline"])
+    mu, _ = model.core.encode(batch)
+    return mu, model.core.prior_params(batch)
 
 
 @torch.no_grad()
 def decode(model: ODEVAE, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Latent states (N, d) → decoder mean and sd (N, p) in modelling units (for a
     Bernoulli variable the probability of a 1 and its sd √(p(1 − p)))."""
-    mean, logvar = model.decoder(z)
-    scale = model.x_std
-    gauss_mean = mean * scale + model.x_mean
-    gauss_sd = torch.exp(0.5 * logvar) * scale
-    prob = torch.sigmoid(mean)  # Bernoulli variables: the probability of a 1
-    mean = torch.where(model.binary, prob, gauss_mean)
-    sd = torch.where(model.binary, torch.sqrt(prob * (1 - prob)), gauss_sd)
+    mean, sd = model.core.predictive(z)
     return mean.cpu().numpy().astype(float), sd.cpu().numpy().astype(float)
 
 
@@ -152,13 +146,14 @@ def latent_predictions(
     idx = torch.arange(len(rows), device=device)
 
     def from_starts(theta_used: torch.Tensor) -> torch.Tensor:
-        if model.hparams.loss == "statistical":
+        if model.hparams.loss["kind"] == "statistical":
             N, T, d = mu.shape
             offsets = (t_target[:, None] - times).reshape(N * T, 1)
             local = model.solve(
                 mu.reshape(N * T, d), theta_used.repeat_interleave(T, 0), offsets
             ).reshape(N, T, d)
-            return combine_history(local, history, model.hparams.weighting)
+            weighting = model.hparams.loss["statistical"]["weighting"]
+            return combine_history(local, history, weighting)
         dt = (t_target - times[idx, last])[:, None]
         return model.solve(mu[idx, last], theta_used, dt)[:, 0]
 
@@ -243,7 +238,7 @@ def increment(
     mean, sd = decoded["odevae"]
     last, _ = locf(test, targets)
     step = last + mean - decoded["vae_roundtrip"][0]
-    binary = model.binary.cpu().numpy()
+    binary = model.core.binary.cpu().numpy()
     step = np.where(binary, np.clip(step, 0.0, 1.0), step)
     return np.where(np.isfinite(last), step, mean), sd
 

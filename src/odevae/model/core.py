@@ -1,0 +1,231 @@
+"""The ODE-VAE's networks and latent dynamics as a plain ``nn.Module``.
+
+Per patient: the encoder maps every visit to a latent mean μ_j and log-variance;
+the parameter net maps baseline covariates to individual ODE parameters (and, with
+a history encoder, :mod:`~odevae.model.history` moves them given the visits seen
+so far); the decoder maps latent states back to measurements. The losses
+(:mod:`~odevae.model.objectives`) and the predictors
+(:mod:`~odevae.evaluate.prediction.model`) use the core through its methods.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from odevae.model.dynamics import make_system, solve, solve_from_every_visit
+from odevae.model.history import HistoryEncoder, posterior
+from odevae.model.networks import Decoder, Encoder, ParamNet
+from odevae.model.systems import resolve_solver
+
+
+def visit_offsets(batch: dict) -> torch.Tensor:
+    """Times (B, T) since each patient's first visit (0 at empty slots): the IVP
+    starts there (time 0 unless preprocessing counted time from an earlier row
+    without measurements)."""
+    times = batch["times"] - batch["times"][:, :1]
+    return torch.where(batch["visits"], times, torch.zeros_like(times))
+
+
+class ODEVAECore(nn.Module):
+    """Encoder, decoder, parameter net, latent system, optional history encoder
+    and the scaling statistics of an ODE-VAE with ``p`` measurements and ``q``
+    covariates, built from a filled-in ``model`` section
+    (:func:`~odevae.model.settings.model_section`).
+
+    A batch is a dict of tensors: ``times`` (B, T), ``values`` (B, T, p),
+    ``observed`` (B, T, p) bool, ``visits`` (B, T) bool and ``baseline`` (B, q).
+    Times are in the data's unit; the ODE is solved in t / ``time_scale``, which
+    keeps every unit from seconds to years on the same internal scale. ``binary``
+    flags the measurements with a Bernoulli likelihood (decoder mean = logit).
+    ``history`` False leaves out the history encoder whatever ``model`` says (the
+    VAE-only loss has no dynamics to condition).
+    """
+
+    def __init__(
+        self,
+        p: int,
+        q: int,
+        model: dict,
+        binary: list[bool] | None = None,
+        time_scale: float = 1.0,
+        history: bool = True,
+    ) -> None:
+        super().__init__()
+        if not time_scale > 0:
+            raise ValueError(f"time_scale must be > 0, found {time_scale}")
+        self.time_scale = float(time_scale)
+        self.system_name = model["system"]
+        latent_dim = model["latent_dim"]
+        self.system = make_system(
+            model["system"], latent_dim, model["fixed_params"], model["neural"]
+        )
+        self.solver = resolve_solver(model["solver"], model["system"])
+        self.solver_options = {
+            "method": self.solver,
+            "rtol": model["rtol"],
+            "atol": model["atol"],
+            "adjoint": model["adjoint"],
+        }
+        bound = model["param_bound"]
+        bound = self.system.default_bound if bound == "auto" else bound
+        width = model["hidden_width"]
+        self.encoder = Encoder(
+            p, latent_dim, positive=self.system.positive_states, hidden=width
+        )
+        self.decoder = Decoder(latent_dim, p, hidden=width)
+        self.param_net = ParamNet(
+            q,
+            self.system.n_params,
+            bound,
+            scale=model["param_scale"],
+            bottleneck=model["bottleneck"],
+            small_init=bound == "tanh1",
+        )
+        self.history_encoder = (
+            HistoryEncoder(p, self.system.n_params, model["history_hidden"])
+            if model["history"] == "gru" and history
+            else None
+        )
+        # Scaling statistics (identity unless set from the training folds).
+        self.register_buffer("x_mean", torch.zeros(p))
+        self.register_buffer("x_std", torch.ones(p))
+        self.register_buffer("z_mean", torch.zeros(q))
+        self.register_buffer("z_std", torch.ones(q))
+        self.register_buffer("z_fill", torch.zeros(q))  # imputes missing covariates
+        flags = [False] * p if binary is None else list(binary)
+        if len(flags) != p:
+            raise ValueError(f"binary flags for {len(flags)} measurements, not {p}")
+        self.register_buffer("binary", torch.tensor(flags, dtype=torch.bool))
+
+    @property
+    def param_names(self) -> list[str]:
+        return self.system.param_names
+
+    def set_scaling(self, x_mean, x_std, z_mean, z_std, z_fill=None) -> None:
+        """Store scaling statistics so :meth:`scale` maps raw data to model units.
+
+        ``z_fill`` (default 0) replaces missing (NaN) baseline covariates.
+        """
+        z_fill = torch.zeros_like(self.z_fill) if z_fill is None else z_fill
+        for name, value in zip(
+            ("x_mean", "x_std", "z_mean", "z_std", "z_fill"),
+            (x_mean, x_std, z_mean, z_std, z_fill),
+            strict=True,
+        ):
+            getattr(self, name).copy_(torch.as_tensor(value, dtype=torch.float32))
+
+    def scale(self, batch: dict) -> dict:
+        """Raw-unit batch → model units (missing entries stay 0, covariates imputed)."""
+        values = (batch["values"] - self.x_mean) / self.x_std
+        values = torch.where(batch["observed"], values, torch.zeros_like(values))
+        baseline = batch["baseline"]
+        baseline = torch.where(torch.isnan(baseline), self.z_fill, baseline)
+        baseline = (baseline - self.z_mean) / self.z_std
+        return {**batch, "values": values, "baseline": baseline}
+
+    def encode(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder means and log-variances (B, T, d) of every visit slot."""
+        return self.encoder(batch["values"])
+
+    def prior_params(self, batch: dict) -> torch.Tensor:
+        """The parameter net's ODE parameters (B, nθ) from the baseline covariates."""
+        return self.param_net(batch["baseline"])
+
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder mean and log-variance of latent states, in model units."""
+        return self.decoder(z)
+
+    def predictive(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent states → decoder mean and sd in modelling (unscaled) units; for a
+        Bernoulli variable the probability of a 1 and its sd √(p(1 − p))."""
+        mean, logvar = self.decoder(z)
+        scale = self.x_std
+        gauss_mean = mean * scale + self.x_mean
+        gauss_sd = torch.exp(0.5 * logvar) * scale
+        prob = torch.sigmoid(mean)  # Bernoulli variables: the probability of a 1
+        mean = torch.where(self.binary, prob, gauss_mean)
+        sd = torch.where(self.binary, torch.sqrt(prob * (1 - prob)), gauss_sd)
+        return mean, sd
+
+    def forward(
+        self, batch: dict, n_history: torch.Tensor | None = None, sample: bool = False
+    ) -> dict:
+        """Encoder means/log-variances, ODE parameters and ODE solutions per visit.
+
+        With a history encoder the parameters are the posterior's given each
+        patient's first ``n_history`` (B,) visits (default: all of them): its mean,
+        or a draw with ``sample``; ``theta_prior`` is the parameter net's mean.
+        """
+        mu_enc, logvar_enc = self.encoder(batch["values"])
+        prior = self.param_net(batch["baseline"])
+        times = visit_offsets(batch)
+        out = {"mu_enc": mu_enc, "logvar_enc": logvar_enc, "theta_prior": prior}
+        theta = prior
+        if self.history_encoder is not None:
+            if n_history is None:
+                n_history = batch["visits"].sum(1)
+            mean, logvar = self.posterior(batch, n_history, prior, times)
+            theta = mean
+            if sample:
+                theta = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+            out.update(theta_mean=mean, theta_logvar=logvar, n_history=n_history)
+        out["theta"] = theta
+        out["mu_ode"] = self.solve(mu_enc[:, 0], theta, times)
+        return out
+
+    def posterior(
+        self,
+        batch: dict,
+        n_history: torch.Tensor,
+        prior: torch.Tensor | None = None,
+        times: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance (B, nθ) of the ODE parameters given each patient's
+        first ``n_history`` visits of the scaled ``batch`` (the prior's without a
+        history encoder, or with ``n_history`` 0)."""
+        if prior is None:
+            prior = self.param_net(batch["baseline"])
+        encoder = self.history_encoder
+        if encoder is None:
+            return prior, torch.full_like(prior, float("-inf"))
+        if times is None:
+            times = visit_offsets(batch)
+        shift, logvar_shift = encoder(
+            batch["values"], batch["observed"], times / self.time_scale, batch["visits"]
+        )
+        return posterior(
+            prior, encoder.prior_logvar, shift, logvar_shift, n_history.long()
+        )
+
+    def param_prior_logvar(self) -> torch.Tensor:
+        """The history encoder's log-variance of the parameters' prior."""
+        return self.history_encoder.prior_logvar
+
+    def solve(self, u0: torch.Tensor, theta: torch.Tensor, t: torch.Tensor):
+        """Latent trajectories from u0 (B, d) after the offsets t (B, T), in data
+        time units (solved on the internal scale t / :attr:`time_scale`)."""
+        t = t / self.time_scale
+        return solve(self.system, u0, theta, t, **self.solver_options)
+
+    def solve_from_every_visit(
+        self, mu: torch.Tensor, theta: torch.Tensor, times: torch.Tensor
+    ) -> torch.Tensor:
+        """Local solutions (B, T, T, d) from every visit's state ``mu`` (B, T, d)
+        at the absolute ``times`` (B, T, data units) to every visit."""
+        return solve_from_every_visit(
+            self.system, mu, theta, times / self.time_scale, **self.solver_options
+        )
+
+    def rates_per_data_unit(self, theta: torch.Tensor) -> torch.Tensor:
+        """Learned parameters as rates per data time unit: every parameter of the
+        linear and Lotka-Volterra systems is a rate (1 / time), so it is divided by
+        :attr:`time_scale`; the neural system's conditioning values are no rates
+        and stay as they are."""
+        if self.system_name == "neural":
+            return theta
+        return theta / self.time_scale
+
+    def decoder_l2(self) -> torch.Tensor:
+        """Sum of squares of the decoder's parameters."""
+        return sum((w**2).sum() for w in self.decoder.parameters())
