@@ -10,6 +10,10 @@ import pytest
 import yaml
 
 from odevae.data.folds import fitted_and_validation, make_folds
+from odevae.errors import InputError
+from odevae.evaluate.prediction.comparators import comparator_predictions
+from odevae.evaluate.prediction.mixed import fit_mixed_models, mixed_model
+from odevae.evaluate.prediction.targets import prediction_targets
 from odevae.train.scale import (
     PATIENCE_MAX_STEPS,
     PROBE_MAX_STEPS,
@@ -19,6 +23,7 @@ from odevae.train.scale import (
 )
 from odevae.train.training import train_fold
 from tests.conftest import ROOT, merge
+from tests.test_comparators import linear_cohort
 
 PROGRESS = r"(\d+:\d\d:\d\d) elapsed, (about|at most) (\d+:\d\d:\d\d) left"
 
@@ -155,3 +160,42 @@ def test_the_caps_default_to_the_schema_defaults():
     stopping = train["early_stopping"]["properties"]
     assert restarts["probe_max_steps"]["default"] == PROBE_MAX_STEPS
     assert stopping["patience_max_steps"]["default"] == PATIENCE_MAX_STEPS
+
+
+def test_mixed_models_above_the_cap_fit_a_seeded_subset_and_predict_for_all(caplog):
+    train = linear_cohort(60, seed=3, p=2)
+    test = linear_cohort(5, seed=4, prefix="q", p=2)
+    full = fit_mixed_models(train)
+    assert [f.patients for f in full] == [60, 60]
+    with caplog.at_level(logging.INFO, logger="odevae.evaluate.prediction.mixed"):
+        capped = fit_mixed_models(train, max_patients=25, seed=7)
+    assert [f.patients for f in capped] == [25, 25]
+    assert (
+        "mixed models fitted on a random 25 of the 60 training patients "
+        "(evaluation.mixed_model_max_patients 25, seed 7)" in caplog.text
+    )
+    again = fit_mixed_models(train, max_patients=25, seed=7)
+    other = fit_mixed_models(train, max_patients=25, seed=8)
+    np.testing.assert_array_equal(capped[0].beta, again[0].beta)
+    assert not np.array_equal(capped[0].beta, other[0].beta)
+    assert not np.array_equal(capped[0].beta, full[0].beta)
+    targets = prediction_targets(test)
+    predicted, sd = mixed_model(capped, test, targets)
+    assert np.isfinite(predicted).all() and np.isfinite(sd).all()
+    # at or below the cap: every patient, as before
+    same = fit_mixed_models(train, max_patients=60, seed=7)
+    np.testing.assert_array_equal(same[0].beta, full[0].beta)
+
+
+def test_the_comparators_info_states_the_patients_of_the_mixed_model():
+    train = linear_cohort(30, seed=10, p=1)
+    test = linear_cohort(3, seed=11, prefix="q", p=1)
+    _, info = comparator_predictions(train, test, mixed_model_max_patients=12, seed=1)
+    assert info["mixed_model_patients"] == {"y0": 12}
+    _, info = comparator_predictions(train, test)
+    assert info["mixed_model_patients"] == {"y0": 30}
+
+
+def test_a_cap_below_one_patient_names_the_key():
+    with pytest.raises(InputError, match="evaluation.mixed_model_max_patients"):
+        fit_mixed_models(linear_cohort(5, seed=1), max_patients=0)
