@@ -14,6 +14,12 @@ from odevae.errors import InputError
 from odevae.evaluate.prediction.comparators import comparator_predictions
 from odevae.evaluate.prediction.mixed import fit_mixed_models, mixed_model
 from odevae.evaluate.prediction.targets import prediction_targets
+from odevae.resources import (
+    CohortSize,
+    saved_size,
+    training_resources,
+    training_size,
+)
 from odevae.train.scale import (
     PATIENCE_MAX_STEPS,
     PROBE_MAX_STEPS,
@@ -199,3 +205,29 @@ def test_the_comparators_info_states_the_patients_of_the_mixed_model():
 def test_a_cap_below_one_patient_names_the_key():
     with pytest.raises(InputError, match="evaluation.mixed_model_max_patients"):
         fit_mixed_models(linear_cohort(5, seed=1), max_patients=0)
+
+
+def test_a_saved_cohort_sizes_its_training_job(tiny_cohort, tiny_config, tmp_path):
+    path = tmp_path / "cohort.npz"
+    tiny_cohort.save(path)
+    size = saved_size(path)
+    assert size.patients == tiny_cohort.n
+    assert size.visits == tiny_cohort.visits.sum()
+    arrays = sum(
+        np.asarray(getattr(tiny_cohort, k)).nbytes
+        for k in tiny_cohort.__dataclass_fields__
+    )
+    assert size.array_mb == pytest.approx(arrays / 1e6)
+    assert training_size(path, tiny_config) == size
+    assert training_resources(size, tiny_config) == {"runtime": 30, "mem_mb": 1000}
+    # ten thousand times the visits: time grows with them, and memory with the arrays
+    big = CohortSize(size.patients * 10_000, size.visits * 10_000, 500.0)
+    sized = training_resources(big, merge(tiny_config, {"train": {"epochs": 300}}))
+    assert sized["runtime"] > 30 and sized["mem_mb"] == 3000
+
+
+def test_a_real_cohort_not_yet_preprocessed_is_sized_when_it_is(tmp_path):
+    config = {"data": {"source": "table"}}
+    with pytest.raises(FileNotFoundError) as missing:
+        training_size(tmp_path / "cohort.npz", config)
+    assert missing.value.filename == str(tmp_path / "cohort.npz")

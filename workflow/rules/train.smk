@@ -16,8 +16,8 @@ if not tuning():
         threads: 1
         resources:
             **gpu_request(),
-            mem_mb=per_attempt(1000),
-            runtime=per_attempt(30),
+            mem_mb=sized_by_cohort("mem_mb"),
+            runtime=sized_by_cohort("runtime"),
         params:
             config=training_config,
         script:
@@ -44,8 +44,8 @@ else:
         threads: 1
         resources:
             **gpu_request(),
-            mem_mb=per_attempt(1000),
-            runtime=per_attempt(30),
+            mem_mb=sized_by_cohort("mem_mb"),
+            runtime=sized_by_cohort("runtime"),
         params:
             config=training_config,
         script:
