@@ -65,17 +65,19 @@ def cohort_config(n: int) -> dict:
 def registry_tables(n: int, median: int, seed: int) -> dict[str, pd.DataFrame]:
     """Visit and baseline tables shaped like a registry export (module docstring):
     per patient du/dt = diag(a) u, u(0) = (1, 0.5), rates around one of two group
-    means; labs y1 = u1 + 0.5 u2, y2 = u2 - 0.3 u1 (noise sd 0.1) at visits 0.1-1
-    years apart; covariates x1, x2 noisy rates, x3-x5 noise."""
+    means; labs y1 = u1 + 0.5 u2, y2 = u2 - 0.3 u1 (noise sd 0.1) at visits spread
+    over a follow-up of 1-10 years; covariates x1, x2 noisy rates, x3-x5 noise."""
     rng = np.random.default_rng(seed)
     follow_ups = np.clip(np.rint(median * np.exp(rng.normal(0, 0.8, n))), 1, 255)
     counts = follow_ups.astype(int) + 1
     patient = np.repeat(np.arange(n), counts)
     first = np.repeat(np.cumsum(counts) - counts, counts)
-    gaps = rng.uniform(0.1, 1.0, len(patient))
-    gaps[first == np.arange(len(patient))] = 0.0
-    time_ = np.cumsum(gaps)
-    time_ -= time_[first]
+    # follow-up 1-10 years, whatever the number of visits
+    span = rng.uniform(1.0, 10.0, n)[patient]
+    time_ = np.where(first == np.arange(len(patient)), 0.0, rng.random(len(patient)))
+    time_ = time_ * span
+    order = np.lexsort((time_, patient))
+    time_ = time_[order]
     means = np.array([[-0.3, -0.1], [-0.1, 0.3]])
     rates = means[np.arange(n) % 2] + rng.normal(0, 0.03, (n, 2))
     u = np.array([1.0, 0.5]) * np.exp(rates[patient] * time_[:, None])
