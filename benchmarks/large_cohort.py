@@ -72,12 +72,15 @@ def registry_tables(n: int, median: int, seed: int) -> dict[str, pd.DataFrame]:
     counts = follow_ups.astype(int) + 1
     patient = np.repeat(np.arange(n), counts)
     first = np.repeat(np.cumsum(counts) - counts, counts)
-    # follow-up 1-10 years, whatever the number of visits
-    span = rng.uniform(1.0, 10.0, n)[patient]
-    time_ = np.where(first == np.arange(len(patient)), 0.0, rng.random(len(patient)))
-    time_ = time_ * span
-    order = np.lexsort((time_, patient))
-    time_ = time_[order]
+    # follow-up 1-10 years whatever the number of visits, gaps within 3x of each
+    # other (distinct times at the tables' 4 decimals)
+    last = np.cumsum(counts) - 1
+    gaps = np.where(
+        first == np.arange(len(patient)), 0.0, rng.uniform(0.5, 1.5, len(patient))
+    )
+    time_ = np.cumsum(gaps)
+    time_ -= time_[first]
+    time_ *= rng.uniform(1.0, 10.0, n)[patient] / time_[last][patient]
     means = np.array([[-0.3, -0.1], [-0.1, 0.3]])
     rates = means[np.arange(n) % 2] + rng.normal(0, 0.03, (n, 2))
     u = np.array([1.0, 0.5]) * np.exp(rates[patient] * time_[:, None])
