@@ -87,3 +87,35 @@ def test_gpu_benchmark_tiny_runs_end_to_end_on_the_cpu(tmp_path):
     assert "cpu" in set(flows["accelerator"])
     assert np.isfinite(flows["final_train_loss"]).all()
     assert set(flows["auto_picks"]) == {"cpu"}  # batches of 8: the CPU, GPU or not
+
+
+def test_large_cohort_benchmark_tiny(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/large_cohort.py",
+            "--tiny",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    stages = pd.read_csv(tmp_path / "stages.tsv", sep="\t")
+    assert list(stages["stage"]) == [
+        "simulate",
+        "preprocess",
+        "split",
+        "train",
+        "predict",
+        "comparators",
+        "mixed_fit_10",
+        "mixed_fit_20",
+    ]
+    assert (stages["seconds"] >= 0).all() and (stages["max_rss_mb"] > 0).all()
+    assert "60 patients" in stages.loc[1, "note"]
+    assert (tmp_path / "train" / "model.ckpt").is_file()
+    assert "fitted on a random 10 of the 48 training patients" in result.stdout

@@ -77,7 +77,8 @@ job("split", input={"cohort": "cohort.npz"}, output={"folds": "folds.tsv"},
     params={"k": 2, "seed": 1})
 job("comparators", input={"cohort": "cohort.npz", "folds": "folds.tsv"},
     output={"predictions": "predictions.tsv", "fits": "fits.tsv"},
-    params={"transforms": {}}, fold=0)
+    params={"transforms": {}, "mixed_model_max_patients": 2000, "seed": 1},
+    fold=0)
 job("plot_cohort", input={"cohort": "cohort.npz"},
     output={"visit_times": "times.png", "measurements": "measurements.png"},
     params={"transforms": {}, "time_unit": "a.u.", "dpi": 20})

@@ -429,3 +429,29 @@ def test_training_asks_for_a_gpu_only_when_configured_to_use_one(tmp_path):
         assert requests == ["train"] * gpus, out
         train = [resources for rule, resources in jobs if rule == "train"]
         assert all("mem_mb=1000" in r and "runtime=30" in r for r in train), train
+
+
+def test_training_time_and_memory_grow_with_the_cohort(tmp_path):
+    """A dry run sizes each fold's train job from the (simulated) cohort: the tiny
+    run keeps 30 minutes and 1000 MB, 15,000 patients with up to 256 visits get
+    more of both."""
+    workdir = workflow_copy(tmp_path / "w")
+    large = {
+        "simulation": {"n": 15000, "p": 2, "q": 5, "maxntps": 255, "dt": 0.02},
+        "train": {"epochs": 300},
+    }
+    (workdir / "large.yaml").write_text(yaml.safe_dump(large))
+    sized = {}
+    for extra in ([], ["large.yaml"]):
+        process = snakemake(workdir, *extra, "--profile", "profiles/slurm", "-n")
+        rc, out = finish(process, timeout=120)
+        assert rc == 0, out
+        train = re.findall(r"^rule train:.*?resources: ([^\n]*)", out, re.M | re.S)
+        assert len(train) == 2, out  # one job per fold
+        sized[tuple(extra)] = [
+            {k: int(v) for k, v in re.findall(r"(mem_mb|runtime)=(\d+)", r)}
+            for r in train
+        ]
+    small, big = sized[()], sized[("large.yaml",)]
+    assert all(r == {"mem_mb": 1000, "runtime": 30} for r in small), small
+    assert all(r["runtime"] > 120 and r["mem_mb"] > 1000 for r in big), big

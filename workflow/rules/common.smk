@@ -18,6 +18,7 @@ from odevae.config_schema import (
 from odevae.errors import InputError
 from odevae.paper import RUNS, item_sources
 from odevae.model.systems import alignment_kind, check_model_config
+from odevae.resources import training_resources, training_size
 
 min_version("9.0")
 
@@ -266,13 +267,17 @@ def fold_outputs(pattern):
     return expand(pattern, fold=FOLDS, allow_missing=True)
 
 
-def per_attempt(amount):
-    """A resource that grows with each retry: ``amount``, 2·``amount``, 3·``amount``.
+def sized_by_cohort(name):
+    """A training job's resource ``name`` (runtime or mem_mb) sized from the cohort
+    (:mod:`odevae.resources`: the preprocessed cohort, else a simulated cohort's
+    config; <TBD> in a dry run of a real cohort not yet preprocessed), times the
+    attempt, so that a retried job gets more."""
 
-    A job killed at its time or memory limit gets more when resubmitted
-    (``retries`` of profiles/slurm).
-    """
-    return lambda wildcards, attempt: amount * attempt
+    def resource(wildcards, input, attempt):
+        size = training_size(input.cohort, config)
+        return attempt * training_resources(size, config)[name]
+
+    return resource
 
 
 def gpu_request():

@@ -17,6 +17,8 @@ rule comparators:
         runtime=10,
     params:
         transforms=measurement_transforms(),
+        mixed_model_max_patients=config["evaluation"]["mixed_model_max_patients"],
+        seed=config["seed"],
     script:
         "../scripts/comparators.py"
 

@@ -16,8 +16,8 @@ if not tuning():
         threads: 1
         resources:
             **gpu_request(),
-            mem_mb=per_attempt(1000),
-            runtime=per_attempt(30),
+            mem_mb=sized_by_cohort("mem_mb"),
+            runtime=sized_by_cohort("runtime"),
         params:
             config=training_config,
         script:
@@ -44,10 +44,11 @@ else:
         threads: 1
         resources:
             **gpu_request(),
-            mem_mb=per_attempt(1000),
-            runtime=per_attempt(30),
+            mem_mb=sized_by_cohort("mem_mb"),
+            runtime=sized_by_cohort("runtime"),
         params:
             config=training_config,
+            mixed_model_max_patients=config["evaluation"]["mixed_model_max_patients"],
         script:
             "../scripts/tune.py"
 
@@ -104,5 +105,6 @@ rule predict:
         transforms=measurement_transforms(),
         inner_fraction=config["train"]["early_stopping"]["inner_fraction"],
         seed=run_seed,
+        mixed_model_max_patients=config["evaluation"]["mixed_model_max_patients"],
     script:
         "../scripts/predict.py"

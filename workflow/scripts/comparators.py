@@ -20,6 +20,8 @@ def main(snakemake):
     table, info = comparator_predictions(
         cohort.subset(cohort.index_of(train_ids)),
         cohort.subset(cohort.index_of(held_ids)),
+        snakemake.params.mixed_model_max_patients,
+        snakemake.params.seed + fold,
     )
     spec = resolve_transforms(
         snakemake.params.transforms, list(cohort.measurement_names)

@@ -19,6 +19,7 @@ def main(snakemake):
         resolve_transforms(snakemake.params.transforms, list(cohort.measurement_names)),
         inner_fraction=snakemake.params.inner_fraction,
         seed=snakemake.params.seed,
+        mixed_model_max_patients=snakemake.params.mixed_model_max_patients,
     )
     for key, table in tables.items():
         write_tsv(table, snakemake.output[key])

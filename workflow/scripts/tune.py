@@ -26,7 +26,8 @@ def main(snakemake):
         progress_bar=snakemake.config["train"]["progress_bar"],
     )
     inner = config["train"]["early_stopping"]["inner_fraction"]
-    selection = inner_selection(model, cohort, folds, fold, inner, config["seed"])
+    cap = snakemake.params.mixed_model_max_patients
+    selection = inner_selection(model, cohort, folds, fold, inner, config["seed"], cap)
     write_tsv(selection.assign(fold=fold), snakemake.output.selection)
 
 

@@ -13,6 +13,7 @@ import torch
 from odevae.data.cohort import Cohort
 from odevae.data.folds import fold_members
 from odevae.errors import InputError
+from odevae.evaluate.prediction.mixed import MIXED_MODEL_MAX_PATIENTS
 from odevae.evaluate.prediction.model import model_predictions
 from odevae.evaluate.prediction.selection import inner_selection
 from odevae.evaluate.prediction.targets import in_both_units
@@ -121,6 +122,7 @@ def predict_fold(
     *,
     inner_fraction: float = 0.0,
     seed: int = 0,
+    mixed_model_max_patients: int = MIXED_MODEL_MAX_PATIENTS,
 ) -> dict[str, pd.DataFrame]:
     """Load a fold's checkpoint and predict every patient, marked train or test.
 
@@ -172,10 +174,11 @@ def predict_fold(
         table.insert(1, "fold", fold)
         table.insert(2, "split", split)
     train = cohort.subset(cohort.index_of(train_ids))
-    selection = inner_selection(model, cohort, folds, fold, inner_fraction, seed)
+    cap = mixed_model_max_patients
+    selection = inner_selection(model, cohort, folds, fold, inner_fraction, seed, cap)
     selected = selection.loc[selection["selected"], "candidate"].item()
     heldout, latent = model_predictions(
-        model, train, cohort.subset(cohort.index_of(held_ids)), selected
+        model, train, cohort.subset(cohort.index_of(held_ids)), selected, cap
     )
     tables["selection"] = selection.assign(fold=fold)
     tables["predictions"] = in_both_units(heldout, transforms)

@@ -3,9 +3,11 @@
 A small ODE-VAE can settle in a poor basin from an unlucky initialisation (on the
 default simulation, a fold whose growing group is learned as decaying). With
 ``train.restarts.n`` > 1, each candidate initialisation (seeds ``seed``,
-``seed + 1000``, ...) trains for ``train.restarts.probe_epochs`` epochs, and the
-fold's training then starts from the one with the lowest training loss. Only the
-training patients enter the choice.
+``seed + 1000``, ...) trains for ``train.restarts.probe_epochs`` epochs (capped at
+``train.restarts.probe_max_steps`` optimiser steps, :mod:`odevae.train.scale`), and
+the fold's training then starts from the one with the lowest training loss. Only
+the training patients enter the choice. The log gets a line per probe (and at
+least one a minute) with the time spent on the probes and the time left.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable, Sequence
 import lightning as L
 
 from odevae.model import ODEVAE
-from odevae.train.callbacks import drop_lightning_tips
+from odevae.train.callbacks import Clock, EpochLog, drop_lightning_tips
 
 #: Distance between the seeds of successive candidate initialisations.
 SEED_STRIDE = 1000
@@ -64,15 +66,32 @@ def choose_initialisation(
     accelerator: str,
     deterministic: bool,
     callbacks: Sequence = (),
+    fold: int = 0,
 ) -> tuple[int, list[float]]:
     """Probe one initialisation per seed (``new_model`` after seeding everything)
     and return the seed with the lowest probe loss (the first on ties) and every
-    probe's loss."""
+    probe's loss. Each probe's progress is logged for ``fold``."""
     losses = []
-    for seed in seeds:
+    clock = Clock(len(seeds) * epochs)
+    for k, seed in enumerate(seeds):
         L.seed_everything(seed, workers=True, verbose=False)
+        progress = EpochLog(
+            fold,
+            epochs,
+            lines=1,
+            label=f"restart probe {k + 1}/{len(seeds)} (seed {seed})",
+            clock=clock,
+            offset=k * epochs,
+        )
         losses.append(
-            probe_loss(new_model(), data, epochs, accelerator, deterministic, callbacks)
+            probe_loss(
+                new_model(),
+                data,
+                epochs,
+                accelerator,
+                deterministic,
+                [*callbacks, progress],
+            )
         )
     best = min(range(len(seeds)), key=losses.__getitem__)
     return seeds[best], losses

@@ -31,6 +31,7 @@ from odevae.train.callbacks import (
 from odevae.train.data import CohortDataModule, binary_measurements, scaling_stats
 from odevae.train.device import choose_accelerator
 from odevae.train.restarts import candidate_seeds, choose_initialisation
+from odevae.train.scale import scaled_settings
 from odevae.train.similarity import RebuildSimilarityBatches, SimilarityDataModule
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ def make_trainer(
     out_dir = Path(out_dir)
     drop_lightning_tips()
     screen = terminal() if progress_bar else None
-    bar = [] if screen is None else [TerminalProgressBar(screen)]
+    bar = [] if screen is None else [TerminalProgressBar(screen, patience is not None)]
     if patience is None:
         selection = [
             ModelCheckpoint(
@@ -253,7 +254,7 @@ def train_fold(
     time_scale = resolve_time_scale(model_cfg.get("time_scale", "auto"), data.train)
     hints = divergence_hints(data.train, config, time_scale)
     callbacks.append(StopOnNonFinite(fold, hints))
-    callbacks.append(EpochLog(fold, train_cfg["epochs"]))
+    callbacks.append(EpochLog(fold, train_cfg["epochs"], upper_bound=inner))
     binary = binary_measurements(data.train, model_cfg["binary_measurements"])
     scaling = scaling_stats(
         data.train,
@@ -270,23 +271,26 @@ def train_fold(
         return model
 
     restarts = train_cfg["restarts"]
-    if restarts["n"] > 1 and not fast_dev_run:
+    probes = restarts["n"] > 1 and not fast_dev_run
+    probing, patience = scaled_settings(fold, train_cfg, data.train, probes, inner)
+    if probes:
         with third_party_noise_filtered():
             init, losses = choose_initialisation(
                 new_model,
                 data,
                 candidate_seeds(seed, restarts["n"]),
-                restarts["probe_epochs"],
+                probing,
                 accelerator,
                 train_cfg["deterministic"],
                 [c for c in callbacks if isinstance(c, RebuildSimilarityBatches)],
+                fold,
             )
         log.info(
             "fold %d: %d initialisations probed for %d epochs, training losses %s; "
             "training starts from seed %d",
             fold,
             restarts["n"],
-            restarts["probe_epochs"],
+            probing,
             ", ".join(f"{x:.5g}" for x in losses),
             init,
         )
@@ -303,7 +307,7 @@ def train_fold(
             progress_bar,
             callbacks,
             fast_dev_run,
-            stopping["patience"] if inner else None,
+            patience if inner else None,
         )
         log.info(
             "fold %d: the ODE runs in time / %.6g %s (model.time_scale %s)",

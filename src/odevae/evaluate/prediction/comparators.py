@@ -10,9 +10,11 @@ covariates.
 * :func:`smoother`: exponentially time-weighted mean of the history, the decay
   ``tau`` chosen per variable on the training patients (:func:`fit_smoother`);
 * :func:`train_mean`: the training patients' mean;
-* :func:`mixed_model`: a linear mixed model per variable (random intercept and
-  slope in time, fixed intercept, time and baseline covariates), predicting from
-  the history's empirical-Bayes random effects, or from the fixed effects alone;
+* :func:`~odevae.evaluate.prediction.mixed.mixed_model`: a linear mixed model per
+  variable (random intercept and slope in time, fixed intercept, time and baseline
+  covariates), predicting from the history's empirical-Bayes random effects, or
+  from the fixed effects alone; fitted on at most ``mixed_model_max_patients``
+  training patients (a seeded random subset of a larger cohort, logged);
 * ``mixed_multivariate``: the continuous measurements in one linear mixed model with
   correlated random effects (:mod:`.multivariate_mixed`).
 """
@@ -22,41 +24,50 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.linalg import qr
-from statsmodels.regression.mixed_linear_model import MixedLM
-from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from odevae.data.cohort import Cohort
+from odevae.evaluate.prediction.mixed import (
+    MIXED_MODEL_MAX_PATIENTS,
+    MixedFit,
+    Prediction,
+    fit_mixed_model,
+    fit_mixed_models,
+    history_values,
+    mixed_model,
+    random_effects,
+)
 from odevae.evaluate.prediction.targets import (
-    history_mask,
     long_table,
     prediction_targets,
 )
 
 log = logging.getLogger(__name__)
 
-#: (predicted, sd), each (targets, p) in modelling units.
-Prediction = tuple[np.ndarray, np.ndarray]
+__all__ = [
+    "MixedFit",
+    "comparator_predictions",
+    "fit_mixed_model",
+    "fit_mixed_models",
+    "fit_smoother",
+    "locf",
+    "mixed_model",
+    "random_effects",
+    "smoother",
+    "train_mean",
+]
 
 #: Candidate smoother decays, in multiples of the training median visit gap: from
 #: LOCF-like (1e-3) to a plain mean of the past (1e3).
 TAU_GRID = tuple(np.logspace(-3, 3, 25))
 
 
-def _history(cohort: Cohort, targets: pd.DataFrame):
-    """Rows (N,), history mask (N, T, p) of observed values, values (N, T, p)."""
-    rows = targets["row"].to_numpy()
-    mask = history_mask(cohort, targets)[:, :, None] & cohort.observed[rows]
-    return rows, mask, cohort.values[rows]
-
-
 def locf(test: Cohort, targets: pd.DataFrame) -> Prediction:
     """Last observed value of each variable among the history visits; sd NaN."""
-    _, mask, values = _history(test, targets)
+    _, mask, values = history_values(test, targets)
     slots = np.arange(mask.shape[1])[None, :, None]
     last = np.where(mask, slots, -1).max(1)  # (N, p)
     pred = np.take_along_axis(values, np.maximum(last, 0)[:, None, :], 1)[:, 0]
@@ -66,7 +77,7 @@ def locf(test: Cohort, targets: pd.DataFrame) -> Prediction:
 
 def _smooth(cohort: Cohort, targets: pd.DataFrame, tau: np.ndarray) -> np.ndarray:
     """Mean of the history's values weighted by exp(−(t_j − t_i)/tau), tau (p,)."""
-    rows, mask, values = _history(cohort, targets)
+    rows, mask, values = history_values(cohort, targets)
     lag = targets["time"].to_numpy()[:, None] - cohort.times[rows]  # (N, T)
     lag = np.where(mask, lag[:, :, None], np.inf)
     nearest = lag.min(1, keepdims=True)  # shift: tiny taus do not underflow
@@ -138,186 +149,27 @@ def train_mean(train: Cohort, test: Cohort, targets: pd.DataFrame) -> Prediction
     return np.broadcast_to(mean, shape).copy(), np.broadcast_to(sd, shape).copy()
 
 
-@dataclass(frozen=True)
-class MixedFit:
-    """One variable's REML fit: y = [1, t, x]·beta + [1, t]·b + e.
-
-    b ~ N(0, ``G``) per patient, e ~ N(0, ``sigma2``); x are the baseline covariates
-    at ``keep``, NaN filled with ``fill`` (training median), standardised by
-    ``mean`` and ``sd`` (of the training patients with data).
-    """
-
-    variable: str
-    fill: np.ndarray
-    keep: np.ndarray
-    mean: np.ndarray
-    sd: np.ndarray
-    beta: np.ndarray | None = None
-    G: np.ndarray | None = None
-    sigma2: float = np.nan
-    converged: bool = False
-    result: object = field(repr=False, compare=False, default=None)  # statsmodels
-
-    def covariates(self, baseline: np.ndarray) -> np.ndarray:
-        """Standardised kept covariates (n, k) of raw ``baseline`` (n, q)."""
-        x = np.where(np.isnan(baseline), self.fill, baseline)[:, self.keep]
-        return (x - self.mean) / self.sd
-
-
-def _covariate_scaling(base: np.ndarray):
-    """Fill (median), keep mask, mean and sd of baseline covariates (n, q).
-
-    Keeps the non-constant columns not collinear with the intercept or each other.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-        fill = np.nanmedian(base, 0)
-        x = np.where(np.isnan(base), fill, base)
-        mean, sd = x.mean(0), x.std(0)
-    keep = np.isfinite(fill) & (sd > 1e-12 * np.maximum(np.abs(mean), 1))
-    if keep.any():
-        design = np.column_stack([np.ones(len(x)), (x - mean)[:, keep] / sd[keep]])
-        _, r, pivot = qr(design, mode="economic", pivoting=True)
-        rank = int((np.abs(np.diag(r)) > 1e-8 * np.abs(r[0, 0])).sum())
-        chosen = np.flatnonzero(keep)[pivot[:rank][pivot[:rank] > 0] - 1]
-        keep = np.isin(np.arange(len(keep)), chosen)
-    return fill, keep, mean[keep], sd[keep]
-
-
-class _MixedLM(MixedLM):
-    """statsmodels' MixedLM that remembers its last GLS fixed effects.
-
-    L-BFGS asks for the profiled likelihood and its gradient at the same point, and
-    statsmodels computes the fixed effects (a pass over every patient) for each;
-    the second is the same computation on the same numbers, so it is looked up.
-    """
-
-    _last: tuple | None = None
-
-    def get_fe_params(self, cov_re, vcomp, tol=1e-10):
-        key = (np.asarray(cov_re).tobytes(), np.asarray(vcomp).tobytes(), tol)
-        if self._last is None or self._last[0] != key:
-            self._last = (key, super().get_fe_params(cov_re, vcomp, tol))
-        fe_params, singular = self._last[1]
-        return fe_params.copy(), singular
-
-
-def _reml(model: MixedLM, name: str):
-    """REML by L-BFGS polished by Powell (the default BFGS often stalls); the fit
-    with the higher likelihood, or None. Its ConvergenceWarnings are logged."""
-    result, messages, errors = None, [], []
-    for method in ("lbfgs", "powell"):
-        start = None if result is None else result.params_object
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                new = model.fit(reml=True, method=method, start_params=start)
-            except (np.linalg.LinAlgError, ValueError) as error:
-                errors.append(f"{method}: {error}")
-                continue
-        if result is None or new.llf >= result.llf:
-            result, messages = new, caught
-    for w in messages:
-        level = logging.WARNING if w.category is ConvergenceWarning else logging.DEBUG
-        log.log(level, "mixed model %s: %s", name, w.message)
-    if result is None:
-        log.warning("mixed model %s: fit failed (%s)", name, "; ".join(errors))
-    return result
-
-
-def fit_mixed_model(train: Cohort, variable: int) -> MixedFit | None:
-    """REML fit of measurement ``variable``; None (logged) if it is not possible."""
-    name = str(train.measurement_names[variable])
-    rows, slots = np.nonzero(train.visits & train.observed[..., variable])
-    patients = np.unique(rows)
-    fit = MixedFit(name, *_covariate_scaling(train.baseline[patients]))
-    t, y = train.times[rows, slots], train.values[rows, slots, variable]
-    exog = np.column_stack([np.ones_like(t), t, fit.covariates(train.baseline)[rows]])
-    # random slopes need repeated values: some beyond one per patient
-    if len(patients) < 3 or len(y) < max(exog.shape[1] + 4, len(patients) + 2):
-        log.warning("mixed model %s: too few data (%d values)", name, len(y))
-        return None
-    model = _MixedLM(y, exog, groups=train.patient_ids[rows], exog_re=exog[:, :2])
-    result = _reml(model, name)
-    if result is None:
-        return None
-    beta, G = np.asarray(result.fe_params), np.asarray(result.cov_re)
-    if not (np.isfinite(beta).all() and np.isfinite(G).all() and result.scale > 0):
-        log.warning("mixed model %s: non-finite estimates", name)
-        return None
-    sigma2, converged = float(result.scale), bool(result.converged)
-    return replace(
-        fit, beta=beta, G=G, sigma2=sigma2, converged=converged, result=result
-    )
-
-
-def fit_mixed_models(train: Cohort) -> list[MixedFit | None]:
-    """:func:`fit_mixed_model` for every measurement."""
-    return [fit_mixed_model(train, v) for v in range(train.p)]
-
-
-def random_effects(
-    fit: MixedFit, times: np.ndarray, y: np.ndarray, mask: np.ndarray, x: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Empirical-Bayes b (N, 2) and posterior covariance (N, 2, 2) of N patients.
-
-    From values ``y`` (N, T) at ``times`` (N, T) where ``mask`` (N, T), raw baseline
-    ``x`` (N, q). b = G Z'V⁻¹(y − Xβ), cov = G − G Z'V⁻¹Z G with V = Z G Z' + σ²I,
-    computed as b = M G Z'r, cov = G − M G Z'Z G for M = (G Z'Z + σ²I)⁻¹ (valid for
-    singular G); no observed value gives b = 0, cov = G.
-    """
-    z = np.stack([np.ones_like(times), times], -1)  # (N, T, 2)
-    fixed = z @ fit.beta[:2] + (fit.covariates(x) @ fit.beta[2:])[:, None]
-    resid = np.where(mask, y - fixed, 0.0)
-    zm = z * mask[..., None]
-    ztz = np.einsum("nti,ntj->nij", zm, zm)
-    m = np.linalg.inv(fit.G @ ztz + fit.sigma2 * np.eye(2))
-    b = np.einsum("nij,jk,nk->ni", m, fit.G, np.einsum("nti,nt->ni", zm, resid))
-    return b, fit.G - m @ fit.G @ ztz @ fit.G
-
-
-def mixed_model(
-    fits: Sequence[MixedFit | None],
-    test: Cohort,
-    targets: pd.DataFrame,
-    population: bool = False,
-) -> Prediction:
-    """Predict each target from its history's BLUP (or b = 0 if ``population``).
-
-    pred = x_j β + z_j b, sd = √(z_j cov z_j' + σ²); NaN for variables without fit.
-    """
-    rows, mask, values = _history(test, targets)
-    times, t = test.times[rows], targets["time"].to_numpy()
-    z = np.column_stack([np.ones_like(t), t])
-    pred = np.full((len(targets), test.p), np.nan)
-    sd = np.full_like(pred, np.nan)
-    for v, fit in enumerate(fits):
-        if fit is None:
-            continue
-        x = np.column_stack([z, fit.covariates(test.baseline[rows])])
-        seen = mask[..., v] & (not population)
-        b, cov = random_effects(fit, times, values[..., v], seen, test.baseline[rows])
-        pred[:, v] = x @ fit.beta + (z * b).sum(1)
-        sd[:, v] = np.sqrt(np.einsum("ni,nij,nj->n", z, cov, z) + fit.sigma2)
-    return pred, sd
-
-
 def comparator_predictions(
-    train: Cohort, test: Cohort
+    train: Cohort,
+    test: Cohort,
+    mixed_model_max_patients: int = MIXED_MODEL_MAX_PATIENTS,
+    seed: int = 0,
 ) -> tuple[pd.DataFrame, dict[str, dict[str, object]]]:
     """Every comparator's long table for ``prediction_targets(test)``, and fit info.
 
     Methods: ``locf``, ``smoother``, ``train_mean``, ``mixed_model``,
     ``mixed_model_population`` and ``mixed_multivariate``. The info maps
-    ``smoother_tau``, ``smoother_rmse``, ``mixed_model_converged`` and
-    ``mixed_model_slope`` (the fixed time coefficient; both None without a fit) to
-    a value per measurement name.
+    ``smoother_tau``, ``smoother_rmse``, ``mixed_model_converged``,
+    ``mixed_model_slope`` (the fixed time coefficient; both None without a fit)
+    and ``mixed_model_patients`` (the training patients it was fitted on: at most
+    ``mixed_model_max_patients``, a subset drawn with ``seed`` above) to a value
+    per measurement name.
     """
     from odevae.evaluate.prediction import multivariate_mixed as mv  # imports this
 
     targets = prediction_targets(test)
     smooth = fit_smoother(train)
-    fits = fit_mixed_models(train)
+    fits = fit_mixed_models(train, mixed_model_max_patients, seed)
     methods = {
         "locf": locf(test, targets),
         "smoother": smoother(test, targets, smooth),
@@ -348,5 +200,6 @@ def comparator_predictions(
         "smoother_rmse": per_variable(smooth.rmse.tolist()),
         "mixed_model_converged": per_variable(f and f.converged for f in fits),
         "mixed_model_slope": per_variable(f and float(f.beta[1]) for f in fits),
+        "mixed_model_patients": per_variable(f and f.patients for f in fits),
     }
     return table, info

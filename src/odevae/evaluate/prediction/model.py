@@ -56,7 +56,12 @@ import pandas as pd
 import torch
 
 from odevae.data.cohort import Cohort
-from odevae.evaluate.prediction.comparators import fit_mixed_models, locf, mixed_model
+from odevae.evaluate.prediction.comparators import locf
+from odevae.evaluate.prediction.mixed import (
+    MIXED_MODEL_MAX_PATIENTS,
+    fit_mixed_models,
+    mixed_model,
+)
 from odevae.evaluate.prediction.targets import (
     history_mask,
     long_table,
@@ -180,13 +185,17 @@ def residuals(model: ODEVAE, cohort: Cohort) -> Cohort:
 
 
 def random_effects_offsets(
-    model: ODEVAE, train: Cohort, test: Cohort, targets: pd.DataFrame
+    model: ODEVAE,
+    train: Cohort,
+    test: Cohort,
+    targets: pd.DataFrame,
+    max_patients: int = MIXED_MODEL_MAX_PATIENTS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each target's empirical-Bayes random intercept and slope of the
     reconstruction residuals, from its patient's history, and its sd (targets × p;
     NaN for a variable without a fit): a mixed model fitted on the training
     patients' residuals only."""
-    fits = fit_mixed_models(residuals(model, train))
+    fits = fit_mixed_models(residuals(model, train), max_patients)
     return mixed_model(fits, residuals(model, test), targets)
 
 
@@ -245,7 +254,10 @@ def increment(
 
 @torch.no_grad()
 def decoded_predictions(
-    model: ODEVAE, train: Cohort, test: Cohort
+    model: ODEVAE,
+    train: Cohort,
+    test: Cohort,
+    max_patients: int = MIXED_MODEL_MAX_PATIENTS,
 ) -> tuple[pd.DataFrame, dict, dict, torch.Tensor]:
     """The targets of ``test``, every method's latent prediction, its decoded mean
     and sd (targets × p, modelling units), and the targets' own encoder means.
@@ -253,7 +265,7 @@ def decoded_predictions(
     targets, latent, encoded = latent_predictions(model, train, test)
     decoded = {method: decode(model, latent[method]) for method in latent}
     decoded["odevae_increment"] = increment(model, test, targets, decoded)
-    offsets = random_effects_offsets(model, train, test, targets)
+    offsets = random_effects_offsets(model, train, test, targets, max_patients)
     step = latent_step_variance(model, train)
 
     def widen(method: str) -> np.ndarray:
@@ -273,7 +285,11 @@ def decoded_predictions(
 
 @torch.no_grad()
 def model_predictions(
-    model: ODEVAE, train: Cohort, test: Cohort, selected: str | None = None
+    model: ODEVAE,
+    train: Cohort,
+    test: Cohort,
+    selected: str | None = None,
+    max_patients: int = MIXED_MODEL_MAX_PATIENTS,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The held-out patients' predictions of every method in :data:`METHODS`, and
     ``odevae_selected`` (a copy of the ``selected`` candidate) when given.
@@ -283,7 +299,9 @@ def model_predictions(
     per target, method and latent dimension the prediction and the target visit's
     own encoder mean (``vae_roundtrip`` is then LOCF in latent space).
     """
-    targets, latent, decoded, encoded = decoded_predictions(model, train, test)
+    targets, latent, decoded, encoded = decoded_predictions(
+        model, train, test, max_patients
+    )
     methods = list(METHODS)
     if selected is not None:
         decoded["odevae_selected"] = decoded[selected]

@@ -28,11 +28,8 @@ import numpy as np
 import pandas as pd
 
 from odevae.data.cohort import Cohort
-from odevae.evaluate.prediction.comparators import (
-    Prediction,
-    _covariate_scaling,
-    median_gap,
-)
+from odevae.evaluate.prediction.comparators import Prediction, median_gap
+from odevae.evaluate.prediction.mixed import _covariate_scaling
 from odevae.evaluate.prediction.targets import history_mask
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from odevae.data.cohort import Cohort
 from odevae.data.folds import fitted_and_validation
+from odevae.evaluate.prediction.mixed import MIXED_MODEL_MAX_PATIENTS
 from odevae.evaluate.prediction.model import CANDIDATES, decoded_predictions
 from odevae.evaluate.prediction.scores import variable_sd
 from odevae.model import ODEVAE
@@ -39,13 +40,17 @@ def standardised_mse(
 
 
 def select_predictor(
-    model: ODEVAE, fitted: Cohort, scored: Cohort, scored_on: str
+    model: ODEVAE,
+    fitted: Cohort,
+    scored: Cohort,
+    scored_on: str,
+    max_patients: int = MIXED_MODEL_MAX_PATIENTS,
 ) -> pd.DataFrame:
     """Score every candidate on ``scored`` one step ahead, with ``fitted`` (the
     patients the model was trained on) for the population parameters, the residual
     mixed model and the SDs. Returns :data:`SELECTION_COLUMNS`, one row per
     candidate; ``selected`` marks the lowest MSE (the first candidate on ties)."""
-    targets, _, decoded, _ = decoded_predictions(model, fitted, scored)
+    targets, _, decoded, _ = decoded_predictions(model, fitted, scored, max_patients)
     one_step = (targets["horizon"] == "one_step").to_numpy()
     sd = variable_sd(fitted)
     rows = []
@@ -87,6 +92,7 @@ def inner_selection(
     fold: int,
     inner_fraction: float,
     seed: int,
+    max_patients: int = MIXED_MODEL_MAX_PATIENTS,
 ) -> pd.DataFrame:
     """:func:`select_predictor` on fold ``fold``'s inner split (the patients its
     training fitted on and validated on, :func:`~odevae.data.folds.
@@ -95,4 +101,4 @@ def inner_selection(
         return no_selection()
     patients = fitted_and_validation(folds, fold, inner_fraction, seed)
     fitted, scored = (cohort.subset(cohort.index_of(ids)) for ids in patients)
-    return select_predictor(model, fitted, scored, "inner_validation")
+    return select_predictor(model, fitted, scored, "inner_validation", max_patients)

@@ -1,0 +1,114 @@
+"""SLURM resources of a fold's training job, sized from the cohort.
+
+A training job's time grows with the visits it passes over (each optimiser step
+is padded to its batch's longest patient, but the visits set the total) times the
+epochs it may train; its memory with the cohort's padded arrays. From the
+preprocessed cohort when it exists (``cohort.npz``: its visits and array sizes),
+else estimated from the config for simulated cohorts (their size is set there);
+for a real cohort not yet preprocessed the size is unknown: :func:`training_size`
+raises ``FileNotFoundError`` on the cohort file, which Snakemake shows as <TBD>
+in a dry run and evaluates when the job is submitted, after preprocessing.
+
+Per attempt (a retried job gets ``attempt`` times as much):
+
+* runtime (minutes) = max(30, 10 + SECONDS_PER_VISIT_EPOCH · training visits ·
+  (train.epochs + restarts.n · probe epochs) / 60);
+* mem_mb = 1000 + 4 · the cohort's arrays in MB, in whole 100 MB.
+
+Every shipped preset stays at the former fixed 30 minutes and about 1000 MB.
+"""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from odevae.train.scale import PROBE_MAX_STEPS, probe_epochs, steps_per_epoch
+
+#: Seconds per training visit and epoch: twice the 1.25e-4 s measured on a
+#: registry export's fold (15 s per epoch over 120,000 training visits, batch 8,
+#: one CPU core), for slower nodes and longer padding.
+SECONDS_PER_VISIT_EPOCH = 2.5e-4
+
+#: The job's base memory (Python, torch, Lightning) and the fixed minimum time.
+BASE_MB, BASE_MINUTES, MIN_MINUTES = 1000, 10, 30
+
+
+@dataclass(frozen=True)
+class CohortSize:
+    """Patients, visits and the MB of the padded arrays of a cohort."""
+
+    patients: int
+    visits: int
+    array_mb: float
+
+
+def saved_size(path: str | Path) -> CohortSize:
+    """The size of a cohort saved by :meth:`Cohort.save` (only ``visits`` is read;
+    the other arrays' sizes come from their headers)."""
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            with archive.open(name) as member:
+                version = np.lib.format.read_magic(member)
+                read = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read(member)
+            total += math.prod(shape) * dtype.itemsize
+    with np.load(path, allow_pickle=False) as data:
+        visits = data["visits"]
+    return CohortSize(int(visits.shape[0]), int(visits.sum()), total / 1e6)
+
+
+def simulated_size(config: dict) -> CohortSize | None:
+    """The expected size of a simulated cohort from its config; None for a real
+    cohort (sources table, smartcare)."""
+    source = config["data"]["source"]
+    if source == "simulate":
+        sim = config["simulation"]
+        n, p, q = sim["n"], sim["p"], sim["q"]
+        most, mean = sim["maxntps"] + 1, (sim["minntps"] + sim["maxntps"]) / 2 + 1
+    elif source == "simulate_registry":
+        sim = config["registry"]["simulation"]
+        n, p, q = sim["n"], 20, sim["q_info"] + 2
+        most, mean = sim["maxntps"] + 1, (1 + sim["maxntps"]) / 2 + 1
+    else:
+        return None
+    # values (float) and observed (bool) per measurement, times and visits
+    cells = n * most * (p * 9 + 9) + n * q * 8
+    return CohortSize(n, round(n * mean), cells / 1e6)
+
+
+def training_size(cohort: str | Path, config: dict) -> CohortSize:
+    """The cohort's size from ``cohort`` if it exists, else from the config."""
+    if Path(cohort).exists():
+        return saved_size(cohort)
+    size = simulated_size(config)
+    if size is None:
+        raise FileNotFoundError(2, "not preprocessed yet", str(cohort))
+    return size
+
+
+def training_resources(size: CohortSize, config: dict) -> dict[str, int]:
+    """``runtime`` (minutes) and ``mem_mb`` of one attempt of a fold's training."""
+    train = config["train"]
+    share = 1 - 1 / config["cv"]["folds"]
+    patients = max(1, math.ceil(size.patients * share))
+    epochs = train["epochs"]
+    restarts = train["restarts"]
+    if restarts["n"] > 1:
+        steps = steps_per_epoch(patients, train["batching"], train["batch_size"])
+        cap = restarts.get("probe_max_steps", PROBE_MAX_STEPS)
+        epochs += restarts["n"] * probe_epochs(restarts["probe_epochs"], cap, steps)
+    seconds = SECONDS_PER_VISIT_EPOCH * size.visits * share * epochs
+    return {
+        "runtime": max(MIN_MINUTES, math.ceil(BASE_MINUTES + seconds / 60)),
+        "mem_mb": BASE_MB + 100 * math.floor(4 * size.array_mb / 100),
+    }
