@@ -110,8 +110,8 @@ def test_bad_config_names_the_key(default_config, override, words):
     ],
 )
 def test_invalid_model_combinations_name_the_key(default_config, override, key, words):
+    from odevae.config_checks import check_model_config
     from odevae.errors import InputError
-    from odevae.model.systems import check_model_config
     from tests.conftest import merge
 
     config = merge(default_config, override)
@@ -123,7 +123,7 @@ def test_invalid_model_combinations_name_the_key(default_config, override, key, 
 
 
 def test_valid_model_combinations_pass(default_config):
-    from odevae.model.systems import check_model_config
+    from odevae.config_checks import check_model_config
     from tests.conftest import merge
 
     for override in (
@@ -141,3 +141,26 @@ def test_valid_model_combinations_pass(default_config):
         config = merge(default_config, override)
         validate(config, SCHEMA)
         check_model_config(config)
+
+
+def test_every_cross_key_check_runs_from_one_call(default_config):
+    """The workflow's parse-time call checks the simulation section too."""
+    from odevae.config_checks import check_config
+    from odevae.config_schema import resolve_auto
+    from odevae.errors import InputError
+    from tests.conftest import merge
+
+    schema = yaml.safe_load(open(SCHEMA))
+    config = merge(default_config, {})
+    validate(config, SCHEMA)
+    check_config(resolve_auto(config), schema)
+    for override, key in (
+        ({"simulation": {"p": 5}}, "simulation.p"),
+        ({"model": {"latent_dim": 3}}, "model.latent_dim"),
+        ({"data": {"source": "table"}}, "table.visits"),
+    ):
+        bad = merge(default_config, override)
+        validate(bad, SCHEMA)
+        with pytest.raises(InputError) as err:
+            check_config(resolve_auto(bad), schema)
+        assert err.value.key == key and f"'{key}'" in str(err.value)

@@ -7,10 +7,10 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
+from odevae.config_checks import check_model_config
 from odevae.data.folds import make_folds
 from odevae.data.preprocess import preprocess
 from odevae.data.simulate import simulate_cohort, write_cohort
-from odevae.model.systems import check_model_config
 from odevae.train.training import train_fold
 from tests.conftest import ROOT, merge
 

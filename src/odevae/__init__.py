@@ -24,8 +24,8 @@ train       train (with tuning: tune,      ``train/``: ``training`` (one fold),
                                            ``restarts``, ``callbacks``;
                                            ``evaluate/tuning`` (the choice); the model
                                            in ``model/``: ``module`` (the
-                                           LightningModule), ``systems`` (catalogue
-                                           and config checks, torch-free),
+                                           LightningModule), ``systems`` (the
+                                           catalogue, torch-free),
                                            ``dynamics``, ``networks``, ``loss``
 predict     predict, comparators           ``evaluate/``: ``predict``,
                                            ``prediction/`` (targets, the model's
@@ -40,6 +40,7 @@ figures     plot_*, paper_*, paper         ``figures/``: ``plots``,
 =========== ============================== =========================================
 
 Top level: ``config_schema`` (config defaults and derived settings, torch-free),
+``config_checks`` (every cross-key config check, torch-free),
 ``errors`` (:class:`~odevae.errors.InputError`), ``runner`` (how a script runs),
 ``provenance`` and ``paper``. Subpackage ``__init__`` files import nothing heavy,
 so light jobs start without torch.
@@ -52,7 +53,7 @@ Following a config key from ``config/config.yaml`` (checked against
   :func:`odevae.train.training.train_fold` → the batch size of
   :class:`odevae.train.data.CohortDataModule` (random batching only; similarity
   batches hold ``train.similarity.neighbours`` + 1 patients).
-* ``model.system``: :func:`odevae.model.systems.check_model_config` checks it
+* ``model.system``: :func:`odevae.config_checks.check_model_config` checks it
   before any job starts (``workflow/rules/common.smk``); rule ``train`` →
   :func:`odevae.train.training.build_model` (the ``model`` and ``loss`` sections)
   → :class:`odevae.model.module.ODEVAE` → :class:`odevae.model.core.ODEVAECore`

@@ -15,9 +15,10 @@ from odevae.config_schema import (
     schema_error,
     standardize_measurements,
 )
+from odevae import config_checks
 from odevae.errors import InputError
 from odevae.paper import RUNS, item_sources
-from odevae.model.systems import alignment_kind, check_model_config
+from odevae.model.systems import alignment_kind
 from odevae.resources import training_resources, training_size
 
 min_version("9.0")
@@ -66,27 +67,13 @@ def validate_config(schema):
     config.update(ordered)
 
 
-def check_config():
-    """Cross-key checks the schema cannot express; errors name the keys."""
-    check_source_config()
-    check_trained_config(config)
-    check_tuning_config()
-
-
-def check_trained_config(checked, where=""):
-    """The model checks of ``checked`` (the config, or a tuning candidate's config,
-    named by ``where``)."""
+def check_config(schema):
+    """Every cross-key check (:mod:`odevae.config_checks`) as one line naming the
+    key."""
     try:
-        check_model_config(checked)
+        config_checks.check_config(config, yaml.safe_load(Path(schema).read_text()))
     except InputError as error:
-        config_error(f"{where}{error}")
-    dim, u0 = checked["model"]["latent_dim"], checked["simulation"]["u0"]
-    if simulated() and dim != len(u0):
-        config_error(
-            f"{where}config key 'model.latent_dim' = {dim} must equal the simulated "
-            f"latent dimension len(simulation.u0) = {len(u0)}, so that learned and "
-            "true trajectories can be compared"
-        )
+        config_error(error)
 
 
 def tuning():
@@ -96,64 +83,7 @@ def tuning():
 
 def candidate_config(name):
     """The config with tuning candidate ``name``'s overrides merged in."""
-    merged = copy.deepcopy(config)
-    update_config(merged, copy.deepcopy(config["tuning"]["candidates"][name]))
-    return merged
-
-
-def check_tuning_config():
-    """Tuning needs inner validation patients; each candidate overrides only the
-    model, loss and train sections and is a valid config itself."""
-    if not tuning():
-        return
-    if config["train"]["early_stopping"]["inner_fraction"] <= 0:
-        config_error(
-            "config key 'tuning.candidates' chooses on inner validation patients: "
-            "set train.early_stopping.inner_fraction > 0 (e.g. 0.2)"
-        )
-    schema = yaml.safe_load(Path(SCHEMA).read_text())
-    for name, overrides in config["tuning"]["candidates"].items():
-        where = f"tuning candidate '{name}': "
-        other = sorted(set(overrides) - {"model", "loss", "train"})
-        if other:
-            config_error(
-                f"config key 'tuning.candidates.{name}.{other[0]}': a candidate "
-                "overrides only the model, loss and train sections"
-            )
-        merged = candidate_config(name)
-        inner = merged["train"]["early_stopping"]["inner_fraction"]
-        if inner != config["train"]["early_stopping"]["inner_fraction"]:
-            config_error(
-                f"config key 'tuning.candidates.{name}.train.early_stopping."
-                "inner_fraction': every candidate is scored on the same inner "
-                "validation patients, so it cannot change the inner split"
-            )
-        problem = schema_error(merged, schema)
-        if problem is not None:
-            config_error(where + problem)
-        check_trained_config(merged, where)
-
-
-def check_source_config():
-    """Keys a real-cohort source needs (the schema defaults them to null)."""
-    source = config["data"]["source"]
-    required = {
-        "table": ["table.visits", "table.time_unit"],
-        "smartcare": ["registry.visits", "registry.baseline"],
-    }.get(source, [])
-    for key in required:
-        section, name = key.split(".")
-        if config[section][name] is None:
-            hint = (
-                " (seconds, minutes, hours, days, weeks, months, years, or date "
-                "when the column holds dates)"
-                if name == "time_unit"
-                else ""
-            )
-            config_error(
-                f"config key '{key}' is required when data.source is {source}, "
-                f"found null{hint}"
-            )
+    return config_checks.candidate_config(config, name)
 
 
 def ingest_drops():
@@ -397,7 +327,7 @@ def paper_fold_outputs(run, pattern):
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 validate_config(SCHEMA)
 resolve_auto(config)
-check_config()
+check_config(SCHEMA)
 
 # A sweep puts each seed's run under results/<name>/seed<seed>/ (a {seed} wildcard
 # in every path) and the tables over seeds under results/<name>/sweep/.

@@ -20,10 +20,13 @@ import pandas as pd
 from scipy.integrate import solve_ivp
 from scipy.linalg import expm
 
+from odevae.config_checks import check_simulation
+from odevae.data.simulation_design import (
+    followup_grid,
+    param_names,
+    time_grid,
+)
 from odevae.data.tables import write_tsv
-from odevae.errors import InputError
-
-LV_NAMES = ["alpha", "beta", "gamma", "delta"]
 
 # Defaults for the spread of baseline covariates when the config leaves them empty.
 SIGMA_DEFAULTS = {"trueparams": (0.1, 0.1), "groupsonly": (1.0, 1.0)}
@@ -37,20 +40,6 @@ class SimulatedCohort:
     baseline: pd.DataFrame
     truth_patients: pd.DataFrame
     truth_trajectories: pd.DataFrame
-
-
-def param_names(dim: int, cfg: dict | None = None) -> list[str]:
-    """Names of the true parameters in ``truth_patients.tsv``.
-
-    Linear: a{i}{j} of A row-major (and b1..bd when a group has a drift b);
-    Lotka-Volterra: alpha, beta, gamma, delta.
-    """
-    if cfg is not None and cfg.get("system", "linear") == "lotka_volterra":
-        return list(LV_NAMES)
-    names = [f"a{i + 1}{j + 1}" for i in range(dim) for j in range(dim)]
-    if cfg is not None and any("b" in group for group in cfg["groups"]):
-        names += [f"b{i + 1}" for i in range(dim)]
-    return names
 
 
 def linear_solution(
@@ -117,115 +106,12 @@ def group_solution(cfg: dict, group: dict, times: np.ndarray) -> np.ndarray:
     )
 
 
-def time_grid(t_start: float, t_end: float, dt: float) -> np.ndarray:
-    """The grid t_start, t_start + dt, ..., t_end (inclusive, rounded to dt)."""
-    n = int(round((t_end - t_start) / dt)) + 1
-    return np.round(t_start + dt * np.arange(n), 10)
-
-
-def _check_groups(cfg: dict) -> None:
-    dim = len(cfg["u0"])
-    lv = cfg["system"] == "lotka_volterra"
-    if lv and dim != 2:
-        raise InputError(
-            f"Lotka-Volterra is 2-d: u0 needs 2 values, found {dim}",
-            key="simulation.u0",
-        )
-    for g, group in enumerate(cfg["groups"]):
-        need, other = ("params", "A") if lv else ("A", "params")
-        key = f"simulation.groups[{g}]"
-        if need not in group:
-            raise InputError(
-                f"a {cfg['system']} group needs '{need}', found keys {sorted(group)}",
-                key=key,
-            )
-        extra = [k for k in (other, "b") if k in group and (lv or k != "b")]
-        if extra:
-            raise InputError(
-                f"'{extra[0]}' does not apply to a {cfg['system']} system",
-                key=f"{key}.{extra[0]}",
-            )
-        if lv:
-            if len(group["params"]) != 4:
-                raise InputError(
-                    "expected 4 rates [alpha, beta, gamma, delta], found "
-                    f"{len(group['params'])}",
-                    key=f"{key}.params",
-                )
-            continue
-        A = np.asarray(group["A"], dtype=float)
-        if A.shape != (dim, dim):
-            raise InputError(
-                f"expected a {dim}x{dim} matrix (latent dimension = len(u0)), "
-                f"found shape {A.shape}",
-                key=f"{key}.A",
-            )
-        if "b" in group and len(group["b"]) != dim:
-            raise InputError(
-                f"expected {dim} values (latent dimension = len(u0)), found "
-                f"{len(group['b'])}",
-                key=f"{key}.b",
-            )
-
-
-def followup_grid(cfg: dict) -> np.ndarray:
-    """Possible follow-up times: the dt grid on [t_start, t_end] without 0."""
-    grid = time_grid(cfg["t_start"], cfg["t_end"], cfg["dt"])
-    return grid[grid > 0]
-
-
-def _check(cfg: dict) -> None:
-    _check_groups(cfg)
-    dim = len(cfg["u0"])
-    if cfg["p"] % dim:
-        raise InputError(
-            f"p = {cfg['p']} must be a multiple of the latent dimension {dim}",
-            key="simulation.p",
-        )
-    if cfg["q_info"] > cfg["q"]:
-        raise InputError(
-            f"q_info = {cfg['q_info']} exceeds q = {cfg['q']}", key="simulation.q_info"
-        )
-    if not cfg["t_start"] < cfg["t_end"]:
-        raise InputError(
-            f"t_start = {cfg['t_start']} must be below t_end = {cfg['t_end']}",
-            key="simulation.t_start",
-        )
-    n_info = len(cfg["baseline"]["informative_params"])
-    if cfg["baseline"]["mode"] == "trueparams" and cfg["q_info"] % n_info:
-        raise InputError(
-            f"q_info = {cfg['q_info']} must split evenly over the {n_info} "
-            "informative parameters",
-            key="simulation.q_info",
-        )
-    names = param_names(dim, cfg)
-    trueparams = cfg["baseline"]["mode"] == "trueparams"
-    for name in cfg["baseline"]["informative_params"] if trueparams else []:
-        if name not in names:
-            raise InputError(
-                f"unknown parameter '{name}', expected one of {names}",
-                key="simulation.baseline.informative_params",
-            )
-    if cfg["minntps"] > cfg["maxntps"]:
-        raise InputError(
-            f"minntps = {cfg['minntps']} exceeds maxntps = {cfg['maxntps']}",
-            key="simulation.minntps",
-        )
-    grid = followup_grid(cfg)
-    if not cfg["times_with_replacement"] and cfg["maxntps"] > len(grid):
-        raise InputError(
-            f"maxntps = {cfg['maxntps']} distinct follow-up times do not fit on the "
-            f"{len(grid)}-point grid",
-            key="simulation.maxntps",
-        )
-
-
 def simulate_cohort(cfg: dict, seed: int) -> SimulatedCohort:
     """Simulate a cohort from the ``simulation`` config section with a seeded Generator.
 
     The same config and seed give identical tables.
     """
-    _check(cfg)
+    check_simulation(cfg)
     rng = np.random.default_rng(seed)
     n, p, q, q_info = cfg["n"], cfg["p"], cfg["q"], cfg["q_info"]
     dim = len(cfg["u0"])

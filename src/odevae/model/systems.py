@@ -1,12 +1,10 @@
-"""The catalogue of latent ODE systems and the config checks that depend on it.
+"""The catalogue of latent ODE systems: names, parameters, solvers, alignment.
 
-Torch-free, so the workflow can check a config before any job starts. The solvers
-live in :mod:`odevae.model.dynamics`.
+Torch-free, so that :mod:`odevae.config_checks` checks a config against it before
+any job starts. The solvers live in :mod:`odevae.model.dynamics`.
 """
 
 from __future__ import annotations
-
-from odevae.errors import InputError
 
 
 def _all(dim: int) -> list[tuple[int, int]]:
@@ -91,56 +89,3 @@ def learned_param_names(
     """The parameters the parameter net predicts: all but the fixed ones."""
     fixed = DEFAULT_FIXED.get(name, {}) if fixed is None else fixed
     return [n for n in all_param_names(name, dim, neural) if n not in fixed]
-
-
-def check_model_config(config: dict) -> None:
-    """Cross-key checks of ``model`` and ``loss``; raises :class:`InputError`."""
-    model, loss = config["model"], config["loss"]
-    name, dim = model["system"], model["latent_dim"]
-    if name == "lotka_volterra" and dim != 2:
-        raise InputError(
-            f"lotka_volterra is a 2-d system, found latent_dim = {dim}",
-            key="model.latent_dim",
-        )
-    names = all_param_names(name, dim, model["neural"])
-    fixed = model["fixed_params"]
-    unknown = sorted(set(fixed or {}) - set(names))
-    if unknown:
-        raise InputError(
-            f"{name} has no parameter(s) {unknown}, expected names among {names}",
-            key="model.fixed_params",
-        )
-    if not learned_param_names(name, dim, fixed, model["neural"]):
-        raise InputError(
-            f"every parameter of {name} is fixed: nothing is left to learn",
-            key="model.fixed_params",
-        )
-    if model["solver"] == "closed_form" and name not in LINEAR:
-        raise InputError(
-            f"{name} has no closed-form solution: use a torchdiffeq method (or auto)",
-            key="model.solver",
-        )
-    closed = resolve_solver(model["solver"], name) == "closed_form"
-    if model["adjoint"] and closed:
-        raise InputError(
-            "the adjoint method applies to torchdiffeq solvers, but the solver is the "
-            "closed form: set model.solver to a torchdiffeq method or adjoint: false",
-            key="model.adjoint",
-        )
-    simulated = config.get("data", {}).get("source", "simulate") == "simulate"
-    fixes_rates = bool(fixed) or name == "lotka_volterra"
-    if model.get("time_scale", "auto") == "auto" and fixes_rates and not simulated:
-        raise InputError(
-            f"{name} with fixed parameters counts them per internal time unit, and "
-            "with time_scale auto that unit is each fold's median follow-up: set "
-            "model.time_scale to a number (in data.time_unit) so that the fixed "
-            "values mean the same in every fold",
-            key="model.time_scale",
-        )
-    stat = loss["statistical"]
-    if loss["kind"] == "statistical" and stat["weighting"] and not stat["skip_own"]:
-        raise InputError(
-            "inverse-variance weighting needs skip_own: true (a visit's own state "
-            "alone has no variance)",
-            key="loss.statistical.weighting",
-        )
