@@ -13,7 +13,9 @@ report: "workflow/report/workflow.rst"
 
 
 # ===== rules ===========================================================
+include: "workflow/rules/config.smk"
 include: "workflow/rules/common.smk"
+include: "workflow/rules/resources.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/cohort.smk"
 include: "workflow/rules/train.smk"

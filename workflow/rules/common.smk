@@ -1,27 +1,12 @@
-import copy
+# Input functions and the predicates they share: what each rule reads and
+# writes for the configured run (config and paths: config.smk).
 import hashlib
-import os
-import sys
-from pathlib import Path
 
 import yaml
-from snakemake.utils import min_version, update_config, validate
 
-# The odevae library of this checkout (torch-free modules only in this process).
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from odevae.config_schema import (
-    in_schema_order,
-    resolve_auto,
-    schema_error,
-    standardize_measurements,
-)
 from odevae import config_checks
-from odevae.errors import InputError
-from odevae.paper import RUNS, item_sources
+from odevae.config_schema import standardize_measurements
 from odevae.model.systems import alignment_kind
-from odevae.resources import training_resources, training_size
-
-min_version("9.0")
 
 
 # ===== helpers =========================================================
@@ -45,35 +30,6 @@ def recovered():
 def registry_source():
     """True when the cohort is a SMArtCARE-layout registry export."""
     return config["data"]["source"] in ("smartcare", "simulate_registry")
-
-
-def config_error(message):
-    """Stop before any job with one ``odevae:`` line (no traceback)."""
-    print(f"odevae: {message}", file=sys.stderr)
-    sys.exit(1)
-
-
-def validate_config(schema):
-    """The schema's checks as one line naming the key, then Snakemake's validation
-    (which fills in the defaults); then the config in canonical key order, so that
-    equal configs give equal params (no rerun) whichever route merged them."""
-    rules = yaml.safe_load(Path(schema).read_text())
-    problem = schema_error(config, rules)
-    if problem is not None:
-        config_error(problem)
-    validate(config, schema=schema)
-    ordered = in_schema_order(config, rules)
-    config.clear()
-    config.update(ordered)
-
-
-def check_config(schema):
-    """Every cross-key check (:mod:`odevae.config_checks`) as one line naming the
-    key."""
-    try:
-        config_checks.check_config(config, yaml.safe_load(Path(schema).read_text()))
-    except InputError as error:
-        config_error(error)
 
 
 def tuning():
@@ -197,29 +153,6 @@ def fold_outputs(pattern):
     return expand(pattern, fold=FOLDS, allow_missing=True)
 
 
-def sized_by_cohort(name):
-    """A training job's resource ``name`` (runtime or mem_mb) sized from the cohort
-    (:mod:`odevae.resources`: the preprocessed cohort, else a simulated cohort's
-    config; <TBD> in a dry run of a real cohort not yet preprocessed), times the
-    attempt, so that a retried job gets more."""
-
-    def resource(wildcards, input, attempt):
-        size = training_size(input.cohort, config)
-        return attempt * training_resources(size, config)[name]
-
-    return resource
-
-
-def gpu_request():
-    """``gpu=1`` for ``train`` when training is configured to run on a GPU.
-
-    SLURM then allocates a GPU (``sbatch --gpus=1``); locally, ``snakemake
-    --resources gpu=1`` keeps concurrent training jobs from sharing one GPU.
-    ``auto`` asks for none: it uses a GPU only where one is visible anyway.
-    """
-    return {"gpu": 1} if config["train"]["accelerator"] in ("gpu", "cuda") else {}
-
-
 def all_outputs():
     """Everything ``rule all`` builds for the configured run."""
     outputs = [
@@ -278,98 +211,3 @@ def sweep_tables(wildcards):
     if recovered():
         inputs["recoveries"] = expand(f"{OUT}/recovery.tsv", seed=seeds)
     return inputs
-
-
-def paper_config(run):
-    """Config of a run ``snakemake paper`` needs: its preset merged over
-    config/config.yaml, then ``paper.overrides``; the current config for its own run."""
-    if run == config["name"] and not sweeping():
-        return config
-    root = Path(workflow.basedir)
-    merged = yaml.safe_load((root / "config" / "config.yaml").read_text())
-    if RUNS[run] != "config/config.yaml":
-        update_config(merged, yaml.safe_load((root / RUNS[run]).read_text()))
-    update_config(merged, copy.deepcopy(config["paper"]["overrides"]))
-    update_config(
-        merged, {"name": run, "paper": {"module": True}, "sweep": {"seeds": []}}
-    )
-    return merged
-
-
-def paper_module(run):
-    """True when ``snakemake paper`` imports ``run`` as a module (selected in
-    ``paper.runs`` and not the run of the current config, unless that is a sweep)."""
-    return (
-        not config["paper"]["module"]
-        and run in config["paper"]["runs"]
-        and (run != config["name"] or sweeping())
-    )
-
-
-def paper_selected():
-    """The runs (and ``cost``, the cost benchmark) whose items the paper makes."""
-    cost = [] if config["paper"]["cost_benchmark"] == "skip" else ["cost"]
-    return [*config["paper"]["runs"], *cost]
-
-
-def paper_inputs():
-    """Every paper item the selected runs make, keyed by its file name."""
-    return item_sources(paper_selected())
-
-
-def paper_fold_outputs(run, pattern):
-    """``results/<run>/<pattern>`` for every fold of that run."""
-    folds = range(paper_config(run)["cv"]["folds"])
-    return [f"results/{run}/{pattern}".format(fold=fold) for fold in folds]
-
-
-# ===== config ==========================================================
-SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
-validate_config(SCHEMA)
-resolve_auto(config)
-check_config(SCHEMA)
-
-# A sweep puts each seed's run under results/<name>/seed<seed>/ (a {seed} wildcard
-# in every path) and the tables over seeds under results/<name>/sweep/.
-RUN = f"results/{config['name']}"
-SWEEP = f"{RUN}/sweep"
-OUT = f"{RUN}/seed{{seed}}" if sweeping() else RUN
-LOGS = f"{OUT}/logs"
-FOLDS = list(range(config["cv"]["folds"]))
-
-# Jobs import the odevae library of this checkout, also in --use-conda environments.
-# (Set here, not required from the user: hence no envvars directive.)
-os.environ.update(
-    PYTHONPATH=os.pathsep.join(
-        filter(None, [str(Path(workflow.basedir) / "src"), os.getenv("PYTHONPATH")])
-    )
-)
-
-
-wildcard_constraints:
-    fold=r"\d+",
-    seed=r"\d+",
-    candidate=r"[A-Za-z0-9_]+",
-
-
-# ===== cluster =========================================================
-# Every rule declares threads and resources (mem_mb in MB, runtime in minutes),
-# sized from the benchmark files (results/<name>/benchmarks/) of `snakemake
-# --cores 2` runs of config/config.yaml, config/pbcseq.yaml, config/registry.yaml
-# and the tests' tiny similarity-batch config on a 2-core machine: every job peaked
-# at 300-551 MB resident memory (torch, pandas and matplotlib imports dominate) and
-# took 2-34 s, so 1000 MB and 10 minutes leave at least a 1.8-fold memory and
-# 17-fold time margin; train gets 1000 MB and 30 minutes per attempt (README,
-# "Running on a SLURM cluster"). Under a cluster executor the light jobs below
-# (figures, the recovery and score tables; fetch_pbcseq and the paper's tables in
-# their own files) run in the Snakemake process itself instead of being submitted.
-localrules:
-    software,
-    plot_cohort,
-    plot_data,
-    plot_latent,
-    plot_losses,
-    plot_purity,
-    plot_predictions,
-    plot_parameters,
-    evaluate,

@@ -4,6 +4,9 @@
 # from the main workflow itself.
 
 
+include: "paper_helpers.smk"
+
+
 if paper_module("workshop"):
 
     module workshop:

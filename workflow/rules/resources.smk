@@ -1,0 +1,49 @@
+# Cluster resources: which light rules run in the Snakemake process itself, and
+# the train and tune rules' resources sized from the cohort.
+from odevae.resources import training_resources, training_size
+
+
+def sized_by_cohort(name):
+    """A training job's resource ``name`` (runtime or mem_mb) sized from the cohort
+    (:mod:`odevae.resources`: the preprocessed cohort, else a simulated cohort's
+    config; <TBD> in a dry run of a real cohort not yet preprocessed), times the
+    attempt, so that a retried job gets more."""
+
+    def resource(wildcards, input, attempt):
+        size = training_size(input.cohort, config)
+        return attempt * training_resources(size, config)[name]
+
+    return resource
+
+
+def gpu_request():
+    """``gpu=1`` for ``train`` when training is configured to run on a GPU.
+
+    SLURM then allocates a GPU (``sbatch --gpus=1``); locally, ``snakemake
+    --resources gpu=1`` keeps concurrent training jobs from sharing one GPU.
+    ``auto`` asks for none: it uses a GPU only where one is visible anyway.
+    """
+    return {"gpu": 1} if config["train"]["accelerator"] in ("gpu", "cuda") else {}
+
+
+# ===== cluster =========================================================
+# Every rule declares threads and resources (mem_mb in MB, runtime in minutes),
+# sized from the benchmark files (results/<name>/benchmarks/) of `snakemake
+# --cores 2` runs of config/config.yaml, config/pbcseq.yaml, config/registry.yaml
+# and the tests' tiny similarity-batch config on a 2-core machine: every job peaked
+# at 300-551 MB resident memory (torch, pandas and matplotlib imports dominate) and
+# took 2-34 s, so 1000 MB and 10 minutes leave at least a 1.8-fold memory and
+# 17-fold time margin; train gets 1000 MB and 30 minutes per attempt (README,
+# "Running on a SLURM cluster"). Under a cluster executor the light jobs below
+# (figures, the recovery and score tables; fetch_pbcseq and the paper's tables in
+# their own files) run in the Snakemake process itself instead of being submitted.
+localrules:
+    software,
+    plot_cohort,
+    plot_data,
+    plot_latent,
+    plot_losses,
+    plot_purity,
+    plot_predictions,
+    plot_parameters,
+    evaluate,
