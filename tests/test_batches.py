@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader
 from odevae.data.folds import fold_members, make_folds
 from odevae.train.batches import DeviceCohort, ShuffledBatches, SingleBatch
 from odevae.train.data import CohortDataModule, CohortDataset, collate
+from odevae.train.model_setup import build_model
 from odevae.train.similarity import SimilarityDataModule
-from odevae.train.training import build_model
 
 
 def assert_same_batch(new: dict, old: dict) -> None:

@@ -10,7 +10,7 @@ import torch
 from odevae.evaluate.prediction.model import model_predictions
 from odevae.model import ODEVAE
 from odevae.model.settings import LOSS_DEFAULTS, MODEL_DEFAULTS, sections_from_flat
-from odevae.train.training import build_model
+from odevae.train.model_setup import build_model
 from tests.conftest import batch_of
 
 #: The hyperparameters of a checkpoint of the flat-argument module as it saved

@@ -12,7 +12,7 @@ from torch.distributions import Normal, kl_divergence
 
 from odevae.model.history import after_cut, kl_diagonal, posterior, random_cuts
 from odevae.model.loss import observation_nll
-from odevae.train.training import (
+from odevae.train.model_setup import (
     MIN_HIDDEN_WIDTH,
     build_model,
     hidden_width,
@@ -163,7 +163,7 @@ def test_single_score_cohort_gets_one_latent_dimension_per_measurement(
         observed=tiny_cohort.observed[..., :1],
         measurement_names=tiny_cohort.measurement_names[:1],
     )
-    with caplog.at_level(logging.INFO, logger="odevae.train.training"):
+    with caplog.at_level(logging.INFO, logger="odevae.train.model_setup"):
         model = build_model(one, tiny_config["model"], tiny_config["loss"], 1e-3)
     assert model.hparams.model["latent_dim"] == 1
     assert "latent space has 1 dimension" in caplog.text

@@ -23,7 +23,7 @@ from odevae.evaluate.prediction.model import (
 )
 from odevae.evaluate.prediction.selection import select_predictor
 from odevae.evaluate.prediction.targets import in_both_units, prediction_targets
-from odevae.train.training import build_model
+from odevae.train.model_setup import build_model
 
 
 @pytest.fixture(

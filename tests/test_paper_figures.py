@@ -26,8 +26,8 @@ from odevae.figures.paper_figures import (
     plot_vae_vs_odevae,
     reference_patients,
 )
+from odevae.train.model_setup import build_model
 from odevae.train.similarity import SimilarityDataModule
-from odevae.train.training import build_model
 from tests.conftest import ROOT
 
 TIMES = [1.0, 2.0, 3.0, 4.0]

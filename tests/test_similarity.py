@@ -9,6 +9,7 @@ from odevae.data.simulate import simulate_cohort, write_cohort
 from odevae.data.tables import read_tsv
 from odevae.errors import InputError
 from odevae.train.data import CohortDataset
+from odevae.train.model_setup import build_model
 from odevae.train.similarity import (
     SimilarityDataModule,
     batch_purity,
@@ -18,7 +19,7 @@ from odevae.train.similarity import (
     trajectory_distances,
     tricube,
 )
-from odevae.train.training import build_model, train_fold
+from odevae.train.training import train_fold
 from tests.conftest import TABLES, merge
 
 SIMILARITY = {"train": {"batching": "similarity", "similarity": {"neighbours": 3}}}

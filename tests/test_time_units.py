@@ -18,7 +18,8 @@ from odevae.data.transforms import DAYS_PER
 from odevae.errors import InputError
 from odevae.evaluate.predict import AUTO_STEPS, auto_grid_dt, predict_fold
 from odevae.model import ODEVAE
-from odevae.train.training import resolve_time_scale, train_fold
+from odevae.train.model_setup import resolve_time_scale
+from odevae.train.training import train_fold
 from tests.conftest import merge
 from tests.test_ingest import table_cfg
 

@@ -20,6 +20,7 @@ preprocess  preprocess                     ``data/``: ``preprocess``, ``cohort``
                                            ``report``
 split       split                          ``data/folds``
 train       train (with tuning: tune,      ``train/``: ``training`` (one fold),
+                                           ``model_setup`` (the model it trains),
             then choose)                   ``data`` and ``similarity`` (batches),
                                            ``restarts``, ``callbacks``;
                                            ``evaluate/tuning`` (the choice); the model
@@ -55,7 +56,7 @@ Following a config key from ``config/config.yaml`` (checked against
   batches hold ``train.similarity.neighbours`` + 1 patients).
 * ``model.system``: :func:`odevae.config_checks.check_model_config` checks it
   before any job starts (``workflow/rules/common.smk``); rule ``train`` →
-  :func:`odevae.train.training.build_model` (the ``model`` and ``loss`` sections)
+  :func:`odevae.train.model_setup.build_model` (the ``model`` and ``loss`` sections)
   → :class:`odevae.model.module.ODEVAE` → :class:`odevae.model.core.ODEVAECore`
   → :func:`odevae.model.dynamics.make_system` (the names are
   :data:`odevae.model.systems.SYSTEM_NAMES`); the library's defaults of those
