@@ -27,7 +27,8 @@ train       train (with tuning: tune,      ``train/``: ``training`` (one fold),
                                            in ``model/``: ``module`` (the
                                            LightningModule), ``systems`` (the
                                            catalogue, torch-free),
-                                           ``dynamics``, ``networks``, ``loss``
+                                           ``dynamics``, ``solving``, ``networks``,
+                                           ``loss``
 predict     predict, comparators           ``evaluate/``: ``predict``,
                                            ``prediction/`` (targets, the model's
                                            predictors, comparators, scores)

@@ -16,7 +16,7 @@ _LAZY = {
     "SYSTEMS": "odevae.model.dynamics",
     "LinearSystem": "odevae.model.dynamics",
     "make_system": "odevae.model.dynamics",
-    "solve": "odevae.model.dynamics",
+    "solve": "odevae.model.solving",
 }
 
 __all__ = ["ODEVAE", "ODEVAECore", "SYSTEMS", "LinearSystem", "make_system", "solve"]

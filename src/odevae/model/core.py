@@ -13,9 +13,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from odevae.model.dynamics import make_system, solve, solve_from_every_visit
+from odevae.model.dynamics import make_system
 from odevae.model.history import HistoryEncoder, posterior
 from odevae.model.networks import Decoder, Encoder, ParamNet
+from odevae.model.solving import solve, solve_from_every_visit
 from odevae.model.systems import resolve_solver
 
 

@@ -1,7 +1,8 @@
 """The catalogue of latent ODE systems: names, parameters, solvers, alignment.
 
 Torch-free, so that :mod:`odevae.config_checks` checks a config against it before
-any job starts. The solvers live in :mod:`odevae.model.dynamics`.
+any job starts. The systems live in :mod:`odevae.model.dynamics`, their solvers
+in :mod:`odevae.model.solving`.
 """
 
 from __future__ import annotations
