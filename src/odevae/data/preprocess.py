@@ -29,7 +29,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from odevae.data.cleaning import (
@@ -39,6 +38,7 @@ from odevae.data.cleaning import (
     outlier_visits,
 )
 from odevae.data.cohort import Cohort, cohort_from_long
+from odevae.data.report import scale_hint
 from odevae.data.time_zero import TIME_ZERO, note_shift, note_time_zero
 from odevae.data.validation import (
     check_baseline_ids,
@@ -158,43 +158,6 @@ def prepare_visits(
             key="preprocess.min_visits",
         )
     return table.reset_index(drop=True)
-
-
-SCALE_RATIO = 100.0  # measurement spreads this many times apart get a hint
-
-
-def scale_hint(cohort: Cohort, standardized: bool, notes: list[dict]) -> None:
-    """A warning and a report row when the measurements' standard deviations span
-    :data:`SCALE_RATIO` or more and they are not standardised (0/1 columns, which
-    get a Bernoulli likelihood, and constant ones left out)."""
-    mask = cohort.observed & cohort.visits[..., None]
-    spread = {}
-    for j, name in enumerate(cohort.measurement_names):
-        seen = cohort.values[..., j][mask[..., j]]
-        if len(seen) < 2 or set(np.unique(seen).tolist()) <= {0.0, 1.0}:
-            continue
-        sd = float(np.std(seen, ddof=1))
-        if sd > 0:
-            spread[str(name)] = sd
-    if len(spread) < 2:
-        return
-    low, high = min(spread, key=spread.get), max(spread, key=spread.get)
-    ratio = spread[high] / spread[low]
-    if standardized or ratio < SCALE_RATIO:
-        return
-    message = (
-        f"measurement sd from {spread[low]:.3g} ({low}) to {spread[high]:.3g} "
-        f"({high}), {ratio:.3g}-fold: set model.standardize_measurements: true"
-    )
-    log.warning("measurement scales span orders of magnitude: %s", message)
-    notes.append(
-        {
-            "section": "hint",
-            "step": "model.standardize_measurements is off",
-            "item": message,
-            "value": ratio,
-        }
-    )
 
 
 def prepare_baseline(

@@ -1,11 +1,16 @@
-"""The preprocessing report: what was kept and dropped, and how complete it is."""
+"""The preprocessing report: what was kept and dropped, how complete it is, and a
+hint where the measurements' scales call for standardisation."""
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pandas as pd
 
 from odevae.data.cohort import Cohort
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ["section", "step", "item", "patients", "visits", "value"]
 
@@ -71,3 +76,40 @@ def cohort_report(
         extra = notes.reindex(columns=COLUMNS)
         table = pd.concat([table, extra], ignore_index=True)
     return table.astype({"patients": "Int64", "visits": "Int64"})
+
+
+SCALE_RATIO = 100.0  # measurement spreads this many times apart get a hint
+
+
+def scale_hint(cohort: Cohort, standardized: bool, notes: list[dict]) -> None:
+    """A warning and a report row when the measurements' standard deviations span
+    :data:`SCALE_RATIO` or more and they are not standardised (0/1 columns, which
+    get a Bernoulli likelihood, and constant ones left out)."""
+    mask = cohort.observed & cohort.visits[..., None]
+    spread = {}
+    for j, name in enumerate(cohort.measurement_names):
+        seen = cohort.values[..., j][mask[..., j]]
+        if len(seen) < 2 or set(np.unique(seen).tolist()) <= {0.0, 1.0}:
+            continue
+        sd = float(np.std(seen, ddof=1))
+        if sd > 0:
+            spread[str(name)] = sd
+    if len(spread) < 2:
+        return
+    low, high = min(spread, key=spread.get), max(spread, key=spread.get)
+    ratio = spread[high] / spread[low]
+    if standardized or ratio < SCALE_RATIO:
+        return
+    message = (
+        f"measurement sd from {spread[low]:.3g} ({low}) to {spread[high]:.3g} "
+        f"({high}), {ratio:.3g}-fold: set model.standardize_measurements: true"
+    )
+    log.warning("measurement scales span orders of magnitude: %s", message)
+    notes.append(
+        {
+            "section": "hint",
+            "step": "model.standardize_measurements is off",
+            "item": message,
+            "value": ratio,
+        }
+    )
