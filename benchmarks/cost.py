@@ -103,13 +103,13 @@ import yaml
 from snakemake.utils import update_config
 from torch.utils.data import DataLoader
 
+from odevae.data.batching import CohortDataset, collate
 from odevae.data.cohort import Cohort
 from odevae.data.preprocess import preprocess
 from odevae.data.simulate import simulate_cohort, write_cohort
 from odevae.evaluate.evaluation import group_recovery
 from odevae.model import ODEVAE
 from odevae.train.batches import DeviceCohort, ShuffledBatches
-from odevae.train.data import CohortDataset, collate
 from odevae.train.training import make_trainer
 
 matplotlib.use("Agg")

@@ -15,12 +15,12 @@ import yaml
 from snakemake.utils import validate
 
 from odevae.config_schema import resolve_auto
+from odevae.data.batching import CohortDataset, collate
 from odevae.data.cohort import Cohort
 from odevae.data.ingest import fetch_rdataset, ingest_table
 from odevae.data.preprocess import Preprocessed, preprocess, preprocess_tables
 from odevae.data.simulate import simulate_cohort, write_cohort
 from odevae.data.tables import write_tsv
-from odevae.train.data import CohortDataset, collate
 
 ROOT = Path(__file__).resolve().parents[1]
 

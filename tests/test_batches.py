@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from odevae.data.batching import CohortDataset, collate
 from odevae.data.folds import fold_members, make_folds
 from odevae.train.batches import DeviceCohort, ShuffledBatches, SingleBatch
-from odevae.train.data import CohortDataModule, CohortDataset, collate
+from odevae.train.data import CohortDataModule
 from odevae.train.model_setup import build_model
 from odevae.train.similarity import SimilarityDataModule
 

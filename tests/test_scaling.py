@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
+from odevae.data.batching import CohortDataset, collate
 from odevae.data.folds import make_folds
-from odevae.train.data import CohortDataset, collate, scaling_stats
+from odevae.train.data import scaling_stats
 from odevae.train.training import train_fold
 
 STANDARDIZE = {"standardize_measurements": True, "standardize_covariates": True}

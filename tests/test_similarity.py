@@ -3,15 +3,13 @@ import pandas as pd
 import pytest
 import torch
 
+from odevae.data.batching import CohortDataset
 from odevae.data.folds import fold_members, make_folds
 from odevae.data.preprocess import preprocess
 from odevae.data.simulate import simulate_cohort, write_cohort
 from odevae.data.tables import read_tsv
 from odevae.errors import InputError
-from odevae.train.data import CohortDataset
-from odevae.train.model_setup import build_model
-from odevae.train.similarity import (
-    SimilarityDataModule,
+from odevae.model.neighbours import (
     batch_purity,
     batch_weights,
     latent_trajectories,
@@ -19,6 +17,8 @@ from odevae.train.similarity import (
     trajectory_distances,
     tricube,
 )
+from odevae.train.model_setup import build_model
+from odevae.train.similarity import SimilarityDataModule
 from odevae.train.training import train_fold
 from tests.conftest import TABLES, merge
 

@@ -17,7 +17,9 @@ data        simulate, simulate_registry,   ``data/``: ``simulate``,
                                            (reading tables, checking cells),
                                            ``transforms``, ``cleaning``, ``tables``
 preprocess  preprocess                     ``data/``: ``preprocess``, ``cohort``,
-                                           ``report``
+                                           ``report``, ``batching`` (patients as
+                                           padded tensors, read by train, predict
+                                           and figures)
 split       split                          ``data/folds``
 train       train (with tuning: tune,      ``train/``: ``training`` (one fold),
                                            ``model_setup`` (the model it trains),
@@ -28,7 +30,8 @@ train       train (with tuning: tune,      ``train/``: ``training`` (one fold),
                                            LightningModule), ``systems`` (the
                                            catalogue, torch-free),
                                            ``dynamics``, ``solving``, ``networks``,
-                                           ``loss``
+                                           ``loss``, ``neighbours`` (similarity
+                                           batches)
 predict     predict, comparators           ``evaluate/``: ``predict``,
                                            ``prediction/`` (targets, the model's
                                            predictors, comparators, scores)
@@ -45,7 +48,8 @@ Top level: ``config_schema`` (config defaults and derived settings, torch-free),
 ``config_checks`` (every cross-key config check, torch-free),
 ``errors`` (:class:`~odevae.errors.InputError`), ``runner`` (how a script runs),
 ``provenance`` and ``paper``. Subpackage ``__init__`` files import nothing heavy,
-so light jobs start without torch.
+so light jobs start without torch. The predict, evaluate and figures stages read
+no module of ``train/`` (``tests/test_layout.py``).
 
 Following a config key from ``config/config.yaml`` (checked against
 ``workflow/schemas/config.schema.yaml``) to where it takes effect:

@@ -1,2 +1,3 @@
 """Stage 1, data: reading, validating, ingesting, simulating and preprocessing
-cohorts, and cross-validation folds (torch-free)."""
+cohorts, and cross-validation folds (torch-free), and the patients as padded tensors
+(``batching``, torch)."""

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from odevae.data.batching import CohortDataset, collate
 from odevae.data.cohort import Cohort
 from odevae.data.folds import fold_members
 from odevae.errors import InputError
@@ -18,7 +19,6 @@ from odevae.evaluate.prediction.model import model_predictions
 from odevae.evaluate.prediction.selection import inner_selection
 from odevae.evaluate.prediction.targets import in_both_units
 from odevae.model import ODEVAE
-from odevae.train.data import CohortDataset, collate
 
 log = logging.getLogger(__name__)
 

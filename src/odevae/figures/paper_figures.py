@@ -30,7 +30,7 @@ def local_solution_table(model, cohort: Cohort, n_grid: int = 20) -> pd.DataFram
     """
     import torch  # the model's functions only: plotting jobs load no torch
 
-    from odevae.train.data import CohortDataset
+    from odevae.data.batching import CohortDataset
 
     model.eval()
     with torch.no_grad():
@@ -150,8 +150,8 @@ def neighbour_batches_of(
     :meth:`odevae.train.similarity.SimilarityDataModule.rebuild` builds them."""
     import torch  # the model's functions only: plotting jobs load no torch
 
-    from odevae.train.data import CohortDataset
-    from odevae.train.similarity import (
+    from odevae.data.batching import CohortDataset
+    from odevae.model.neighbours import (
         batch_weights,
         latent_trajectories,
         neighbour_batches,

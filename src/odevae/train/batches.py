@@ -1,12 +1,12 @@
 """Device-resident batches: the padded cohort moved to the training device once.
 
 :class:`DeviceCohort` holds a cohort's padded tensors (those of
-:class:`~odevae.train.data.CohortDataset`) on one device; a batch is sliced there by
+:class:`~odevae.data.batching.CohortDataset`) on one device; a batch is sliced there by
 one gather per tensor, trimmed to the batch's largest visit count, with no
 per-step collate or host-to-device copy. :class:`ShuffledBatches` iterates seeded
 shuffled batches drawing exactly the random numbers of a ``DataLoader`` with
 ``shuffle=True`` and the same ``generator``, so its batches are those of
-:func:`~odevae.train.data.collate` under that loader, in the same order, and
+:func:`~odevae.data.batching.collate` under that loader, in the same order, and
 training scores do not change.
 """
 

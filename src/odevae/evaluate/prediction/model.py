@@ -55,6 +55,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from odevae.data.batching import CohortDataset
 from odevae.data.cohort import Cohort
 from odevae.evaluate.prediction.comparators import locf
 from odevae.evaluate.prediction.mixed import (
@@ -69,7 +70,6 @@ from odevae.evaluate.prediction.targets import (
 )
 from odevae.model import ODEVAE
 from odevae.model.loss import combine_history
-from odevae.train.data import CohortDataset
 
 #: The model's own predictors, from which
 #: :mod:`~odevae.evaluate.prediction.selection` picks.
