@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from odevae.errors import InputError
-from odevae.evaluate.prediction.model import decode
+from odevae.evaluate.prediction.latent import decode
 from odevae.model import ODEVAE
 from odevae.model.loss import gaussian_nll, kl_standard_normal, observation_nll
 from odevae.train.data import binary_measurements, scaling_stats

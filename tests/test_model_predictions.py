@@ -9,20 +9,20 @@ import pytest
 import torch
 
 from odevae.evaluate.prediction.comparators import locf
+from odevae.evaluate.prediction.hybrid import (
+    latent_step_variance,
+    random_effects_offsets,
+)
+from odevae.evaluate.prediction.latent import decode, encode, ols_extrapolation
 from odevae.evaluate.prediction.model import (
     CANDIDATES,
     METHODS,
-    combine_history,
-    decode,
     decoded_predictions,
-    encode,
-    latent_step_variance,
     model_predictions,
-    ols_extrapolation,
-    random_effects_offsets,
 )
 from odevae.evaluate.prediction.selection import select_predictor
 from odevae.evaluate.prediction.targets import in_both_units, prediction_targets
+from odevae.model.loss import combine_history
 from odevae.train.model_setup import build_model
 
 

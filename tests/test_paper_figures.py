@@ -16,7 +16,7 @@ import torch
 from odevae.data.folds import fold_members, make_folds
 from odevae.data.tables import read_tsv
 from odevae.evaluate.predict import predict
-from odevae.evaluate.prediction.model import encode
+from odevae.evaluate.prediction.latent import encode
 from odevae.figures.paper_figures import (
     local_solution_table,
     neighbour_batches_of,

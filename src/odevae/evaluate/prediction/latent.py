@@ -1,0 +1,108 @@
+"""The ODE-VAE's held-out predictions in latent space, and the decoder that takes
+them to data space (:mod:`~odevae.evaluate.prediction.model` lists the methods).
+
+Only the history visits of a target are encoded, so nothing at or after its visit
+enters its prediction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from odevae.data.batching import CohortDataset
+from odevae.data.cohort import Cohort
+from odevae.evaluate.prediction.targets import history_mask, prediction_targets
+from odevae.model import ODEVAE
+from odevae.model.loss import combine_history
+
+
+def _tensors(model: ODEVAE, cohort: Cohort) -> dict:
+    """The cohort as one scaled batch on the model's device (all visit slots)."""
+    batch = {k: v.to(model.device) for k, v in CohortDataset(cohort).tensors.items()}
+    return model.scale(batch)
+
+
+@torch.no_grad()
+def encode(model: ODEVAE, cohort: Cohort) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder means (n, T, d) and individual ODE parameters (n, nθ)."""
+    model.eval()
+    batch = _tensors(model, cohort)
+    mu, _ = model.core.encode(batch)
+    return mu, model.core.prior_params(batch)
+
+
+@torch.no_grad()
+def decode(model: ODEVAE, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Latent states (N, d) → decoder mean and sd (N, p) in modelling units (for a
+    Bernoulli variable the probability of a 1 and its sd √(p(1 − p)))."""
+    mean, sd = model.core.predictive(z)
+    return mean.cpu().numpy().astype(float), sd.cpu().numpy().astype(float)
+
+
+def ols_extrapolation(mu, times, history, last, t_target):
+    """Least-squares line per latent dimension through the history's means, shifted
+    through the last history mean and evaluated at ``t_target`` → (N, d)."""
+    m = history[..., None].to(mu.dtype)
+    n = m.sum(1)
+    t = times[..., None]
+    t_mean = (t * m).sum(1) / n
+    mu_mean = (mu * m).sum(1) / n
+    sxx = (((t - t_mean[:, None]) ** 2) * m).sum(1)
+    sxy = ((t - t_mean[:, None]) * (mu - mu_mean[:, None]) * m).sum(1)
+    slope = torch.where(sxx > 0, sxy / sxx.clamp(min=1e-12), torch.zeros_like(sxy))
+    idx = torch.arange(len(mu), device=mu.device)
+    dt = (t_target - times[idx, last])[:, None]
+    return mu[idx, last] + slope * dt
+
+
+@torch.no_grad()
+def latent_predictions(
+    model: ODEVAE, train: Cohort, test: Cohort
+) -> tuple[pd.DataFrame, dict[str, torch.Tensor], torch.Tensor]:
+    """The targets of ``test``, each method's latent prediction (targets × d) and
+    the target visit's own encoder mean (targets × d; for latent-space scores only).
+
+    ``train`` (the fold's training patients) only supplies the population mean of
+    the ODE parameters for ``odevae_population``.
+    """
+    targets = prediction_targets(test)
+    device = model.device
+    mu_all, theta_all = encode(model, test)
+    _, theta_train = encode(model, train)
+    rows = torch.as_tensor(targets["row"].to_numpy().copy(), device=device)
+    history = torch.as_tensor(history_mask(test, targets), device=device)
+    times = torch.as_tensor(test.times, dtype=torch.float32, device=device)[rows]
+    mu = mu_all[rows]  # (N, T, d)
+    prior = theta_all[rows]
+    n_history = torch.as_tensor(targets["n_history"].to_numpy().copy(), device=device)
+    scaled = {key: value[rows] for key, value in _tensors(model, test).items()}
+    theta, _ = model.posterior(scaled, n_history, prior)  # the prior without history
+    t_target = torch.as_tensor(targets["time"].to_numpy().copy(), dtype=torch.float32)
+    t_target = t_target.to(device)
+    last = torch.as_tensor(targets["n_history"].to_numpy() - 1, device=device)
+    idx = torch.arange(len(rows), device=device)
+
+    def from_starts(theta_used: torch.Tensor) -> torch.Tensor:
+        if model.hparams.loss["kind"] == "statistical":
+            N, T, d = mu.shape
+            offsets = (t_target[:, None] - times).reshape(N * T, 1)
+            local = model.solve(
+                mu.reshape(N * T, d), theta_used.repeat_interleave(T, 0), offsets
+            ).reshape(N, T, d)
+            weighting = model.hparams.loss["statistical"]["weighting"]
+            return combine_history(local, history, weighting)
+        dt = (t_target - times[idx, last])[:, None]
+        return model.solve(mu[idx, last], theta_used, dt)[:, 0]
+
+    population = theta_train.mean(0, keepdim=True).expand_as(theta)
+    latent = {
+        "odevae": from_starts(theta),
+        "odevae_prior": from_starts(prior),
+        "odevae_population": from_starts(population),
+        "vae_roundtrip": mu[idx, last],
+        "ols_latent": ols_extrapolation(mu, times, history, last, t_target),
+    }
+    visit = torch.as_tensor(targets["visit"].to_numpy().copy(), device=device)
+    return targets, latent, mu[idx, visit]
