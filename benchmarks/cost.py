@@ -38,7 +38,7 @@ Lotka-Volterra (BJ 5.3, n = 200, 5 epochs both ways). Each row reports:
 * what was learned, so that speed never comes from learning less: ``*_loss`` is the
   mean per-patient loss over all training patients after training (z = μ, no
   sampling; ``*_init_loss`` before training); ``*_acc_1nn`` / ``*_acc_threshold``
-  are :func:`odevae.evaluate.evaluation.group_recovery` of the learned ODE
+  are :func:`odevae.evaluate.recovery.group_recovery` of the learned ODE
   parameters against the simulated groups (classifiers fitted on every other patient,
   scored on the
   rest; ``*_init_acc_*``: the untrained model's).
@@ -107,7 +107,7 @@ from odevae.data.batching import CohortDataset, collate
 from odevae.data.cohort import Cohort
 from odevae.data.preprocess import preprocess
 from odevae.data.simulate import simulate_cohort, write_cohort
-from odevae.evaluate.evaluation import group_recovery
+from odevae.evaluate.recovery import group_recovery
 from odevae.model import ODEVAE
 from odevae.train.batches import DeviceCohort, ShuffledBatches
 from odevae.train.training import make_trainer

@@ -35,7 +35,7 @@ train       train (with tuning: tune,      ``train/``: ``training`` (one fold),
 predict     predict, comparators           ``evaluate/``: ``predict``,
                                            ``prediction/`` (targets, the model's
                                            predictors, comparators, scores)
-evaluate    evaluate, recovery,            ``evaluate/``: ``evaluation`` (simulated
+evaluate    evaluate, recovery,            ``evaluate/``: ``recovery`` (simulated
             registry_recovery, sweep       truth), ``registry_recovery`` (a
                                            simulated registry's rates),
                                            ``prediction/scores``, ``sweep``

@@ -1,7 +1,7 @@
 """Figures: held-out latent trajectories per group, and two individual fits."""
 
 from odevae.data.tables import read_tsv, read_tsvs
-from odevae.evaluate.evaluation import align_folds
+from odevae.evaluate.recovery import align_folds
 from odevae.figures.plots import (
     pick_patients,
     plot_individual_fits,

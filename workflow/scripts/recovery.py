@@ -6,7 +6,7 @@ true ones after alignment.
 """
 
 from odevae.data.tables import read_tsv, read_tsvs, write_tsv
-from odevae.evaluate.evaluation import (
+from odevae.evaluate.recovery import (
     align_folds,
     fold_alignments,
     group_recovery,

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from odevae.evaluate.evaluation import group_recovery, sign_agreement, with_mean_row
+from odevae.evaluate.recovery import group_recovery, sign_agreement, with_mean_row
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def rate_recovery(
     merged on ``patient_id``. Returns the table (``fold`` and
     ``rate_spearman_<a_kk>``; NaN without a matching) and, per fold, the matching
     as a map (W, c) whose W[j, k] = 1 maps learned axis j onto true axis k, the
-    form :func:`~odevae.evaluate.evaluation.sign_agreement` reads (W all zero
+    form :func:`~odevae.evaluate.recovery.sign_agreement` reads (W all zero
     without a matching).
     """
     true = diagonal_rates(truth_patients.columns)
@@ -128,7 +128,7 @@ def registry_recovery(
     params: pd.DataFrame, truth_patients: pd.DataFrame
 ) -> pd.DataFrame:
     """Per fold and their mean: held-out group separation by the learned parameters
-    (:func:`~odevae.evaluate.evaluation.group_recovery`), each true rate's held-out
+    (:func:`~odevae.evaluate.recovery.group_recovery`), each true rate's held-out
     Spearman correlation with its matched learned rate (:func:`rate_recovery`) and
     the share of held-out true nonzero rates whose matched learned rate has the same
     sign (``sign_agreement``, under the same matching).

@@ -14,7 +14,7 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 
 from odevae.data.cohort import Cohort
-from odevae.evaluate.evaluation import latent_columns
+from odevae.evaluate.recovery import latent_columns
 
 COLUMNS = ("patient_id", "kind", "visit", "time", "dim", "mean", "low", "high")
 

@@ -12,7 +12,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 
-from odevae.evaluate.evaluation import latent_columns
+from odevae.evaluate.recovery import latent_columns
 
 
 def use_figure_style() -> None:

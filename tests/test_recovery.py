@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from odevae.evaluate.evaluation import (
+from odevae.evaluate.recovery import (
     align_folds,
     apply_alignment,
     fit_alignment,
