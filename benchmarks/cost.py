@@ -6,7 +6,7 @@ training of the linear two-parameter model (``linear_diagonal``, initial-value l
 p ∈ {10, ..., 200} (n = 100, q = 50) and q ∈ {10, ..., 200} (n = 100, p = 10), plus
 Lotka-Volterra (BJ 5.3, n = 200, 5 epochs both ways). Each row reports:
 
-* ``batched_*``: odevae as the workflow trains it: :class:`~odevae.model.ODEVAE`
+* ``batched_*``: odevae as the workflow trains it: :class:`~odevae.model.module.ODEVAE`
   (solver ``closed_form``; ``dopri5`` on the batch's union grid for Lotka-Volterra)
   on shuffled batches sliced from the cohort's tensors on the training device
   (:class:`~odevae.train.batches.ShuffledBatches`, the workflow's data path),
@@ -108,7 +108,7 @@ from odevae.data.cohort import Cohort
 from odevae.data.preprocess import preprocess
 from odevae.data.simulate import simulate_cohort, write_cohort
 from odevae.evaluate.recovery import group_recovery
-from odevae.model import ODEVAE
+from odevae.model.module import ODEVAE
 from odevae.train.batches import DeviceCohort, ShuffledBatches
 from odevae.train.training import make_trainer
 

@@ -55,7 +55,7 @@ from cost import (
 from odevae.config_schema import resolve_auto
 from odevae.data.batching import CohortDataset
 from odevae.data.folds import make_folds
-from odevae.model import ODEVAE
+from odevae.model.module import ODEVAE
 from odevae.train.batches import DeviceCohort, ShuffledBatches
 from odevae.train.device import choose_accelerator
 from odevae.train.training import make_trainer, train_fold

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from odevae.evaluate.prediction.model import model_predictions
-from odevae.model import ODEVAE
+from odevae.model.module import ODEVAE
 from odevae.model.settings import LOSS_DEFAULTS, MODEL_DEFAULTS, sections_from_flat
 from odevae.train.model_setup import build_model
 from tests.conftest import batch_of

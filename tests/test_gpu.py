@@ -7,7 +7,8 @@ import torch
 
 from odevae.data.folds import make_folds
 from odevae.data.tables import read_tsv
-from odevae.model import make_system, solve
+from odevae.model.dynamics import make_system
+from odevae.model.solving import solve
 from odevae.train.training import train_fold
 from tests.conftest import merge
 

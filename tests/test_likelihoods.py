@@ -10,8 +10,8 @@ import torch
 
 from odevae.errors import InputError
 from odevae.evaluate.prediction.latent import decode
-from odevae.model import ODEVAE
 from odevae.model.loss import gaussian_nll, kl_standard_normal, observation_nll
+from odevae.model.module import ODEVAE
 from odevae.train.data import binary_measurements, scaling_stats
 
 

@@ -1,9 +1,11 @@
 import pytest
 import torch
 
-from odevae.model import ODEVAE, make_system, solve
+from odevae.model.dynamics import make_system
 from odevae.model.loss import gaussian_nll
+from odevae.model.module import ODEVAE
 from odevae.model.networks import ParamNet
+from odevae.model.solving import solve
 from tests.conftest import batch_of
 
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from odevae.model import ODEVAE
 from odevae.model.loss import (
     VAR_CLAMP,
     combine_local_solutions,
     multistart_mu_penalty,
     variance_penalty,
 )
+from odevae.model.module import ODEVAE
 from odevae.model.systems import SYSTEM_NAMES
 from tests.conftest import batch_of
 

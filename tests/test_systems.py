@@ -5,8 +5,8 @@ import torch
 
 from odevae.config_checks import check_model_config
 from odevae.errors import InputError
-from odevae.model import ODEVAE
 from odevae.model.dynamics import SYSTEMS, make_system
+from odevae.model.module import ODEVAE
 from odevae.model.solving import solve, solve_from_every_visit
 from odevae.model.systems import (
     LINEAR,

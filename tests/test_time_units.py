@@ -17,7 +17,7 @@ from odevae.data.tables import write_tsv
 from odevae.data.transforms import DAYS_PER
 from odevae.errors import InputError
 from odevae.evaluate.predict import AUTO_STEPS, auto_grid_dt, predict_fold
-from odevae.model import ODEVAE
+from odevae.model.module import ODEVAE
 from odevae.train.model_setup import resolve_time_scale
 from odevae.train.training import train_fold
 from tests.conftest import merge

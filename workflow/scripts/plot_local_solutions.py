@@ -13,7 +13,7 @@ from odevae.figures.paper_figures import (
     plot_local_solutions,
 )
 from odevae.figures.plots import use_figure_style
-from odevae.model import ODEVAE
+from odevae.model.module import ODEVAE
 from odevae.runner import run_script
 
 

@@ -10,7 +10,7 @@ from odevae.figures.paper_figures import (
     reference_patients,
 )
 from odevae.figures.plots import use_figure_style
-from odevae.model import ODEVAE
+from odevae.model.module import ODEVAE
 from odevae.runner import run_script
 
 

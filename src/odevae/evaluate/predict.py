@@ -18,7 +18,7 @@ from odevae.evaluate.prediction.mixed import MIXED_MODEL_MAX_PATIENTS
 from odevae.evaluate.prediction.model import model_predictions
 from odevae.evaluate.prediction.selection import inner_selection
 from odevae.evaluate.prediction.targets import in_both_units
-from odevae.model import ODEVAE
+from odevae.model.module import ODEVAE
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ def predict(
     Returns three tables keyed by ``patient_id``:
 
     * ``params``: the individual ODE parameters (one column per parameter), as
-      rates per data time unit (:meth:`~odevae.model.ODEVAE.rates_per_data_unit`);
+      rates per data time unit
+      (:meth:`~odevae.model.module.ODEVAE.rates_per_data_unit`);
     * ``latents``: per visit, the encoder mean ``mu*``, log-variance ``logvar*`` and
       the ODE solution ``ode*`` from the first visit's encoder mean;
     * ``trajectories``: the ODE solution ``z*`` on the time ``grid`` (data time

@@ -9,7 +9,7 @@ import numpy as np
 
 from odevae.config_schema import standardize_measurements
 from odevae.data.cohort import Cohort
-from odevae.model import ODEVAE
+from odevae.model.module import ODEVAE
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import lightning as L
 
-from odevae.model import ODEVAE
+from odevae.model.module import ODEVAE
 from odevae.train.callbacks import Clock, EpochLog, drop_lightning_tips
 
 #: Distance between the seeds of successive candidate initialisations.

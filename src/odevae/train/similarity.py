@@ -5,7 +5,7 @@ first-visit encoder mean μ0 with its current ODE parameters at fixed times. A
 patient's batch is itself and its k nearest neighbours by trajectory distance, each
 weighted by a normalised tricube kernel of distance / bandwidth; the batch loss is
 the weighted sum of per-patient losses (``batch["weight"]``, see
-:meth:`odevae.model.ODEVAE.loss_terms`). An epoch takes one optimiser step per
+:meth:`odevae.model.module.ODEVAE.loss_terms`). An epoch takes one optimiser step per
 training patient, in an order shuffled with the fold's seed.
 
 The trajectories, distances, neighbour batches and weights are

@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import CSVLogger
 from odevae.config_schema import standardize_measurements
 from odevae.data.cohort import Cohort
 from odevae.data.folds import fitted_and_validation
-from odevae.model import ODEVAE
+from odevae.model.module import ODEVAE
 from odevae.train.callbacks import (
     EpochLog,
     StopOnNonFinite,

@@ -18,7 +18,7 @@ from odevae.evaluate.prediction.mixed import (
     fit_mixed_models,
     mixed_model,
 )
-from odevae.model import ODEVAE
+from odevae.model.module import ODEVAE
 
 
 def residuals(model: ODEVAE, cohort: Cohort) -> Cohort:

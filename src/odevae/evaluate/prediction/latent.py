@@ -14,8 +14,8 @@ import torch
 from odevae.data.batching import CohortDataset
 from odevae.data.cohort import Cohort
 from odevae.evaluate.prediction.targets import history_mask, prediction_targets
-from odevae.model import ODEVAE
 from odevae.model.loss import combine_history
+from odevae.model.module import ODEVAE
 
 
 def _tensors(model: ODEVAE, cohort: Cohort) -> dict:

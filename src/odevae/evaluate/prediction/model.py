@@ -64,7 +64,7 @@ from odevae.evaluate.prediction.hybrid import (
 from odevae.evaluate.prediction.latent import decode, latent_predictions
 from odevae.evaluate.prediction.mixed import MIXED_MODEL_MAX_PATIENTS
 from odevae.evaluate.prediction.targets import long_table
-from odevae.model import ODEVAE
+from odevae.model.module import ODEVAE
 
 #: The model's own predictors, from which
 #: :mod:`~odevae.evaluate.prediction.selection` picks.

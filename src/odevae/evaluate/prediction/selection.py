@@ -22,7 +22,7 @@ from odevae.data.folds import fitted_and_validation
 from odevae.evaluate.prediction.mixed import MIXED_MODEL_MAX_PATIENTS
 from odevae.evaluate.prediction.model import CANDIDATES, decoded_predictions
 from odevae.evaluate.prediction.scores import variable_sd
-from odevae.model import ODEVAE
+from odevae.model.module import ODEVAE
 
 SELECTION_COLUMNS = ["candidate", "scored_on", "n_patients", "mse", "selected"]
 
