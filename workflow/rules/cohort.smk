@@ -16,10 +16,8 @@ if not config["paper"]["module"]:  # one rule makes it, also under snakemake pap
             "results/benchmarks/fetch_pbcseq.tsv"
         conda:
             "../envs/odevae.yaml"
-        threads: 1
         resources:
-            mem_mb=1000,
-            runtime=10,
+            **LIGHT_JOB,
         script:
             "../scripts/fetch_pbcseq.py"
 
@@ -40,10 +38,8 @@ if config["data"]["source"] == "table":
             f"{OUT}/benchmarks/ingest_table.tsv"
         conda:
             "../envs/odevae.yaml"
-        threads: 1
         resources:
-            mem_mb=1000,
-            runtime=10,
+            **LIGHT_JOB,
         params:
             table=config["table"],
             time_unit=config["data"]["time_unit"],
@@ -69,10 +65,8 @@ if registry_source():
             f"{OUT}/benchmarks/ingest_registry.tsv"
         conda:
             "../envs/odevae.yaml"
-        threads: 1
         resources:
-            mem_mb=1000,
-            runtime=10,
+            **LIGHT_JOB,
         params:
             registry=config["registry"],
             time_unit=config["data"]["time_unit"],
@@ -93,10 +87,8 @@ rule simulate_registry:
         f"{OUT}/benchmarks/simulate_registry.tsv"
     conda:
         "../envs/odevae.yaml"
-    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **LIGHT_JOB,
     params:
         simulation=config["registry"]["simulation"],
         seed=run_seed,
@@ -124,10 +116,8 @@ rule plot_cohort:
         f"{OUT}/benchmarks/plot_cohort.tsv"
     conda:
         "../envs/odevae.yaml"
-    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **LIGHT_JOB,
     params:
         transforms=measurement_transforms(),
         time_unit=time_unit(),

@@ -12,10 +12,8 @@ if simulated():
             f"{OUT}/benchmarks/simulate.tsv"
         conda:
             "../envs/odevae.yaml"
-        threads: 1
         resources:
-            mem_mb=1000,
-            runtime=10,
+            **LIGHT_JOB,
         params:
             simulation=config["simulation"],
             seed=run_seed,
@@ -43,10 +41,8 @@ rule preprocess:
         f"{OUT}/benchmarks/preprocess.tsv"
     conda:
         "../envs/odevae.yaml"
-    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **LIGHT_JOB,
     params:
         options=config["preprocess"],
         time_unit=time_unit(),
@@ -66,10 +62,8 @@ rule split:
         f"{OUT}/benchmarks/split.tsv"
     conda:
         "../envs/odevae.yaml"
-    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **LIGHT_JOB,
     params:
         k=config["cv"]["folds"],
         seed=run_seed,
@@ -87,10 +81,8 @@ rule software:
         f"{LOGS}/software/software.log",
     conda:
         "../envs/odevae.yaml"
-    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **LIGHT_JOB,
     params:
         # rerun when the config changes (the script writes snakemake.config)
         config_hash=config_hash(),

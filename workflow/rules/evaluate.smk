@@ -11,10 +11,8 @@ rule comparators:
         f"{OUT}/benchmarks/comparators/fold_{{fold}}.tsv"
     conda:
         "../envs/odevae.yaml"
-    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **LIGHT_JOB,
     params:
         transforms=measurement_transforms(),
         mixed_model_max_patients=config["evaluation"]["mixed_model_max_patients"],
@@ -51,10 +49,8 @@ rule evaluate:
         f"{OUT}/benchmarks/evaluate.tsv"
     conda:
         "../envs/odevae.yaml"
-    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **LIGHT_JOB,
     params:
         reference="locf",
         n_boot=config["evaluation"]["bootstrap"],
@@ -90,10 +86,8 @@ if simulated():
         localrule: True
         conda:
             "../envs/odevae.yaml"
-        threads: 1
         resources:
-            mem_mb=1000,
-            runtime=10,
+            **LIGHT_JOB,
         params:
             alignment=alignment_kind(config),
         script:
@@ -119,10 +113,8 @@ if simulated_registry():
         localrule: True
         conda:
             "../envs/odevae.yaml"
-        threads: 1
         resources:
-            mem_mb=1000,
-            runtime=10,
+            **LIGHT_JOB,
         script:
             "../scripts/registry_recovery.py"
 
@@ -147,9 +139,7 @@ if sweeping():
         localrule: True
         conda:
             "../envs/odevae.yaml"
-        threads: 1
         resources:
-            mem_mb=1000,
-            runtime=10,
+            **LIGHT_JOB,
         script:
             "../scripts/sweep.py"

@@ -15,10 +15,8 @@ rule plot_data:
         f"{OUT}/benchmarks/plot_data.tsv"
     conda:
         "../envs/odevae.yaml"
-    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **LIGHT_JOB,
     params:
         dpi=config["figures"]["dpi"],
     script:
@@ -48,10 +46,8 @@ rule plot_latent:
         f"{OUT}/benchmarks/plot_latent.tsv"
     conda:
         "../envs/odevae.yaml"
-    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **LIGHT_JOB,
     params:
         dpi=config["figures"]["dpi"],
         alignment=alignment_kind(config),
@@ -75,10 +71,8 @@ rule plot_losses:
         f"{OUT}/benchmarks/plot_losses.tsv"
     conda:
         "../envs/odevae.yaml"
-    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **LIGHT_JOB,
     params:
         folds=FOLDS,
         dpi=config["figures"]["dpi"],
@@ -102,10 +96,8 @@ rule plot_purity:
         f"{OUT}/benchmarks/plot_purity.tsv"
     conda:
         "../envs/odevae.yaml"
-    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **LIGHT_JOB,
     params:
         folds=FOLDS,
         dpi=config["figures"]["dpi"],
@@ -135,10 +127,8 @@ rule plot_predictions:
         f"{OUT}/benchmarks/plot_predictions.tsv"
     conda:
         "../envs/odevae.yaml"
-    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **LIGHT_JOB,
     params:
         patients=config["evaluation"]["figure_patients"],
         seed=run_seed,
@@ -163,10 +153,8 @@ rule plot_parameters:
         f"{OUT}/benchmarks/plot_parameters.tsv"
     conda:
         "../envs/odevae.yaml"
-    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **LIGHT_JOB,
     params:
         dpi=config["figures"]["dpi"],
     script:
@@ -191,10 +179,8 @@ rule plot_local_solutions:
         f"{OUT}/benchmarks/plot_local_solutions.tsv"
     conda:
         "../envs/odevae.yaml"
-    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **LIGHT_JOB,
     params:
         patients=24,
         seed=run_seed,
@@ -222,10 +208,8 @@ rule plot_similarity_batches:
         f"{OUT}/benchmarks/plot_similarity_batches.tsv"
     conda:
         "../envs/odevae.yaml"
-    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **LIGHT_JOB,
     params:
         times=config["train"]["similarity"]["times"],
         neighbours=config["train"]["similarity"]["neighbours"],

@@ -123,10 +123,8 @@ rule paper_prediction_table:
         "results/paper/benchmarks/prediction_table_{run}.tsv"
     conda:
         "../envs/odevae.yaml"
-    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **LIGHT_JOB,
     script:
         "../scripts/paper_prediction_table.py"
 
@@ -146,10 +144,8 @@ rule paper_vae_vs_odevae:
         "results/paper/benchmarks/vae_vs_odevae.tsv"
     conda:
         "../envs/odevae.yaml"
-    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **LIGHT_JOB,
     params:
         dpi=config["figures"]["dpi"],
     script:
@@ -167,10 +163,8 @@ rule paper:
         "results/paper/benchmarks/paper.tsv"
     conda:
         "../envs/odevae.yaml"
-    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **LIGHT_JOB,
     params:
         selected=paper_selected(),
     script:

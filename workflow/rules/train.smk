@@ -67,10 +67,8 @@ else:
         localrule: True
         conda:
             "../envs/odevae.yaml"
-        threads: 1
         resources:
-            mem_mb=1000,
-            runtime=10,
+            **LIGHT_JOB,
         params:
             candidates=list(config["tuning"]["candidates"]),
             predictor=config["tuning"]["predictor"],
@@ -96,10 +94,8 @@ rule predict:
         f"{OUT}/benchmarks/predict/fold_{{fold}}.tsv"
     conda:
         "../envs/odevae.yaml"
-    threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        **LIGHT_JOB,
     params:
         grid_dt=config["predict"]["grid_dt"],
         transforms=measurement_transforms(),
