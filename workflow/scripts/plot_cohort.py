@@ -1,9 +1,10 @@
-"""Figures of the preprocessed cohort: visit times, and measurements per variable in
-original units (rule ``plot_cohort``)."""
+"""Figures of the preprocessed cohort: visit times, and measurements per variable on
+the model's scale (rule ``plot_cohort``)."""
 
 from odevae.data.cohort import Cohort
-from odevae.data.transforms import inverse_transform, resolve_transforms
-from odevae.figures.plots import plot_measurements, plot_visit_times, use_figure_style
+from odevae.data.transforms import resolve_transforms
+from odevae.figures.cohort import plot_measurements
+from odevae.figures.plots import plot_visit_times, use_figure_style
 from odevae.runner import run_script
 
 
@@ -12,7 +13,7 @@ def main(snakemake):
     cohort = Cohort.load(snakemake.input.cohort)
     names = list(cohort.measurement_names)
     spec = resolve_transforms(snakemake.params.transforms, names)
-    long = inverse_transform(cohort.to_long(), spec)
+    long = cohort.to_long()  # already on the model's scale (transformed at ingestion)
     dpi = snakemake.params.dpi
     plot_visit_times(long, snakemake.params.time_unit).savefig(
         snakemake.output.visit_times, dpi=dpi

@@ -246,36 +246,3 @@ def plot_visit_times(long: pd.DataFrame, unit: str) -> plt.Figure:
     ax.set_yticks([])
     fig.tight_layout()
     return fig
-
-
-def plot_measurements(
-    long: pd.DataFrame, names: list[str], transforms: dict[str, str], unit: str
-) -> plt.Figure:
-    """Spaghetti plot per measurement (one line per patient), in original units."""
-    melted = long.melt(
-        id_vars=["patient_id", "time"], value_vars=names, var_name="variable"
-    ).dropna(subset=["value"])
-    grid = sns.relplot(
-        data=melted,
-        x="time",
-        y="value",
-        units="patient_id",
-        estimator=None,
-        col="variable",
-        col_order=names,
-        col_wrap=min(4, len(names)),
-        kind="line",
-        lw=0.5,
-        alpha=0.35,
-        marker="o",
-        markersize=2,
-        height=2.2,
-        aspect=1.3,
-        facet_kws={"sharey": False},
-    )
-    for name, ax in grid.axes_dict.items():
-        shown = transforms.get(name, "none")
-        ax.set_title(name if shown == "none" else f"{name} (model: {shown})")
-    grid.set_axis_labels(f"time since time 0 ({unit})", "original units")
-    grid.figure.tight_layout()
-    return grid.figure
