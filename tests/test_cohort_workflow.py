@@ -216,7 +216,8 @@ def test_recovery_is_scored_on_simulated_registries_only(workdir):
     write_config(workdir, "real.yaml", real)
     dry = snakemake(workdir, *preset, "real.yaml", "-n")
     text = dry.stdout + dry.stderr
-    assert "rule ingest_registry:" in text and "rule train:" in text
+    # a real export tunes over the real-cohort candidates (tuning.candidates auto)
+    assert "rule ingest_registry:" in text and "rule tune:" in text
     assert "rule registry_recovery:" not in text and "rule recovery:" not in text
     assert "recovery.tsv" not in text
 
