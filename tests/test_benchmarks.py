@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -54,23 +55,21 @@ def test_cost_benchmark_quick(tmp_path):
     assert (tmp_path / "cost.png").stat().st_size > 0
 
 
-def test_gpu_benchmark_tiny_runs_end_to_end_on_the_cpu(tmp_path):
+def run_tiny(script: str, out: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run a benchmark script in its tiny mode, writing to ``out``; it must pass."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/gpu.py",
-            "--tiny",
-            "--threads",
-            "1",
-            "--out",
-            str(tmp_path),
-        ],
+        [sys.executable, f"benchmarks/{script}", "--tiny", *args, "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def test_gpu_benchmark_tiny_runs_end_to_end_on_the_cpu(tmp_path):
+    result = run_tiny("gpu.py", tmp_path, "--threads", "1")
     for title in ("Training", "One training step", "default workflow's fold 0"):
         assert title in result.stdout
     cells = pd.read_csv(tmp_path / "gpu.tsv", sep="\t")
@@ -90,20 +89,7 @@ def test_gpu_benchmark_tiny_runs_end_to_end_on_the_cpu(tmp_path):
 
 
 def test_large_cohort_benchmark_tiny(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "benchmarks/large_cohort.py",
-            "--tiny",
-            "--out",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_tiny("large_cohort.py", tmp_path)
     stages = pd.read_csv(tmp_path / "stages.tsv", sep="\t")
     assert list(stages["stage"]) == [
         "simulate",
