@@ -54,7 +54,6 @@ value = st.one_of(st.none(), st.integers(-10_000, 10_000).map(lambda k: k / 100)
 CELL_ERRORS = {
     "infinite": (None, "inf", "finite"),
     "time_word": ("time", "soon", "expected a number"),
-    "negative_time": ("time", "-1", "negative"),
     "empty_time": ("time", "", "empty cell"),
     "empty_id": ("id", "", "patient id"),
 }
@@ -154,7 +153,6 @@ def _defect(draw, table: pd.DataFrame) -> tuple[pd.DataFrame, str, int | None, s
                 "word",
                 "infinite",
                 "time_word",
-                "negative_time",
                 "empty_time",
                 "empty_id",
                 "missing_column",

@@ -201,12 +201,8 @@ def test_bad_input_fails_the_job_cleanly_and_leaves_no_output(workdir):
     assert result.returncode != 0
     assert "odevae: config key 'simulation.p': p = 5 must be a multiple" in text
     assert "Traceback" not in text
-    data = workdir / "results" / "tiny" / "data"
-    assert not data.exists() or not any(data.glob("*.tsv"))
-    log = (
-        workdir / "results" / "tiny" / "logs" / "simulate" / "simulate.log"
-    ).read_text()
-    assert "simulation.p" in log
+    # the simulation checks run when the workflow reads its config: no job starts
+    assert not (workdir / "results" / "tiny").exists()
 
 
 def test_a_diverging_training_stops_with_one_line_and_leaves_no_model(workdir):

@@ -242,5 +242,7 @@ def mixed_model(
         seen = mask[..., v] & (not population)
         b, cov = random_effects(fit, times, values[..., v], seen, test.baseline[rows])
         pred[:, v] = x @ fit.beta + (z * b).sum(1)
-        sd[:, v] = np.sqrt(np.einsum("ni,nij,nj->n", z, cov, z) + fit.sigma2)
+        # the posterior covariance can round to a tiny negative variance
+        var = np.einsum("ni,nij,nj->n", z, cov, z) + fit.sigma2
+        sd[:, v] = np.sqrt(np.maximum(var, 0.0))
     return pred, sd
