@@ -172,7 +172,12 @@ def main() -> None:
     cohort.save(out / "cohort.npz")
     folds = stages.run(
         "split",
-        lambda: make_folds(cohort.patient_ids, config["cv"]["folds"], seed=seed),
+        lambda: make_folds(
+            cohort.patient_ids,
+            config["cv"]["folds"],
+            seed,
+            config["train"]["early_stopping"]["inner_fraction"],
+        ),
     )
     write_tsv(folds, out / "folds.tsv")
     train_ids, held_ids = fold_members(folds, 0)

@@ -10,6 +10,7 @@ import torch
 from odevae.evaluate.prediction.model import model_predictions
 from odevae.model.module import ODEVAE
 from odevae.model.settings import LOSS_DEFAULTS, MODEL_DEFAULTS, sections_from_flat
+from odevae.model.trained import load_trained
 from odevae.train.model_setup import build_model
 from tests.conftest import batch_of
 
@@ -127,18 +128,22 @@ def test_checkpoint_of_the_flat_module_loads_and_predicts_identically(
         model, {"p": tiny_cohort.p, "q": tiny_cohort.q, **FLAT}, tmp_path / "old.ckpt"
     )
     loaded = ODEVAE.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu")
-    assert loaded.hparams.loss["statistical"]["var_penalty"] == "ratio_sum"
-    assert loaded.hparams.model["history_hidden"] == 8
-    assert loaded.time_scale == 2.0 and loaded.hparams.lr == 1e-3
+    light = load_trained(tmp_path / "old.ckpt")  # prediction's loader, no Lightning
+    for got in (loaded, light):
+        assert got.hparams.loss["statistical"]["var_penalty"] == "ratio_sum"
+        assert got.hparams.model["history_hidden"] == 8
+        assert got.time_scale == 2.0 and got.hparams.lr == 1e-3
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
+        assert torch.equal(value, light.state_dict()[key]), key
     train, test = split(tiny_cohort)
-    for a, b in zip(
+    for a, b, c in zip(
         model_predictions(model, train, test),
         model_predictions(loaded.eval(), train, test),
+        model_predictions(light, train, test),
         strict=True,
     ):
-        assert a.equals(b)
+        assert a.equals(b) and a.equals(c)
     batch = model.scale(batch_of(tiny_cohort, range(8)))
     with torch.no_grad():
         want = model.loss_terms(batch, sample=False)
@@ -198,9 +203,11 @@ def test_checkpoints_store_the_filled_in_sections(tiny_cohort, tiny_config, tmp_
     trainer.strategy.connect(model)
     trainer.save_checkpoint(tmp_path / "new.ckpt")
     loaded = ODEVAE.load_from_checkpoint(tmp_path / "new.ckpt", map_location="cpu")
-    assert loaded.hparams == hp
+    light = load_trained(tmp_path / "new.ckpt")
+    assert loaded.hparams == hp == vars(light.hparams)
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
+        assert torch.equal(value, light.state_dict()[key]), key
 
 
 def test_unknown_settings_are_named():

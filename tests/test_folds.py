@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from odevae.data.folds import fold_members, inner_split, make_folds
+from odevae.data.folds import (
+    fitted_and_validation,
+    fold_members,
+    has_inner_split,
+    inner_split,
+    make_folds,
+)
 from odevae.errors import InputError
 
 
@@ -48,3 +54,30 @@ def test_inner_split_takes_a_seeded_share_of_the_training_patients():
     assert list(inner_split(ids, 0.25, seed=4)[1]) != list(inner_val)
     with pytest.raises(InputError, match="train.early_stopping.inner_fraction"):
         inner_split(["a"], 0.5, seed=0)
+
+
+def test_the_folds_table_holds_each_folds_inner_split_and_training_reads_it():
+    ids = [f"P{i:02d}" for i in range(20)]
+    folds = make_folds(ids, 4, seed=3, inner_fraction=0.25)
+    assert list(folds.columns) == [
+        "patient_id",
+        "fold",
+        *(f"role_{f}" for f in range(4)),
+    ]
+    for f in range(4):
+        train_ids, held_ids = fold_members(folds, f)
+        fitted, validation = fitted_and_validation(folds, f)
+        assert has_inner_split(folds, f)
+        # the inner split of that fold's training patients, seeded with seed + fold
+        want_fitted, want_validation = inner_split(train_ids, 0.25, seed=3 + f)
+        assert list(fitted) == list(want_fitted)
+        assert list(validation) == list(want_validation)
+        assert set(folds.loc[folds["fold"] == f, f"role_{f}"]) == {"test"}
+        assert not set(held_ids) & {*fitted, *validation}
+    plain = make_folds(ids, 4, seed=3)
+    assert plain["fold"].equals(folds["fold"])
+    fitted, validation = fitted_and_validation(plain, 1)
+    assert not has_inner_split(plain, 1)
+    assert [list(x) for x in fold_members(plain, 1)] == [list(fitted), list(validation)]
+    with pytest.raises(ValueError, match="no column 'role_0'"):
+        fitted_and_validation(plain[["patient_id", "fold"]], 0)

@@ -52,7 +52,7 @@ def test_the_log_states_the_workload_and_the_time_left_of_probes_and_training(
     with caplog.at_level(logging.INFO, logger="odevae.train.training"):
         train_fold(tiny_cohort, folds, 1, config, tmp_path / "train")
     text = caplog.text
-    train_ids, _ = fitted_and_validation(folds, 1, 0.0, 0)
+    train_ids, _ = fitted_and_validation(folds, 1)
     visits = tiny_cohort.visits[tiny_cohort.index_of(train_ids)].sum(1)
     assert (
         f"fold 1: {len(visits)} training patients with {visits.sum()} visits "
@@ -91,7 +91,8 @@ def test_probes_and_patience_are_capped_in_optimiser_steps(
         restarts={"n": 2, "probe_epochs": 5, "probe_max_steps": 8},
         early_stopping={"inner_fraction": 0.3, "patience": 20, "patience_max_steps": 9},
     )
-    train_ids, _ = fitted_and_validation(folds, 0, 0.3, config["seed"])
+    folds = make_folds(tiny_cohort.patient_ids, 2, seed=0, inner_fraction=0.3)
+    train_ids, _ = fitted_and_validation(folds, 0)
     steps = -(-len(train_ids) // 2)
     assert steps == 4  # 7 inner-training patients in batches of 2
     with caplog.at_level(logging.INFO, logger="odevae.train.training"):

@@ -15,8 +15,8 @@ from odevae.evaluate.prediction.hybrid import (
 )
 from odevae.evaluate.prediction.latent import decode, encode, ols_extrapolation
 from odevae.evaluate.prediction.model import (
-    CANDIDATES,
     METHODS,
+    SELECTABLE,
     decoded_predictions,
     model_predictions,
 )
@@ -276,11 +276,11 @@ def test_selection_on_inner_patients_prefers_a_predictor_that_keeps_own_levels(
     model = build_model(cohort, tiny_config["model"], tiny_config["loss"], 1e-3)
     fitted, scored = split(cohort)
     table = select_predictor(model.eval(), fitted, scored, "inner_validation")
-    assert list(table["candidate"]) == list(CANDIDATES)
+    assert list(table["predictor"]) == list(SELECTABLE)
     assert table["selected"].sum() == 1
-    mse = table.set_index("candidate")["mse"]
+    mse = table.set_index("predictor")["mse"]
     assert mse["odevae_increment"] < mse["odevae"]
     assert mse["odevae_mixed"] < mse["odevae"]
-    chosen = table.loc[table["selected"], "candidate"].item()
+    chosen = table.loc[table["selected"], "predictor"].item()
     assert mse[chosen] == mse.min() and chosen != "odevae"
     assert (table["n_patients"] == scored.n).all()

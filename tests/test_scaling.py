@@ -91,7 +91,7 @@ def test_early_stopping_selects_on_training_patients_only(
     """The inner split, the stopping epoch and the kept model ignore the held-out
     fold, and the kept model is the best epoch's on the inner validation set."""
     cohort = cohort_with_gaps
-    folds = make_folds(cohort.patient_ids, 2, seed=0)
+    folds = make_folds(cohort.patient_ids, 2, seed=0, inner_fraction=0.3)
     changed, _ = perturb_held_out(cohort, folds, 1)
     train = {
         **tiny_config["train"],

@@ -1,5 +1,6 @@
 """Jobs that do not train or run a model start without torch (its import is most of
-a light job's start-up time)."""
+a light job's start-up time), and jobs that run a trained model start without
+Lightning (seconds more)."""
 
 import ast
 import json
@@ -8,10 +9,10 @@ import sys
 
 from tests.conftest import ROOT
 
+#: Scripts that train, and so need Lightning.
+TRAINING = {"train.py", "tune.py"}
 #: Scripts that load a trained model and so need torch.
-NEEDS_TORCH = {
-    "train.py",
-    "tune.py",
+NEEDS_TORCH = TRAINING | {
     "predict.py",
     "plot_local_solutions.py",
     "plot_similarity_batches.py",
@@ -42,6 +43,20 @@ def test_light_rules_do_not_import_torch():
     ).stdout
     assert "'odevae.runner'" in loaded
     assert "'torch'" not in loaded and "'lightning'" not in loaded
+
+
+def test_jobs_that_run_a_trained_model_do_not_import_lightning():
+    statements = []
+    for name in sorted(NEEDS_TORCH - TRAINING):
+        statements += odevae_imports(ROOT / "workflow" / "scripts" / name)
+    assert any("load_trained" in s for s in statements)
+    code = "\n".join(
+        [*sorted(set(statements)), "import sys", "print(sorted(sys.modules))"]
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "'torch'" in loaded and "'lightning'" not in loaded
 
 
 #: Light jobs run as Snakemake runs them (the script's globals hold ``snakemake``),

@@ -82,15 +82,10 @@ def test_scaling_uses_training_patients_only(tiny_cohort, folds, tiny_config, ou
 
 def test_predict_fold_tables(tiny_cohort, folds, tiny_config, out):
     train_fold(tiny_cohort, folds, 0, tiny_config, out)
+    inner = make_folds(tiny_cohort.patient_ids, 2, seed=0, inner_fraction=0.25)
+    assert inner["fold"].equals(folds["fold"])
     tables = predict_fold(
-        str(out / "model.ckpt"),
-        tiny_cohort,
-        folds,
-        0,
-        0.5,
-        {"x1": "log1p"},
-        inner_fraction=0.25,
-        seed=tiny_config["seed"],
+        str(out / "model.ckpt"), tiny_cohort, inner, 0, 0.5, {"x1": "log1p"}
     )
     params, latents, traj = tables["params"], tables["latents"], tables["trajectories"]
     assert list(params.columns) == ["patient_id", "fold", "split", "a11", "a22"]
@@ -120,7 +115,7 @@ def test_predict_fold_tables(tiny_cohort, folds, tiny_config, out):
     selection = tables["selection"]  # chosen on 25% of the training patients
     assert (selection["scored_on"] == "inner_validation").all()
     assert (selection["n_patients"] == round(0.25 * (~held_mask).sum())).all()
-    chosen = selection.loc[selection["selected"], "candidate"].item()
+    chosen = selection.loc[selection["selected"], "predictor"].item()
     by_method = model_units.set_index(
         ["method", "horizon", "patient_id", "visit"]
     ).sort_index()
@@ -193,10 +188,11 @@ def test_early_stopping_logs_the_best_epoch(tiny_cohort, folds, tiny_config, out
     stop = {"inner_fraction": 0.3, "patience": 2}
     train = {**tiny_config["train"], "epochs": 60, "lr": 0.05, "early_stopping": stop}
     job = SimpleNamespace(log=[str(out.parent / "fold_0.log")], threads=1)
+    inner = make_folds(tiny_cohort.patient_ids, 2, seed=0, inner_fraction=0.3)
     run_script(
         job,
         lambda _: train_fold(
-            tiny_cohort, folds, 0, {**tiny_config, "train": train}, out
+            tiny_cohort, inner, 0, {**tiny_config, "train": train}, out
         ),
     )
     text = (out.parent / "fold_0.log").read_text()

@@ -20,7 +20,7 @@ CANDIDATES = {
 def selection(best: str, mse: float) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "candidate": ["odevae", "odevae_mixed"],
+            "predictor": ["odevae", "odevae_mixed"],
             "mse": [mse, mse + 1] if best == "odevae" else [mse + 1, mse],
             "selected": [best == "odevae", best != "odevae"],
         }

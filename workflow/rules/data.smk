@@ -67,6 +67,7 @@ rule split:
     params:
         k=config["cv"]["folds"],
         seed=run_seed,
+        inner_fraction=config["train"]["early_stopping"]["inner_fraction"],
     script:
         "../scripts/split.py"
 

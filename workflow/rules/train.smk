@@ -99,8 +99,6 @@ rule predict:
     params:
         grid_dt=config["predict"]["grid_dt"],
         transforms=measurement_transforms(),
-        inner_fraction=config["train"]["early_stopping"]["inner_fraction"],
-        seed=run_seed,
         mixed_model_max_patients=config["evaluation"]["mixed_model_max_patients"],
     script:
         "../scripts/predict.py"

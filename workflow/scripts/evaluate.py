@@ -56,7 +56,7 @@ def main(snakemake):
         log.info(
             "fold %d: odevae_selected is %s (scored on %d %s patients)",
             row.fold,
-            row.candidate,
+            row.predictor,
             row.n_patients,
             row.scored_on.replace("_", " "),
         )

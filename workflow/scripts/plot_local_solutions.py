@@ -13,7 +13,7 @@ from odevae.figures.paper_figures import (
     plot_local_solutions,
 )
 from odevae.figures.plots import use_figure_style
-from odevae.model.module import ODEVAE
+from odevae.model.trained import load_trained
 from odevae.runner import run_script
 
 
@@ -23,7 +23,7 @@ def main(snakemake):
     folds = read_tsv(snakemake.input.folds)
     tables, held = [], []
     for fold, checkpoint in enumerate(snakemake.input.checkpoints):
-        model = ODEVAE.load_from_checkpoint(checkpoint, map_location="cpu")
+        model = load_trained(checkpoint)
         _, held_ids = fold_members(folds, fold)
         table = local_solution_table(model, cohort.subset(cohort.index_of(held_ids)))
         table.insert(1, "fold", fold)

@@ -10,7 +10,7 @@ from odevae.figures.paper_figures import (
     reference_patients,
 )
 from odevae.figures.plots import use_figure_style
-from odevae.model.module import ODEVAE
+from odevae.model.trained import load_trained
 from odevae.runner import run_script
 
 
@@ -19,7 +19,7 @@ def main(snakemake):
     cohort = Cohort.load(snakemake.input.cohort)
     train_ids, _ = fold_members(read_tsv(snakemake.input.folds), 0)
     train = cohort.subset(cohort.index_of(train_ids))
-    model = ODEVAE.load_from_checkpoint(snakemake.input.checkpoint, map_location="cpu")
+    model = load_trained(snakemake.input.checkpoint)
     params = snakemake.params
     view = neighbour_batches_of(
         model, train, params.times, params.neighbours, params.bandwidth

@@ -17,8 +17,6 @@ def main(snakemake):
         int(snakemake.wildcards.fold),
         snakemake.params.grid_dt,
         resolve_transforms(snakemake.params.transforms, list(cohort.measurement_names)),
-        inner_fraction=snakemake.params.inner_fraction,
-        seed=snakemake.params.seed,
         mixed_model_max_patients=snakemake.params.mixed_model_max_patients,
     )
     for key, table in tables.items():

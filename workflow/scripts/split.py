@@ -1,4 +1,5 @@
-"""Patient-grouped cross-validation folds (rule ``split``)."""
+"""Patient-grouped cross-validation folds and each fold's inner split (rule
+``split``)."""
 
 from odevae.data.cohort import Cohort
 from odevae.data.folds import make_folds
@@ -8,7 +9,8 @@ from odevae.runner import run_script
 
 def main(snakemake):
     cohort = Cohort.load(snakemake.input.cohort)
-    folds = make_folds(cohort.patient_ids, snakemake.params.k, snakemake.params.seed)
+    params = snakemake.params
+    folds = make_folds(cohort.patient_ids, params.k, params.seed, params.inner_fraction)
     write_tsv(folds, snakemake.output.folds)
 
 

@@ -25,9 +25,8 @@ def main(snakemake):
         groups=groups,
         progress_bar=snakemake.config["train"]["progress_bar"],
     )
-    inner = config["train"]["early_stopping"]["inner_fraction"]
     cap = snakemake.params.mixed_model_max_patients
-    selection = inner_selection(model, cohort, folds, fold, inner, config["seed"], cap)
+    selection = inner_selection(model, cohort, folds, fold, cap)
     write_tsv(selection.assign(fold=fold), snakemake.output.selection)
 
 

@@ -18,7 +18,7 @@ from odevae.evaluate.prediction.mixed import MIXED_MODEL_MAX_PATIENTS
 from odevae.evaluate.prediction.model import model_predictions
 from odevae.evaluate.prediction.selection import inner_selection
 from odevae.evaluate.prediction.targets import in_both_units
-from odevae.model.module import ODEVAE
+from odevae.model.trained import CoreAccess, load_trained
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def resolve_grid_dt(grid_dt: float | str, cohort: Cohort, train_ids) -> float:
 
 @torch.no_grad()
 def predict(
-    model: ODEVAE, cohort: Cohort, grid: np.ndarray
+    model: CoreAccess, cohort: Cohort, grid: np.ndarray
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Run ``model`` on every patient of ``cohort``.
 
@@ -69,7 +69,7 @@ def predict(
 
     * ``params``: the individual ODE parameters (one column per parameter), as
       rates per data time unit
-      (:meth:`~odevae.model.module.ODEVAE.rates_per_data_unit`);
+      (:meth:`~odevae.model.trained.CoreAccess.rates_per_data_unit`);
     * ``latents``: per visit, the encoder mean ``mu*``, log-variance ``logvar*`` and
       the ODE solution ``ode*`` from the first visit's encoder mean;
     * ``trajectories``: the ODE solution ``z*`` on the time ``grid`` (data time
@@ -121,8 +121,6 @@ def predict_fold(
     grid_dt: float | str,
     transforms: dict[str, str],
     *,
-    inner_fraction: float = 0.0,
-    seed: int = 0,
     mixed_model_max_patients: int = MIXED_MODEL_MAX_PATIENTS,
 ) -> dict[str, pd.DataFrame]:
     """Load a fold's checkpoint and predict every patient, marked train or test.
@@ -136,12 +134,12 @@ def predict_fold(
     original units (``transforms``: variable → transform name), and
     ``latent_predictions`` (the same in latent space, against the target visit's
     encoder mean), and
-    ``selection``: the candidates' scores on the inner validation patients that
+    ``selection``: the predictors' scores on the inner validation patients that
     training held out (:func:`~odevae.data.folds.fitted_and_validation`, as in
-    training); the best is written as ``odevae_selected``. With ``inner_fraction``
-    0 nothing is scored and ``odevae_selected`` is ``odevae``.
+    training); the best is written as ``odevae_selected``. Without an inner split
+    in ``folds`` nothing is scored and ``odevae_selected`` is ``odevae``.
     """
-    model = ODEVAE.load_from_checkpoint(checkpoint, map_location="cpu")
+    model = load_trained(checkpoint)
     train_ids, held_ids = fold_members(folds, fold)
     grid_dt = resolve_grid_dt(grid_dt, cohort, train_ids)
     t_max = float(cohort.times[cohort.visits].max())
@@ -176,8 +174,8 @@ def predict_fold(
         table.insert(2, "split", split)
     train = cohort.subset(cohort.index_of(train_ids))
     cap = mixed_model_max_patients
-    selection = inner_selection(model, cohort, folds, fold, inner_fraction, seed, cap)
-    selected = selection.loc[selection["selected"], "candidate"].item()
+    selection = inner_selection(model, cohort, folds, fold, cap)
+    selected = selection.loc[selection["selected"], "predictor"].item()
     heldout, latent = model_predictions(
         model, train, cohort.subset(cohort.index_of(held_ids)), selected, cap
     )

@@ -22,16 +22,16 @@ def choose_candidate(
         if predictor == "selected":
             best = table[table["selected"].astype(bool)].iloc[0]
         else:
-            rows_of = table[table["candidate"] == predictor]
+            rows_of = table[table["predictor"] == predictor]
             if rows_of.empty:
                 raise InputError(
                     f"candidate {name} has no {predictor} prediction to choose by "
-                    f"(its predictors: {', '.join(table['candidate'])})",
+                    f"(its predictors: {', '.join(table['predictor'])})",
                     key="tuning.predictor",
                 )
             best = rows_of.iloc[0]
         rows.append(
-            {"candidate": name, "predictor": best["candidate"], "mse": best["mse"]}
+            {"candidate": name, "predictor": best["predictor"], "mse": best["mse"]}
         )
     choice = pd.DataFrame(rows)
     choice["chosen"] = np.arange(len(choice)) == choice["mse"].to_numpy().argmin()

@@ -8,20 +8,12 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from odevae.model.core import ODEVAECore
 from odevae.model.objectives import loss_terms, make_objective
-from odevae.model.settings import loss_section, model_section, sections_from_flat
+from odevae.model.settings import hyperparameters
+from odevae.model.trained import CoreAccess, build_core, legacy_state_keys
 
 
-def _legacy_state_keys(module, state_dict, prefix, *args) -> None:
-    """Checkpoints of the flat module name its parts ``encoder.*``, ``x_mean``, …;
-    they are the core's now (``core.encoder.*``)."""
-    for key in list(state_dict):
-        if key.startswith(prefix) and not key.startswith(prefix + "core."):
-            state_dict[f"{prefix}core.{key[len(prefix) :]}"] = state_dict.pop(key)
-
-
-class ODEVAE(L.LightningModule):
+class ODEVAE(CoreAccess, L.LightningModule):
     """VAE with individual latent ODE dynamics, trained on batches of patients.
 
     ``model`` and ``loss`` are the config sections of those names (missing keys
@@ -31,13 +23,16 @@ class ODEVAE(L.LightningModule):
     measurements with a Bernoulli likelihood) and ``time_scale`` (data time units
     per internal time unit). Settings may also be given as flat keywords, as the
     hyperparameters of older checkpoints are (``loss="statistical"``,
-    ``kl_weight=…``; see :func:`~odevae.model.settings.sections_from_flat`).
+    ``kl_weight=…``; see :func:`~odevae.model.settings.hyperparameters`).
 
     ``core`` (:class:`~odevae.model.core.ODEVAECore`) holds the networks,
-    dynamics and scaling statistics, ``objective`` the loss. A batch is a dict of
-    tensors: ``times`` (B, T), ``values`` (B, T, p), ``observed`` (B, T, p) bool,
+    dynamics and scaling statistics, ``objective`` the loss; the core's interface
+    is :class:`~odevae.model.trained.CoreAccess`. A batch is a dict of tensors:
+    ``times`` (B, T), ``values`` (B, T, p), ``observed`` (B, T, p) bool,
     ``visits`` (B, T) bool and ``baseline`` (B, q); raw-unit batches are scaled
-    by :meth:`scale` (identity unless :meth:`set_scaling` was called).
+    by :meth:`scale` (identity unless :meth:`set_scaling` was called). Prediction
+    loads a checkpoint without Lightning (:func:`~odevae.model.trained.
+    load_trained`).
     """
 
     def __init__(
@@ -52,64 +47,12 @@ class ODEVAE(L.LightningModule):
         **flat,
     ) -> None:
         super().__init__()
-        if isinstance(loss, str):  # the loss's kind, as older checkpoints give it
-            flat, loss = {"loss": loss, **flat}, None
-        model, loss = sections_from_flat(flat, model, loss)
-        model, loss = model_section(model), loss_section(loss)
-        self.save_hyperparameters(
-            {
-                "p": p,
-                "q": q,
-                "model": model,
-                "loss": loss,
-                "lr": lr,
-                "binary": binary,
-                "time_scale": time_scale,
-            }
-        )
-        self.objective = make_objective(loss)
-        self.core = ODEVAECore(
-            p, q, model, binary, time_scale, history=self.objective.dynamics
-        )
+        hparams = hyperparameters(p, q, model, loss, lr, binary, time_scale, **flat)
+        self.save_hyperparameters(hparams)
+        self.objective = make_objective(hparams["loss"])
+        self.core = build_core(hparams)
         self._sums: dict = {}  # per stage: running sums of the epoch's loss terms
-        self.register_load_state_dict_pre_hook(_legacy_state_keys)
-
-    # --- the core's interface -------------------------------------------------
-
-    @property
-    def param_names(self) -> list[str]:
-        return self.core.param_names
-
-    @property
-    def time_scale(self) -> float:
-        """Data time units per internal time unit: the ODE runs in t / time_scale."""
-        return self.core.time_scale
-
-    def set_scaling(self, x_mean, x_std, z_mean, z_std, z_fill=None) -> None:
-        """See :meth:`ODEVAECore.set_scaling`."""
-        self.core.set_scaling(x_mean, x_std, z_mean, z_std, z_fill)
-
-    def scale(self, batch: dict) -> dict:
-        """Raw-unit batch → model units (:meth:`ODEVAECore.scale`)."""
-        return self.core.scale(batch)
-
-    def forward(
-        self, batch: dict, n_history: torch.Tensor | None = None, sample: bool = False
-    ) -> dict:
-        """Encodings, ODE parameters and solutions (:meth:`ODEVAECore.forward`)."""
-        return self.core(batch, n_history, sample)
-
-    def posterior(self, batch, n_history, prior=None, times=None):
-        """The ODE parameters' posterior (:meth:`ODEVAECore.posterior`)."""
-        return self.core.posterior(batch, n_history, prior, times)
-
-    def solve(self, u0: torch.Tensor, theta: torch.Tensor, t: torch.Tensor):
-        """Latent trajectories (:meth:`ODEVAECore.solve`)."""
-        return self.core.solve(u0, theta, t)
-
-    def rates_per_data_unit(self, theta: torch.Tensor) -> torch.Tensor:
-        """Parameters per data time unit (:meth:`ODEVAECore.rates_per_data_unit`)."""
-        return self.core.rates_per_data_unit(theta)
+        self.register_load_state_dict_pre_hook(legacy_state_keys)
 
     # --- training ---------------------------------------------------------------
 

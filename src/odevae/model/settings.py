@@ -124,3 +124,31 @@ def sections_from_flat(
         else:
             raise TypeError(f"ODEVAE got an unexpected keyword argument {key!r}")
     return model, loss
+
+
+def hyperparameters(
+    p: int,
+    q: int,
+    model: dict | None = None,
+    loss: dict | str | None = None,
+    lr: float = 5e-3,
+    binary: list[bool] | None = None,
+    time_scale: float = 1.0,
+    **flat,
+) -> dict:
+    """A trained model's stored hyperparameters, filled in: ``p``, ``q``, the
+    ``model`` and ``loss`` sections (flat keywords of older checkpoints filed in by
+    :func:`sections_from_flat`; a string ``loss`` is the loss's kind, as older
+    checkpoints give it), ``lr``, ``binary`` and ``time_scale``."""
+    if isinstance(loss, str):
+        flat, loss = {"loss": loss, **flat}, None
+    model, loss = sections_from_flat(flat, model, loss)
+    return {
+        "p": p,
+        "q": q,
+        "model": model_section(model),
+        "loss": loss_section(loss),
+        "lr": lr,
+        "binary": binary,
+        "time_scale": time_scale,
+    }

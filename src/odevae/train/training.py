@@ -17,7 +17,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from odevae.config_schema import standardize_measurements
 from odevae.data.cohort import Cohort
-from odevae.data.folds import fitted_and_validation
+from odevae.data.folds import fitted_and_validation, has_inner_split
 from odevae.model.module import ODEVAE
 from odevae.train.callbacks import (
     EpochLog,
@@ -128,9 +128,13 @@ def train_fold(
     L.seed_everything(seed, workers=True)
     stopping = train_cfg["early_stopping"]
     inner = stopping["inner_fraction"] > 0
-    train_ids, val_ids = fitted_and_validation(
-        folds, fold, stopping["inner_fraction"], config["seed"]
-    )
+    train_ids, val_ids = fitted_and_validation(folds, fold)
+    if inner != has_inner_split(folds, fold):
+        raise ValueError(
+            f"train.early_stopping.inner_fraction is {stopping['inner_fraction']} "
+            f"but the folds table has {'no' if inner else 'an'} inner split for "
+            f"fold {fold}: make it with make_folds(..., inner_fraction)"
+        )
     callbacks = []
     if train_cfg["batching"] == "similarity":
         sim = train_cfg["similarity"]

@@ -18,10 +18,10 @@ from odevae.evaluate.prediction.mixed import (
     fit_mixed_models,
     mixed_model,
 )
-from odevae.model.module import ODEVAE
+from odevae.model.trained import CoreAccess
 
 
-def residuals(model: ODEVAE, cohort: Cohort) -> Cohort:
+def residuals(model: CoreAccess, cohort: Cohort) -> Cohort:
     """``cohort`` with its values replaced by the reconstruction residuals
     x − decode(encode(x)) (modelling units; 0 where not observed)."""
     mu, _ = encode(model, cohort)
@@ -32,7 +32,7 @@ def residuals(model: ODEVAE, cohort: Cohort) -> Cohort:
 
 
 def random_effects_offsets(
-    model: ODEVAE,
+    model: CoreAccess,
     train: Cohort,
     test: Cohort,
     targets: pd.DataFrame,
@@ -47,7 +47,7 @@ def random_effects_offsets(
 
 
 def latent_step_variance(
-    model: ODEVAE, train: Cohort, methods=("odevae", "vae_roundtrip")
+    model: CoreAccess, train: Cohort, methods=("odevae", "vae_roundtrip")
 ) -> dict[str, pd.DataFrame]:
     """Per method, horizon and variable (rows × p): the training patients' mean
     square of decode(prediction) − decode(target visit's encoding), the error of
@@ -85,7 +85,7 @@ def with_random_effects(
 
 
 def increment(
-    model: ODEVAE, test: Cohort, targets: pd.DataFrame, decoded: dict
+    model: CoreAccess, test: Cohort, targets: pd.DataFrame, decoded: dict
 ) -> tuple[np.ndarray, np.ndarray]:
     """``odevae_increment``: each variable's last observed value plus the decoded
     change from the last history visit's encoding to the prediction; where a

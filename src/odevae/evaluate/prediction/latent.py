@@ -15,17 +15,17 @@ from odevae.data.batching import CohortDataset
 from odevae.data.cohort import Cohort
 from odevae.evaluate.prediction.targets import history_mask, prediction_targets
 from odevae.model.loss import combine_history
-from odevae.model.module import ODEVAE
+from odevae.model.trained import CoreAccess
 
 
-def _tensors(model: ODEVAE, cohort: Cohort) -> dict:
+def _tensors(model: CoreAccess, cohort: Cohort) -> dict:
     """The cohort as one scaled batch on the model's device (all visit slots)."""
     batch = {k: v.to(model.device) for k, v in CohortDataset(cohort).tensors.items()}
     return model.scale(batch)
 
 
 @torch.no_grad()
-def encode(model: ODEVAE, cohort: Cohort) -> tuple[torch.Tensor, torch.Tensor]:
+def encode(model: CoreAccess, cohort: Cohort) -> tuple[torch.Tensor, torch.Tensor]:
     """Encoder means (n, T, d) and individual ODE parameters (n, nθ)."""
     model.eval()
     batch = _tensors(model, cohort)
@@ -34,7 +34,7 @@ def encode(model: ODEVAE, cohort: Cohort) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def decode(model: ODEVAE, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def decode(model: CoreAccess, z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Latent states (N, d) → decoder mean and sd (N, p) in modelling units (for a
     Bernoulli variable the probability of a 1 and its sd √(p(1 − p)))."""
     mean, sd = model.core.predictive(z)
@@ -59,7 +59,7 @@ def ols_extrapolation(mu, times, history, last, t_target):
 
 @torch.no_grad()
 def latent_predictions(
-    model: ODEVAE, train: Cohort, test: Cohort
+    model: CoreAccess, train: Cohort, test: Cohort
 ) -> tuple[pd.DataFrame, dict[str, torch.Tensor], torch.Tensor]:
     """The targets of ``test``, each method's latent prediction (targets × d) and
     the target visit's own encoder mean (targets × d; for latent-space scores only).

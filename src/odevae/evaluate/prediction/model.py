@@ -64,13 +64,13 @@ from odevae.evaluate.prediction.hybrid import (
 from odevae.evaluate.prediction.latent import decode, latent_predictions
 from odevae.evaluate.prediction.mixed import MIXED_MODEL_MAX_PATIENTS
 from odevae.evaluate.prediction.targets import long_table
-from odevae.model.module import ODEVAE
+from odevae.model.trained import CoreAccess
 
 #: The model's own predictors, from which
 #: :mod:`~odevae.evaluate.prediction.selection` picks.
-CANDIDATES = ("odevae", "odevae_increment", "odevae_mixed")
+SELECTABLE = ("odevae", "odevae_increment", "odevae_mixed")
 METHODS = (
-    *CANDIDATES,
+    *SELECTABLE,
     "odevae_prior",
     "odevae_population",
     "vae_roundtrip",
@@ -81,7 +81,7 @@ METHODS = (
 
 @torch.no_grad()
 def decoded_predictions(
-    model: ODEVAE,
+    model: CoreAccess,
     train: Cohort,
     test: Cohort,
     max_patients: int = MIXED_MODEL_MAX_PATIENTS,
@@ -112,14 +112,14 @@ def decoded_predictions(
 
 @torch.no_grad()
 def model_predictions(
-    model: ODEVAE,
+    model: CoreAccess,
     train: Cohort,
     test: Cohort,
     selected: str | None = None,
     max_patients: int = MIXED_MODEL_MAX_PATIENTS,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The held-out patients' predictions of every method in :data:`METHODS`, and
-    ``odevae_selected`` (a copy of the ``selected`` candidate) when given.
+    ``odevae_selected`` (a copy of the ``selected`` predictor) when given.
 
     Returns the long table in data space (:data:`~odevae.evaluate.prediction.targets.
     COLUMNS`) and, as the follow-up paper also scores, the latent-space table:

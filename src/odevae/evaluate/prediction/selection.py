@@ -1,14 +1,14 @@
 """Choose the model's predictor on an inner split of the training patients.
 
 The trained model offers several predictors (:data:`~odevae.evaluate.prediction.model.
-CANDIDATES`). Which one predicts best is a setting like any other, so it is chosen
-without the held-out fold: every candidate predicts the fold's inner validation
+SELECTABLE`). Which one predicts best is a setting like any other, so it is chosen
+without the held-out fold: every one of them predicts the fold's inner validation
 patients one step ahead (the mixed model of ``odevae_mixed`` fitted on the inner
 training patients only), scored as
 :mod:`~odevae.evaluate.prediction.scores` scores held-out predictions, and the lowest
-standardised MSE wins. Without an inner validation
-split (``train.early_stopping.inner_fraction`` 0) there is nothing honest to choose
-on (the training patients would favour whatever fits them best), so
+standardised MSE wins. Without an inner validation split in the folds table
+(``train.early_stopping.inner_fraction`` 0) there is nothing honest to choose on
+(the training patients would favour whatever fits them best), so
 ``odevae_selected`` is ``odevae``, and the table says so.
 """
 
@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 
 from odevae.data.cohort import Cohort
-from odevae.data.folds import fitted_and_validation
+from odevae.data.folds import fitted_and_validation, has_inner_split
 from odevae.evaluate.prediction.mixed import MIXED_MODEL_MAX_PATIENTS
-from odevae.evaluate.prediction.model import CANDIDATES, decoded_predictions
+from odevae.evaluate.prediction.model import SELECTABLE, decoded_predictions
 from odevae.evaluate.prediction.scores import variable_sd
-from odevae.model.module import ODEVAE
+from odevae.model.trained import CoreAccess
 
-SELECTION_COLUMNS = ["candidate", "scored_on", "n_patients", "mse", "selected"]
+SELECTION_COLUMNS = ["predictor", "scored_on", "n_patients", "mse", "selected"]
 
 
 def standardised_mse(
@@ -40,26 +40,27 @@ def standardised_mse(
 
 
 def select_predictor(
-    model: ODEVAE,
+    model: CoreAccess,
     fitted: Cohort,
     scored: Cohort,
     scored_on: str,
     max_patients: int = MIXED_MODEL_MAX_PATIENTS,
 ) -> pd.DataFrame:
-    """Score every candidate on ``scored`` one step ahead, with ``fitted`` (the
-    patients the model was trained on) for the population parameters, the residual
-    mixed model and the SDs. Returns :data:`SELECTION_COLUMNS`, one row per
-    candidate; ``selected`` marks the lowest MSE (the first candidate on ties)."""
+    """Score every selectable predictor on ``scored`` one step ahead, with
+    ``fitted`` (the patients the model was trained on) for the population
+    parameters, the residual mixed model and the SDs. Returns
+    :data:`SELECTION_COLUMNS`, one row per predictor; ``selected`` marks the
+    lowest MSE (the first on ties)."""
     targets, _, decoded, _ = decoded_predictions(model, fitted, scored, max_patients)
     one_step = (targets["horizon"] == "one_step").to_numpy()
     sd = variable_sd(fitted)
     rows = []
-    for candidate in CANDIDATES:
-        mean = decoded[candidate][0][one_step]
+    for predictor in SELECTABLE:
+        mean = decoded[predictor][0][one_step]
         mse = standardised_mse(scored, targets[one_step], mean, sd)
         rows.append(
             {
-                "candidate": candidate,
+                "predictor": predictor,
                 "scored_on": scored_on,
                 "n_patients": scored.n,
                 "mse": mse,
@@ -76,29 +77,28 @@ def no_selection() -> pd.DataFrame:
     scored (``scored_on`` ``none``, MSE NaN)."""
     return pd.DataFrame(
         {
-            "candidate": list(CANDIDATES),
+            "predictor": list(SELECTABLE),
             "scored_on": "none",
             "n_patients": 0,
             "mse": np.nan,
-            "selected": [c == "odevae" for c in CANDIDATES],
+            "selected": [c == "odevae" for c in SELECTABLE],
         }
     )[SELECTION_COLUMNS]
 
 
 def inner_selection(
-    model: ODEVAE,
+    model: CoreAccess,
     cohort: Cohort,
     folds: pd.DataFrame,
     fold: int,
-    inner_fraction: float,
-    seed: int,
     max_patients: int = MIXED_MODEL_MAX_PATIENTS,
 ) -> pd.DataFrame:
-    """:func:`select_predictor` on fold ``fold``'s inner split (the patients its
-    training fitted on and validated on, :func:`~odevae.data.folds.
-    fitted_and_validation`); :func:`no_selection` without an inner split."""
-    if inner_fraction <= 0:
+    """:func:`select_predictor` on fold ``fold``'s inner split as the folds table
+    gives it (the patients its training fitted on and validated on,
+    :func:`~odevae.data.folds.fitted_and_validation`); :func:`no_selection`
+    without an inner split."""
+    if not has_inner_split(folds, fold):
         return no_selection()
-    patients = fitted_and_validation(folds, fold, inner_fraction, seed)
+    patients = fitted_and_validation(folds, fold)
     fitted, scored = (cohort.subset(cohort.index_of(ids)) for ids in patients)
     return select_predictor(model, fitted, scored, "inner_validation", max_patients)
