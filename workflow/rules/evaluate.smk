@@ -1,3 +1,7 @@
+# Held-out evaluation: the comparators per fold, the summary over folds, and the
+# recovery of the simulated truth (simulation, registry simulation, seed sweep).
+
+
 rule comparators:
     input:
         cohort=f"{OUT}/preprocessed/cohort.npz",

@@ -1,3 +1,37 @@
+# Figures of the cohort, the fits, the latent space, the prediction and the papers'
+# diagnostics, each wrapped in report() with its caption.
+
+
+rule plot_cohort:
+    input:
+        cohort=f"{OUT}/preprocessed/cohort.npz",
+    output:
+        visit_times=report(
+            f"{OUT}/figures/visit_times.png",
+            caption="../report/visit_times.rst",
+            category="Data",
+        ),
+        measurements=report(
+            f"{OUT}/figures/measurements.png",
+            caption="../report/measurements.rst",
+            category="Data",
+        ),
+    log:
+        f"{LOGS}/plot_cohort/plot_cohort.log",
+    benchmark:
+        f"{OUT}/benchmarks/plot_cohort.tsv"
+    conda:
+        "../envs/odevae.yaml"
+    resources:
+        **LIGHT_JOB,
+    params:
+        transforms=measurement_transforms(),
+        time_unit=time_unit(),
+        dpi=config["figures"]["dpi"],
+    script:
+        "../scripts/plot_cohort.py"
+
+
 rule plot_data:
     input:
         visits=f"{OUT}/data/visits.tsv",

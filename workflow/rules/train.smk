@@ -1,3 +1,8 @@
+# One model per fold: trained on the fold's training patients (train), or, with
+# tuning.candidates, every candidate trained and the inner best kept (tune, choose);
+# then the fold's model applied to every patient (predict).
+
+
 if not tuning():
 
     rule train:

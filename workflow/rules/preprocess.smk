@@ -1,24 +1,5 @@
-if simulated():
-
-    rule simulate:
-        output:
-            visits=f"{OUT}/data/visits.tsv",
-            baseline=f"{OUT}/data/baseline.tsv",
-            truth_patients=f"{OUT}/data/truth_patients.tsv",
-            truth_trajectories=f"{OUT}/data/truth_trajectories.tsv",
-        log:
-            f"{LOGS}/simulate/simulate.log",
-        benchmark:
-            f"{OUT}/benchmarks/simulate.tsv"
-        conda:
-            "../envs/odevae.yaml"
-        resources:
-            **LIGHT_JOB,
-        params:
-            simulation=config["simulation"],
-            seed=run_seed,
-        script:
-            "../scripts/simulate.py"
+# The cohort made ready for training (preprocessing of irregular visits; the folds
+# and each fold's inner split), and the run's record of its software and config.
 
 
 rule preprocess:

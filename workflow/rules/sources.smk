@@ -1,5 +1,28 @@
-# Real cohorts in: ingestion of long-format tables and registry exports, the public
-# pbcseq cohort, and figures of the preprocessed cohort (every source).
+# Where a run's cohort comes from: the simulation, registry simulations, the public
+# pbcseq cohort, long-format tables and registry exports (data.source).
+
+
+if simulated():
+
+    rule simulate:
+        output:
+            visits=f"{OUT}/data/visits.tsv",
+            baseline=f"{OUT}/data/baseline.tsv",
+            truth_patients=f"{OUT}/data/truth_patients.tsv",
+            truth_trajectories=f"{OUT}/data/truth_trajectories.tsv",
+        log:
+            f"{LOGS}/simulate/simulate.log",
+        benchmark:
+            f"{OUT}/benchmarks/simulate.tsv"
+        conda:
+            "../envs/odevae.yaml"
+        resources:
+            **LIGHT_JOB,
+        params:
+            simulation=config["simulation"],
+            seed=run_seed,
+        script:
+            "../scripts/simulate.py"
 
 
 if not config["paper"]["module"]:  # one rule makes it, also under snakemake paper
@@ -94,33 +117,3 @@ rule simulate_registry:
         seed=run_seed,
     script:
         "../scripts/simulate_registry.py"
-
-
-rule plot_cohort:
-    input:
-        cohort=f"{OUT}/preprocessed/cohort.npz",
-    output:
-        visit_times=report(
-            f"{OUT}/figures/visit_times.png",
-            caption="../report/visit_times.rst",
-            category="Data",
-        ),
-        measurements=report(
-            f"{OUT}/figures/measurements.png",
-            caption="../report/measurements.rst",
-            category="Data",
-        ),
-    log:
-        f"{LOGS}/plot_cohort/plot_cohort.log",
-    benchmark:
-        f"{OUT}/benchmarks/plot_cohort.tsv"
-    conda:
-        "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
-    params:
-        transforms=measurement_transforms(),
-        time_unit=time_unit(),
-        dpi=config["figures"]["dpi"],
-    script:
-        "../scripts/plot_cohort.py"
