@@ -22,11 +22,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 from scipy.linalg import qr
-from statsmodels.regression.mixed_linear_model import MixedLM
-from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from odevae.data.cohort import Cohort
 from odevae.errors import InputError
+from odevae.evaluate.prediction.mixed_reml import BatchedMixedLM, reml
 from odevae.evaluate.prediction.targets import history_mask
 
 log = logging.getLogger(__name__)
@@ -93,47 +92,6 @@ def _covariate_scaling(base: np.ndarray):
     return fill, keep, mean[keep], sd[keep]
 
 
-class _MixedLM(MixedLM):
-    """statsmodels' MixedLM that remembers its last GLS fixed effects.
-
-    L-BFGS asks for the profiled likelihood and its gradient at the same point, and
-    statsmodels computes the fixed effects (a pass over every patient) for each;
-    the second is the same computation on the same numbers, so it is looked up.
-    """
-
-    _last: tuple | None = None
-
-    def get_fe_params(self, cov_re, vcomp, tol=1e-10):
-        key = (np.asarray(cov_re).tobytes(), np.asarray(vcomp).tobytes(), tol)
-        if self._last is None or self._last[0] != key:
-            self._last = (key, super().get_fe_params(cov_re, vcomp, tol))
-        fe_params, singular = self._last[1]
-        return fe_params.copy(), singular
-
-
-def _reml(model: MixedLM, name: str):
-    """REML by L-BFGS polished by Powell (the default BFGS often stalls); the fit
-    with the higher likelihood, or None. Its ConvergenceWarnings are logged."""
-    result, messages, errors = None, [], []
-    for method in ("lbfgs", "powell"):
-        start = None if result is None else result.params_object
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                new = model.fit(reml=True, method=method, start_params=start)
-            except (np.linalg.LinAlgError, ValueError) as error:
-                errors.append(f"{method}: {error}")
-                continue
-        if result is None or new.llf >= result.llf:
-            result, messages = new, caught
-    for w in messages:
-        level = logging.WARNING if w.category is ConvergenceWarning else logging.DEBUG
-        log.log(level, "mixed model %s: %s", name, w.message)
-    if result is None:
-        log.warning("mixed model %s: fit failed (%s)", name, "; ".join(errors))
-    return result
-
-
 def fit_mixed_model(train: Cohort, variable: int) -> MixedFit | None:
     """REML fit of measurement ``variable``; None (logged) if it is not possible."""
     name = str(train.measurement_names[variable])
@@ -146,8 +104,8 @@ def fit_mixed_model(train: Cohort, variable: int) -> MixedFit | None:
     if len(patients) < 3 or len(y) < max(exog.shape[1] + 4, len(patients) + 2):
         log.warning("mixed model %s: too few data (%d values)", name, len(y))
         return None
-    model = _MixedLM(y, exog, groups=train.patient_ids[rows], exog_re=exog[:, :2])
-    result = _reml(model, name)
+    model = BatchedMixedLM(y, exog, groups=train.patient_ids[rows], exog_re=exog[:, :2])
+    result = reml(model, name)
     if result is None:
         return None
     beta, G = np.asarray(result.fe_params), np.asarray(result.cov_re)
