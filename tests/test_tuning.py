@@ -6,8 +6,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from odevae.data.folds import make_folds
 from odevae.errors import InputError
+from odevae.evaluate.prediction.selection import inner_selection
 from odevae.evaluate.tuning import choose_candidate
+from odevae.model.trained import load_trained
+from odevae.train.training import train_fold
 from tests.conftest import TINY, merge, snakemake
 
 INNER = {"train": {"early_stopping": {"inner_fraction": 0.25, "patience": 2}}}
@@ -51,6 +55,22 @@ def test_a_named_predictor_chooses_the_setting_where_it_scores_lowest():
         choose_candidate(tables, "odevae_increment")
 
 
+def test_tunings_inner_selection_is_what_prediction_would_compute(
+    tiny_cohort, tiny_config, tmp_path
+):
+    """predict reuses the chosen candidate's selection table: the model that
+    tuning scores is the kept checkpoint's, so scoring it again changes nothing."""
+    config = merge(merge(tiny_config, INNER), {"train": {"epochs": 6}})
+    folds = make_folds(tiny_cohort.patient_ids, 2, config["seed"], 0.25)
+    model = train_fold(tiny_cohort, folds, 1, config, tmp_path)
+    in_tuning = inner_selection(model, tiny_cohort, folds, 1)
+    loaded = load_trained(str(tmp_path / "model.ckpt"))
+    assert (in_tuning["scored_on"] == "inner_validation").all()
+    pd.testing.assert_frame_equal(
+        in_tuning, inner_selection(loaded, tiny_cohort, folds, 1)
+    )
+
+
 @pytest.mark.workflow
 def test_each_fold_trains_every_candidate_and_keeps_the_inner_best(workdir):
     config = merge(TINY, INNER | {"tuning": {"candidates": CANDIDATES}})
@@ -68,6 +88,10 @@ def test_each_fold_trains_every_candidate_and_keeps_the_inner_best(workdir):
         assert scored["n_patients"].nunique() == 1
     kept = (out / "train" / "fold_1" / "model.ckpt").read_bytes()
     assert kept == (out / "tune" / "fold_1" / chosen / "model.ckpt").read_bytes()
+    # prediction's odevae_selected is the one tuning scored for the chosen candidate
+    scored = pd.read_csv(out / "tune" / "fold_1" / chosen / "selection.tsv", sep="\t")
+    used = pd.read_csv(out / "predict" / "fold_1" / "selection.tsv", sep="\t")
+    pd.testing.assert_frame_equal(scored, used)
     hparams = yaml.safe_load((out / "train" / "fold_1" / "hparams.yaml").read_text())
     assert hparams["loss"]["kl_weight"] == CANDIDATES[chosen]["loss"]["kl_weight"]
     assert not (out / "tune" / "fold_0").exists()  # only what the target needs

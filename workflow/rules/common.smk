@@ -120,6 +120,19 @@ def tuned_models(wildcards):
     }
 
 
+def predict_inputs(wildcards):
+    """The predict rule's inputs; with tuning, the chosen candidate's inner
+    selection too (rule choose), which predict then reuses."""
+    inputs = {
+        "checkpoint": f"{OUT}/train/fold_{wildcards.fold}/model.ckpt",
+        "cohort": f"{OUT}/preprocessed/cohort.npz",
+        "folds": f"{OUT}/folds.tsv",
+    }
+    if tuning():
+        inputs["selection"] = f"{OUT}/train/fold_{wildcards.fold}/selection.tsv"
+    return inputs
+
+
 def standardized():
     """Whether measurements are standardised (``auto``: for table sources)."""
     return standardize_measurements(config)

@@ -64,6 +64,7 @@ else:
             checkpoint=f"{OUT}/train/fold_{{fold}}/model.ckpt",
             metrics=f"{OUT}/train/fold_{{fold}}/metrics.csv",
             hparams=f"{OUT}/train/fold_{{fold}}/hparams.yaml",
+            selection=f"{OUT}/train/fold_{{fold}}/selection.tsv",
             choice=f"{OUT}/tune/fold_{{fold}}/choice.tsv",
         log:
             f"{LOGS}/choose/fold_{{fold}}.log",
@@ -83,9 +84,7 @@ else:
 
 rule predict:
     input:
-        checkpoint=f"{OUT}/train/fold_{{fold}}/model.ckpt",
-        cohort=f"{OUT}/preprocessed/cohort.npz",
-        folds=f"{OUT}/folds.tsv",
+        unpack(predict_inputs),
     output:
         params=f"{OUT}/predict/fold_{{fold}}/params.tsv",
         latents=f"{OUT}/predict/fold_{{fold}}/latents.tsv",

@@ -16,8 +16,9 @@ def main(snakemake):
     tables = dict(zip(names, map(read_tsv, snakemake.input.selections), strict=True))
     choice = choose_candidate(tables, snakemake.params.predictor)
     k = int(choice["chosen"].to_numpy().argmax())
-    for key in ("checkpoint", "metrics", "hparams"):
-        source = snakemake.input[{"checkpoint": "checkpoints"}.get(key, key)][k]
+    plural = {"checkpoint": "checkpoints", "selection": "selections"}
+    for key in ("checkpoint", "metrics", "hparams", "selection"):
+        source = snakemake.input[plural.get(key, key)][k]
         shutil.copyfile(source, snakemake.output[key])
     write_tsv(
         choice.assign(fold=int(snakemake.wildcards.fold)), snakemake.output.choice

@@ -18,6 +18,9 @@ def main(snakemake):
         snakemake.params.grid_dt,
         resolve_transforms(snakemake.params.transforms, list(cohort.measurement_names)),
         mixed_model_max_patients=snakemake.params.mixed_model_max_patients,
+        selection=read_tsv(snakemake.input.selection)
+        if "selection" in snakemake.input.keys()
+        else None,
     )
     for key, table in tables.items():
         write_tsv(table, snakemake.output[key])

@@ -16,7 +16,7 @@ from odevae.data.folds import fold_members
 from odevae.errors import InputError
 from odevae.evaluate.prediction.mixed import MIXED_MODEL_MAX_PATIENTS
 from odevae.evaluate.prediction.model import model_predictions
-from odevae.evaluate.prediction.selection import inner_selection
+from odevae.evaluate.prediction.selection import SELECTION_COLUMNS, inner_selection
 from odevae.evaluate.prediction.targets import in_both_units
 from odevae.model.trained import CoreAccess, load_trained
 
@@ -122,6 +122,7 @@ def predict_fold(
     transforms: dict[str, str],
     *,
     mixed_model_max_patients: int = MIXED_MODEL_MAX_PATIENTS,
+    selection: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Load a fold's checkpoint and predict every patient, marked train or test.
 
@@ -137,7 +138,9 @@ def predict_fold(
     ``selection``: the predictors' scores on the inner validation patients that
     training held out (:func:`~odevae.data.folds.fitted_and_validation`, as in
     training); the best is written as ``odevae_selected``. Without an inner split
-    in ``folds`` nothing is scored and ``odevae_selected`` is ``odevae``.
+    in ``folds`` nothing is scored and ``odevae_selected`` is ``odevae``. A given
+    ``selection`` (tuning scored the same model on the same inner patients, rule
+    ``choose`` keeps it) is used as it is instead.
     """
     model = load_trained(checkpoint)
     train_ids, held_ids = fold_members(folds, fold)
@@ -174,7 +177,9 @@ def predict_fold(
         table.insert(2, "split", split)
     train = cohort.subset(cohort.index_of(train_ids))
     cap = mixed_model_max_patients
-    selection = inner_selection(model, cohort, folds, fold, cap)
+    if selection is None:
+        selection = inner_selection(model, cohort, folds, fold, cap)
+    selection = selection[SELECTION_COLUMNS]
     selected = selection.loc[selection["selected"], "predictor"].item()
     heldout, latent = model_predictions(
         model, train, cohort.subset(cohort.index_of(held_ids)), selected, cap
