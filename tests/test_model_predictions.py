@@ -284,3 +284,49 @@ def test_selection_on_inner_patients_prefers_a_predictor_that_keeps_own_levels(
     chosen = table.loc[table["selected"], "predictor"].item()
     assert mse[chosen] == mse.min() and chosen != "odevae"
     assert (table["n_patients"] == scored.n).all()
+
+
+def single_score(cohort, v=0):
+    """``cohort`` with measurement ``v`` alone."""
+    return dataclasses.replace(
+        cohort,
+        values=cohort.values[..., v : v + 1],
+        observed=cohort.observed[..., v : v + 1],
+        measurement_names=cohort.measurement_names[v : v + 1],
+    )
+
+
+def test_a_single_score_runs_the_ode_on_the_score_itself(
+    tiny_cohort, tiny_config, caplog
+):
+    """``model.autoencoder: auto`` gives a single continuous score the identity
+    autoencoder: a visit's roundtrip is the visit, so ``vae_roundtrip`` (no time
+    step) is LOCF, and ``odevae`` moves the last value by the ODE alone."""
+    single = single_score(tiny_cohort)
+    config = {**tiny_config["model"], "autoencoder": "auto", "history": "gru"}
+    with caplog.at_level("INFO", logger="odevae.train.model_setup"):
+        model = build_model(single, config, tiny_config["loss"], lr=1e-3)
+    assert "the ODE runs on the measurements" in caplog.text
+    train, test = split(single)
+    table = model_predictions(model, train, test)[0]
+    one_step = table[table["horizon"] == "one_step"].set_index(["patient_id", "visit"])
+    targets = prediction_targets(test)
+    last, _ = locf(test, targets.reset_index(drop=True))
+    rows = targets["horizon"].to_numpy() == "one_step"
+    want = pd.Series(
+        last[rows, 0],
+        index=pd.MultiIndex.from_frame(targets.loc[rows, ["patient_id", "visit"]]),
+    ).sort_index()
+    roundtrip = one_step[one_step["method"] == "vae_roundtrip"]["predicted"]
+    np.testing.assert_allclose(roundtrip.sort_index(), want, rtol=1e-6)
+    # two measurements keep the learned autoencoder; a 0/1 score cannot be a state
+    two = build_model(tiny_cohort, config, tiny_config["loss"], lr=1e-3)
+    assert type(two.core.encoder).__name__ == "Encoder"
+    with pytest.raises(ValueError, match="identity needs continuous measurements"):
+        build_model(
+            single,
+            {**config, "autoencoder": "identity"},
+            tiny_config["loss"],
+            lr=1e-3,
+            binary=[True],
+        )

@@ -1,3 +1,4 @@
+import dataclasses
 import io
 import logging
 import re
@@ -225,3 +226,29 @@ def test_restarts_start_from_the_initialisation_with_the_lowest_probe_loss(
     train_fold(tiny_cohort, folds, 1, config, tmp_path / "b")
     first, again = (pd.read_csv(tmp_path / k / "metrics.csv") for k in "ab")
     pd.testing.assert_frame_equal(first, again)
+
+
+@pytest.mark.parametrize("kind", ["initial_value", "statistical"])
+def test_a_single_score_trains_with_the_ode_on_the_score(
+    tiny_cohort, folds, tiny_config, out, kind
+):
+    """The identity autoencoder (``model.autoencoder: auto``, p = 1) trains with
+    either loss and the history encoder, and its predictions load and run."""
+    single = dataclasses.replace(
+        tiny_cohort,
+        values=tiny_cohort.values[..., :1],
+        observed=tiny_cohort.observed[..., :1],
+        measurement_names=tiny_cohort.measurement_names[:1],
+    )
+    config = {
+        **tiny_config,
+        "model": {**tiny_config["model"], "autoencoder": "auto", "history": "gru"},
+        "loss": {**tiny_config["loss"], "kind": kind},
+        "train": {**tiny_config["train"], "epochs": 3},
+    }
+    model = train_fold(single, folds, 0, config, out)
+    assert type(model.core.encoder).__name__ == "IdentityEncoder"
+    loss = pd.read_csv(out / "metrics.csv")["train/loss"].dropna()
+    assert np.isfinite(loss).all()
+    tables = predict_fold(str(out / "model.ckpt"), single, folds, 0, 0.5, {})
+    assert np.isfinite(tables["predictions"]["predicted"]).all()

@@ -15,7 +15,13 @@ from torch import nn
 
 from odevae.model.dynamics import make_system
 from odevae.model.history import HistoryEncoder, posterior
-from odevae.model.networks import Decoder, Encoder, ParamNet
+from odevae.model.networks import (
+    Decoder,
+    Encoder,
+    IdentityDecoder,
+    IdentityEncoder,
+    ParamNet,
+)
 from odevae.model.solving import solve, solve_from_every_visit
 from odevae.model.systems import resolve_solver
 
@@ -26,6 +32,11 @@ def visit_offsets(batch: dict) -> torch.Tensor:
     without measurements)."""
     times = batch["times"] - batch["times"][:, :1]
     return torch.where(batch["visits"], times, torch.zeros_like(times))
+
+
+def identity_autoencoder(setting: str, p: int, binary: list[bool]) -> bool:
+    """``model.autoencoder``: identity, or auto for a single continuous score."""
+    return setting == "identity" or (setting == "auto" and p == 1 and not any(binary))
 
 
 class ODEVAECore(nn.Module):
@@ -71,10 +82,22 @@ class ODEVAECore(nn.Module):
         bound = model["param_bound"]
         bound = self.system.default_bound if bound == "auto" else bound
         width = model["hidden_width"]
-        self.encoder = Encoder(
-            p, latent_dim, positive=self.system.positive_states, hidden=width
-        )
-        self.decoder = Decoder(latent_dim, p, hidden=width)
+        flags = [False] * p if binary is None else list(binary)
+        if len(flags) != p:
+            raise ValueError(f"binary flags for {len(flags)} measurements, not {p}")
+        if identity_autoencoder(model["autoencoder"], p, flags):
+            if latent_dim != p or self.system.positive_states or any(flags):
+                raise ValueError(
+                    "model.autoencoder identity needs continuous measurements, "
+                    f"model.latent_dim equal to their number ({p}, not "
+                    f"{latent_dim}) and a system whose states may be negative"
+                )
+            self.encoder, self.decoder = IdentityEncoder(p), IdentityDecoder(p)
+        else:
+            self.encoder = Encoder(
+                p, latent_dim, positive=self.system.positive_states, hidden=width
+            )
+            self.decoder = Decoder(latent_dim, p, hidden=width)
         self.param_net = ParamNet(
             q,
             self.system.n_params,
@@ -94,9 +117,6 @@ class ODEVAECore(nn.Module):
         self.register_buffer("z_mean", torch.zeros(q))
         self.register_buffer("z_std", torch.ones(q))
         self.register_buffer("z_fill", torch.zeros(q))  # imputes missing covariates
-        flags = [False] * p if binary is None else list(binary)
-        if len(flags) != p:
-            raise ValueError(f"binary flags for {len(flags)} measurements, not {p}")
         self.register_buffer("binary", torch.tensor(flags, dtype=torch.bool))
 
     @property
@@ -228,5 +248,7 @@ class ODEVAECore(nn.Module):
         return theta / self.time_scale
 
     def decoder_l2(self) -> torch.Tensor:
-        """Sum of squares of the decoder's parameters."""
+        """Sum of squares of the decoder's parameters (none for the identity)."""
+        if isinstance(self.decoder, IdentityDecoder):
+            return self.x_mean.new_zeros(())
         return sum((w**2).sum() for w in self.decoder.parameters())

@@ -74,6 +74,32 @@ class Decoder(nn.Module):
         return self.mean(h), self.logvar(h)
 
 
+class IdentityEncoder(nn.Module):
+    """The measurements themselves as the latent state (latent dimension p): the
+    mean is the (scaled) visit, the log-variance a trainable constant per
+    dimension. For single-score cohorts, where a learned autoencoder has nothing
+    to compress and its roundtrip only adds error."""
+
+    def __init__(self, p: int) -> None:
+        super().__init__()
+        self.logvar = nn.Parameter(torch.zeros(p))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, self.logvar.expand_as(x)
+
+
+class IdentityDecoder(nn.Module):
+    """Latent state → measurements unchanged, with a trainable log-variance per
+    measurement (the measurement noise)."""
+
+    def __init__(self, p: int) -> None:
+        super().__init__()
+        self.logvar = nn.Parameter(torch.zeros(p))
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return z, self.logvar.expand_as(z)
+
+
 BOUNDS = {
     # sigmoid(x) - 0.5 ∈ (-0.5, 0.5): linear systems in the workshop and BJ 2022
     # (divided by ``param_scale``: the follow-up paper's registry run uses 2).

@@ -22,6 +22,7 @@ MODEL_DEFAULTS: dict = {
     "param_scale": 1.0,
     "bottleneck": 0,
     "hidden_width": 0,
+    "autoencoder": "learned",
     "history": "none",
     "history_hidden": 16,
     "solver": "auto",

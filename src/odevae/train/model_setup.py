@@ -9,6 +9,7 @@ import numpy as np
 
 from odevae.config_schema import standardize_measurements
 from odevae.data.cohort import Cohort
+from odevae.model.core import identity_autoencoder
 from odevae.model.module import ODEVAE
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,14 @@ def build_model(
     ``binary`` flags the measurements with a Bernoulli likelihood, ``time_scale``
     is the internal time unit in data time units (:func:`resolve_time_scale`)."""
     dim = latent_dim(model_cfg["latent_dim"], cohort.p, model_cfg["system"])
+    flags = [False] * cohort.p if binary is None else binary
+    if identity_autoencoder(model_cfg["autoencoder"], cohort.p, flags):
+        log.info(
+            "model.autoencoder %s: the %d measurement(s) are the latent state (no "
+            "encoder or decoder network); the ODE runs on the measurements",
+            model_cfg["autoencoder"],
+            cohort.p,
+        )
     return ODEVAE(
         p=cohort.p,
         q=cohort.q,
