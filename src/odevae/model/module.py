@@ -35,19 +35,12 @@ class ODEVAE(CoreAccess, L.LightningModule):
     load_trained`).
     """
 
-    def __init__(
-        self,
-        p: int,
-        q: int,
-        model: dict | None = None,
-        loss: dict | str | None = None,
-        lr: float = 5e-3,
-        binary: list[bool] | None = None,
-        time_scale: float = 1.0,
-        **flat,
-    ) -> None:
+    def __init__(self, p: int, q: int, **settings) -> None:
+        """``settings``: ``model``, ``loss``, ``lr``, ``binary``, ``time_scale`` or
+        older flat keywords, as :func:`~odevae.model.settings.hyperparameters`
+        takes them."""
         super().__init__()
-        hparams = hyperparameters(p, q, model, loss, lr, binary, time_scale, **flat)
+        hparams = hyperparameters(p, q, **settings)
         self.save_hyperparameters(hparams)
         self.objective = make_objective(hparams["loss"])
         self.core = build_core(hparams)
