@@ -20,21 +20,27 @@ preprocess  preprocess                     ``data/``: ``preprocess``, ``cohort``
                                            ``report``, ``batching`` (patients as
                                            padded tensors, read by train, predict
                                            and figures)
-split       split                          ``data/folds``
+split       split                          ``data/folds`` (the folds and each fold's
+                                           inner split, read by train, tune and
+                                           predict)
 train       train (with tuning: tune,      ``train/``: ``training`` (one fold),
                                            ``model_setup`` (the model it trains),
             then choose)                   ``data`` and ``similarity`` (batches),
                                            ``restarts``, ``callbacks``;
                                            ``evaluate/tuning`` (the choice); the model
-                                           in ``model/``: ``module`` (the
-                                           LightningModule), ``systems`` (the
+                                           in ``model/``: ``core`` (networks and
+                                           dynamics), ``module`` (the
+                                           LightningModule), ``trained`` (a
+                                           trained model without Lightning, for
+                                           predict and figures), ``systems`` (the
                                            catalogue, torch-free),
                                            ``dynamics``, ``solving``, ``networks``,
                                            ``loss``, ``neighbours`` (similarity
                                            batches)
 predict     predict, comparators           ``evaluate/``: ``predict``,
                                            ``prediction/`` (targets, the model's
-                                           predictors, comparators, scores)
+                                           predictors, comparators, the mixed
+                                           models' fits in ``mixed_reml``, scores)
 evaluate    evaluate, recovery,            ``evaluate/``: ``recovery`` (simulated
             registry_recovery, sweep       truth), ``registry_recovery`` (a
                                            simulated registry's rates),
@@ -60,7 +66,7 @@ Following a config key from ``config/config.yaml`` (checked against
   :class:`odevae.train.data.CohortDataModule` (random batching only; similarity
   batches hold ``train.similarity.neighbours`` + 1 patients).
 * ``model.system``: :func:`odevae.config_checks.check_model_config` checks it
-  before any job starts (``workflow/rules/common.smk``); rule ``train`` →
+  before any job starts (``workflow/rules/config.smk``); rule ``train`` →
   :func:`odevae.train.model_setup.build_model` (the ``model`` and ``loss`` sections)
   → :class:`odevae.model.module.ODEVAE` → :class:`odevae.model.core.ODEVAECore`
   → :func:`odevae.model.dynamics.make_system` (the names are
