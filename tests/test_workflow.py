@@ -19,8 +19,30 @@ from tests.conftest import ROOT, TINY, merge, snakemake
 pytestmark = pytest.mark.workflow
 
 
-def test_whole_dag_runs_and_second_run_has_nothing_to_do(workdir):
-    snakemake(workdir, "--configfile", "tiny.yaml")
+#: The tiny config, trained on the CPU (two runs of it give identical files).
+TINY_CPU = merge(TINY, {"train": {"accelerator": "cpu"}})
+
+
+def copy_workflow(root, config: dict) -> None:
+    """A copy of the workflow in ``root`` with ``config`` as ``tiny.yaml``."""
+    root.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "Snakefile", root)
+    shutil.copytree(ROOT / "workflow", root / "workflow")
+    shutil.copytree(ROOT / "config", root / "config")
+    (root / "tiny.yaml").write_text(yaml.safe_dump(config))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The whole DAG of the tiny config, run once for the tests that read it."""
+    root = tmp_path_factory.mktemp("tiny_run")
+    copy_workflow(root, TINY_CPU)
+    snakemake(root, "--configfile", "tiny.yaml")
+    return root
+
+
+def test_whole_dag_runs_and_second_run_has_nothing_to_do(tiny_run):
+    workdir = tiny_run
     out = workdir / "results" / "tiny"
     for path in (
         "data/visits.tsv",
@@ -274,23 +296,16 @@ REPRODUCED = [
 ]
 
 
-def test_two_runs_of_one_config_give_identical_files(tmp_path):
-    """Reproducibility on the CPU: two runs of the tiny config in two directories
-    (up to the held-out summary, figures left out) give byte-identical simulation,
-    preprocessing, folds, training metrics and summary; the cohort's arrays are
-    equal (the .npz archive itself stamps the time it was written)."""
-    config = merge(TINY, {"train": {"accelerator": "cpu"}})
-    outputs = {}
-    for run in ("a", "b"):
-        root = tmp_path / run
-        root.mkdir()
-        shutil.copy(ROOT / "Snakefile", root)
-        shutil.copytree(ROOT / "workflow", root / "workflow")
-        shutil.copytree(ROOT / "config", root / "config")
-        (root / "tiny.yaml").write_text(yaml.safe_dump(config))
-        snakemake(root, "results/tiny/cv/summary.tsv", "--configfile", "tiny.yaml")
-        outputs[run] = root / "results" / "tiny"
-    a, b = outputs["a"], outputs["b"]
+def test_two_runs_of_one_config_give_identical_files(tiny_run, tmp_path):
+    """Reproducibility on the CPU: a second run of the tiny config in another
+    directory (up to the held-out summary, figures left out) gives byte-identical
+    simulation, preprocessing, folds, training metrics and summary; the cohort's
+    arrays are equal (the .npz archive itself stamps the time it was written)."""
+    copy_workflow(tmp_path / "b", TINY_CPU)
+    snakemake(
+        tmp_path / "b", "results/tiny/cv/summary.tsv", "--configfile", "tiny.yaml"
+    )
+    a, b = tiny_run / "results" / "tiny", tmp_path / "b" / "results" / "tiny"
     for path in REPRODUCED:
         assert (a / path).read_bytes() == (b / path).read_bytes(), path
     with np.load(a / "preprocessed" / "cohort.npz") as x:
@@ -309,14 +324,13 @@ def reversed_keys(value):
     return value
 
 
-def test_equal_config_in_another_key_order_retrains_nothing(workdir):
+def test_equal_config_in_another_key_order_retrains_nothing(tiny_run):
     """Rule params are compared by their repr: a config merged by another route
     (here its keys in another order; ``snakemake paper``'s module config in
     practice) must give the same params, or every model retrains."""
-    target = "results/tiny/train/fold_0/model.ckpt"
-    snakemake(workdir, target, "--configfile", "tiny.yaml")
+    workdir, target = tiny_run, "results/tiny/train/fold_0/model.ckpt"
     (workdir / "reversed.yaml").write_text(
-        yaml.safe_dump(reversed_keys(TINY), sort_keys=False)
+        yaml.safe_dump(reversed_keys(TINY_CPU), sort_keys=False)
     )
     again = snakemake(workdir, target, "--configfile", "reversed.yaml", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr, again.stdout
