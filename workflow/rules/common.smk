@@ -1,9 +1,5 @@
 # Input functions and the predicates they share: what each rule reads and
 # writes for the configured run (config and paths: config.smk).
-import hashlib
-
-import yaml
-
 from odevae import config_checks
 from odevae.config_schema import standardize_measurements
 from odevae.model.systems import alignment_kind
@@ -152,13 +148,6 @@ def parameter_figure_inputs(wildcards):
     if simulated():
         inputs["truth_patients"] = f"{OUT}/data/truth_patients.tsv"
     return inputs
-
-
-def config_hash():
-    """A digest of the whole config, so that a record of it is rewritten when it
-    changes."""
-    text = yaml.safe_dump(config, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def fold_outputs(pattern):

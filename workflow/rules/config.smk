@@ -1,6 +1,7 @@
 # The config: checked before any job (the schema, then every cross-key check of
 # odevae.config_checks), each problem as one `odevae:` line naming the key; then
 # the paths and constants every rule file uses.
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,13 @@ from odevae.config_schema import in_schema_order, resolve_auto, schema_error
 from odevae.errors import InputError
 
 min_version("9.0")
+
+
+def config_hash():
+    """A digest of the whole config, so that a record of it is rewritten when it
+    changes."""
+    text = yaml.safe_dump(config, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def config_error(message):
