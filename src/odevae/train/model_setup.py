@@ -26,22 +26,26 @@ def build_model(
     """An untrained :class:`ODEVAE` sized for ``cohort`` from the config sections;
     ``binary`` flags the measurements with a Bernoulli likelihood, ``time_scale``
     is the internal time unit in data time units (:func:`resolve_time_scale`)."""
-    dim = latent_dim(model_cfg["latent_dim"], cohort.p, model_cfg["system"])
     flags = [False] * cohort.p if binary is None else binary
+    width = model_cfg["hidden_width"]
     if identity_autoencoder(model_cfg["autoencoder"], cohort.p, flags):
+        dim = cohort.p  # the state is the measurements; no hidden layers
         log.info(
             "model.autoencoder %s: the %d measurement(s) are the latent state (no "
             "encoder or decoder network); the ODE runs on the measurements",
             model_cfg["autoencoder"],
             cohort.p,
         )
+    else:
+        dim = latent_dim(model_cfg["latent_dim"], cohort.p, model_cfg["system"])
+        width = hidden_width(width, cohort.p)
     return ODEVAE(
         p=cohort.p,
         q=cohort.q,
         model={
             **model_cfg,
             "latent_dim": dim,
-            "hidden_width": hidden_width(model_cfg["hidden_width"], cohort.p),
+            "hidden_width": width,
         },
         loss=loss_cfg,
         lr=lr,
