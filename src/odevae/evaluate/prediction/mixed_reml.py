@@ -15,16 +15,18 @@ log = logging.getLogger("odevae.evaluate.prediction.mixed")
 
 
 class BatchedMixedLM(MixedLM):
-    """statsmodels' MixedLM with its profiled likelihood and GLS fixed effects
-    computed for all patients at once.
+    """statsmodels' MixedLM with its profiled REML likelihood, the likelihood's
+    gradient in the covariance and the GLS fixed effects computed for all patients
+    at once.
 
-    statsmodels evaluates both with a Python loop over the patients (a
+    statsmodels evaluates each with a Python loop over the patients (a
     Sherman–Morrison–Woodbury solve per patient and evaluation), which is most of
     a fit's time. For this model (random intercept and slope, no variance
     components, no penalty) the same formulas are sums over patients of 2 × 2
     solves with Q_i = G⁻¹ + Z_i'Z_i, done here as one batched solve over
-    per-patient moments computed once. They equal statsmodels' to rounding, and
-    the optimisers and the score (gradient) are statsmodels' own.
+    per-patient moments computed once. They equal statsmodels' to rounding
+    (``tests/test_mixed_reml.py``); the optimisers, the parametrisation and the
+    final Hessian are statsmodels' own, and any other model falls back to them.
     """
 
     def _moments(self) -> dict:
