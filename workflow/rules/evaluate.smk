@@ -15,8 +15,6 @@ rule comparators:
         f"{OUT}/benchmarks/comparators/fold_{{fold}}.tsv"
     conda:
         "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
     params:
         transforms=measurement_transforms(),
         mixed_model_max_patients=config["evaluation"]["mixed_model_max_patients"],
@@ -53,8 +51,6 @@ rule evaluate:
         f"{OUT}/benchmarks/evaluate.tsv"
     conda:
         "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
     params:
         reference="locf",
         n_boot=config["evaluation"]["bootstrap"],
@@ -90,8 +86,6 @@ if simulated():
         localrule: True
         conda:
             "../envs/odevae.yaml"
-        resources:
-            **LIGHT_JOB,
         params:
             alignment=alignment_kind(config),
         script:
@@ -117,8 +111,6 @@ if simulated_registry():
         localrule: True
         conda:
             "../envs/odevae.yaml"
-        resources:
-            **LIGHT_JOB,
         script:
             "../scripts/registry_recovery.py"
 
@@ -143,7 +135,5 @@ if sweeping():
         localrule: True
         conda:
             "../envs/odevae.yaml"
-        resources:
-            **LIGHT_JOB,
         script:
             "../scripts/sweep.py"

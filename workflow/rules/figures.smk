@@ -22,8 +22,6 @@ rule plot_cohort:
         f"{OUT}/benchmarks/plot_cohort.tsv"
     conda:
         "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
     params:
         transforms=measurement_transforms(),
         time_unit=time_unit(),
@@ -49,8 +47,6 @@ rule plot_data:
         f"{OUT}/benchmarks/plot_data.tsv"
     conda:
         "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
     params:
         dpi=config["figures"]["dpi"],
     script:
@@ -80,8 +76,6 @@ rule plot_latent:
         f"{OUT}/benchmarks/plot_latent.tsv"
     conda:
         "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
     params:
         dpi=config["figures"]["dpi"],
         alignment=alignment_kind(config),
@@ -105,8 +99,6 @@ rule plot_losses:
         f"{OUT}/benchmarks/plot_losses.tsv"
     conda:
         "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
     params:
         folds=FOLDS,
         dpi=config["figures"]["dpi"],
@@ -130,8 +122,6 @@ rule plot_purity:
         f"{OUT}/benchmarks/plot_purity.tsv"
     conda:
         "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
     params:
         folds=FOLDS,
         dpi=config["figures"]["dpi"],
@@ -161,8 +151,6 @@ rule plot_predictions:
         f"{OUT}/benchmarks/plot_predictions.tsv"
     conda:
         "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
     params:
         patients=config["evaluation"]["figure_patients"],
         seed=run_seed,
@@ -187,8 +175,6 @@ rule plot_parameters:
         f"{OUT}/benchmarks/plot_parameters.tsv"
     conda:
         "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
     params:
         dpi=config["figures"]["dpi"],
     script:
@@ -213,8 +199,6 @@ rule plot_local_solutions:
         f"{OUT}/benchmarks/plot_local_solutions.tsv"
     conda:
         "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
     params:
         patients=24,
         seed=run_seed,
@@ -242,8 +226,6 @@ rule plot_similarity_batches:
         f"{OUT}/benchmarks/plot_similarity_batches.tsv"
     conda:
         "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
     params:
         times=config["train"]["similarity"]["times"],
         neighbours=config["train"]["similarity"]["neighbours"],

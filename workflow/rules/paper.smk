@@ -123,8 +123,6 @@ rule paper_prediction_table:
         "results/paper/benchmarks/prediction_table_{run}.tsv"
     conda:
         "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
     script:
         "../scripts/paper_prediction_table.py"
 
@@ -144,8 +142,6 @@ rule paper_vae_vs_odevae:
         "results/paper/benchmarks/vae_vs_odevae.tsv"
     conda:
         "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
     params:
         dpi=config["figures"]["dpi"],
     script:
@@ -163,8 +159,6 @@ rule paper:
         "results/paper/benchmarks/paper.tsv"
     conda:
         "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
     params:
         selected=paper_selected(),
     script:

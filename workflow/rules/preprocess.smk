@@ -22,8 +22,6 @@ rule preprocess:
         f"{OUT}/benchmarks/preprocess.tsv"
     conda:
         "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
     params:
         options=config["preprocess"],
         time_unit=time_unit(),
@@ -43,8 +41,6 @@ rule split:
         f"{OUT}/benchmarks/split.tsv"
     conda:
         "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
     params:
         k=config["cv"]["folds"],
         seed=run_seed,
@@ -63,8 +59,6 @@ rule software:
         f"{LOGS}/software/software.log",
     conda:
         "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
     params:
         # rerun when the config changes (the script writes snakemake.config)
         config_hash=config_hash(),

@@ -27,22 +27,13 @@ def gpu_request():
 
 
 # ===== cluster =========================================================
-# Every rule declares its resources (mem_mb in MB, runtime in minutes), LIGHT_JOB
-# or its own (train, tune, paper_cost), sized from the benchmark files
-# (results/<name>/benchmarks/) of `snakemake --cores 2` runs of config/config.yaml,
-# config/pbcseq.yaml, config/registry.yaml and the tests' tiny similarity-batch
-# config on a 2-core machine: every job peaked at 300-551 MB resident memory
-# (torch, pandas and matplotlib imports dominate) and took 2-34 s, so 1000 MB and
-# 10 minutes leave at least a 1.8-fold memory and 17-fold time margin; train gets
-# 1000 MB and 30 minutes per attempt (README, "Running on a SLURM cluster"). Every
-# job runs on one thread (Snakemake's default; train, tune and paper_cost say so).
-# The resources stay in the rules, not in a profile's default-resources: the
-# workflow profile's default-resources would replace profiles/slurm's as a whole
-# (its partition included), and locally they would add Snakemake's disk_mb to
-# every job. Under a cluster executor the light jobs below (figures, the recovery
-# and score tables; fetch_pbcseq and the paper's tables in their own files) run in
-# the Snakemake process itself instead of being submitted.
-LIGHT_JOB = {"mem_mb": 1000, "runtime": 10}
+# Rules declare resources only where they differ from the profiles' defaults
+# (profiles/slurm: 1000 MB and 10 minutes): train and tune (sized from the
+# cohort above) and paper_cost. Every job runs on one thread (Snakemake's
+# default; train, tune and paper_cost say so). Under a cluster executor the light
+# jobs below (figures, the recovery and score tables; fetch_pbcseq and the paper's
+# tables in their own files) run in the Snakemake process itself instead of being
+# submitted.
 
 
 localrules:

@@ -16,8 +16,6 @@ if simulated():
             f"{OUT}/benchmarks/simulate.tsv"
         conda:
             "../envs/odevae.yaml"
-        resources:
-            **LIGHT_JOB,
         params:
             simulation=config["simulation"],
             seed=run_seed,
@@ -39,8 +37,6 @@ if not config["paper"]["module"]:  # one rule makes it, also under snakemake pap
             "results/benchmarks/fetch_pbcseq.tsv"
         conda:
             "../envs/odevae.yaml"
-        resources:
-            **LIGHT_JOB,
         script:
             "../scripts/fetch_pbcseq.py"
 
@@ -61,8 +57,6 @@ if config["data"]["source"] == "table":
             f"{OUT}/benchmarks/ingest_table.tsv"
         conda:
             "../envs/odevae.yaml"
-        resources:
-            **LIGHT_JOB,
         params:
             table=config["table"],
             time_unit=config["data"]["time_unit"],
@@ -88,8 +82,6 @@ if registry_source():
             f"{OUT}/benchmarks/ingest_registry.tsv"
         conda:
             "../envs/odevae.yaml"
-        resources:
-            **LIGHT_JOB,
         params:
             registry=config["registry"],
             time_unit=config["data"]["time_unit"],
@@ -110,8 +102,6 @@ rule simulate_registry:
         f"{OUT}/benchmarks/simulate_registry.tsv"
     conda:
         "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
     params:
         simulation=config["registry"]["simulation"],
         seed=run_seed,

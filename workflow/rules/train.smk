@@ -73,8 +73,6 @@ else:
         localrule: True
         conda:
             "../envs/odevae.yaml"
-        resources:
-            **LIGHT_JOB,
         params:
             candidates=list(config["tuning"]["candidates"]),
             predictor=config["tuning"]["predictor"],
@@ -98,8 +96,6 @@ rule predict:
         f"{OUT}/benchmarks/predict/fold_{{fold}}.tsv"
     conda:
         "../envs/odevae.yaml"
-    resources:
-        **LIGHT_JOB,
     params:
         grid_dt=config["predict"]["grid_dt"],
         transforms=measurement_transforms(),
