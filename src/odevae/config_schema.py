@@ -49,8 +49,12 @@ def resolve_auto(config: dict) -> dict:
     training patients for early stopping and the choice of predictor and
     settings) and 0 for simulations (the papers' fixed epochs); ``tuning.
     candidates: auto`` is ``tuning.real_cohort_candidates`` for real cohorts and
-    none for simulations."""
+    none for simulations; ``model.standardize_measurements: auto`` is
+    :func:`standardize_measurements`."""
     real = config.get("data", {}).get("source", "simulate") in REAL_SOURCES
+    model = config.get("model", {})
+    if model.get("standardize_measurements") == "auto":
+        model["standardize_measurements"] = standardize_measurements(config)
     stopping = config["train"]["early_stopping"]
     if stopping["inner_fraction"] == "auto":
         stopping["inner_fraction"] = REAL_INNER_FRACTION if real else 0.0
