@@ -89,7 +89,7 @@ job("preprocess", input=data | {"drops": [], "notes": []},
     output={"cohort": "cohort.npz", "patients": "patients.tsv", "report": "r.tsv"},
     params={"options": None, "time_unit": "a.u.", "standardized": False})
 job("split", input={"cohort": "cohort.npz"}, output={"folds": "folds.tsv"},
-    params={"k": 2, "seed": 1})
+    params={"k": 2, "seed": 1, "inner_fraction": 0.0})
 job("comparators", input={"cohort": "cohort.npz", "folds": "folds.tsv"},
     output={"predictions": "predictions.tsv", "fits": "fits.tsv"},
     params={"transforms": {}, "mixed_model_max_patients": 2000, "seed": 1},
