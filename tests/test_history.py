@@ -163,8 +163,9 @@ def test_single_score_cohort_gets_one_latent_dimension_per_measurement(
         observed=tiny_cohort.observed[..., :1],
         measurement_names=tiny_cohort.measurement_names[:1],
     )
+    learned = {**tiny_config["model"], "autoencoder": "learned"}  # auto: identity
     with caplog.at_level(logging.INFO, logger="odevae.train.model_setup"):
-        model = build_model(one, tiny_config["model"], tiny_config["loss"], 1e-3)
+        model = build_model(one, learned, tiny_config["loss"], 1e-3)
     assert model.hparams.model["latent_dim"] == 1
     assert "latent space has 1 dimension" in caplog.text
     assert model.hparams.model["hidden_width"] == MIN_HIDDEN_WIDTH  # not one unit

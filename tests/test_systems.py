@@ -7,6 +7,7 @@ from odevae.config_checks import check_model_config
 from odevae.errors import InputError
 from odevae.model.dynamics import SYSTEMS, make_system
 from odevae.model.module import ODEVAE
+from odevae.model.settings import hyperparameters
 from odevae.model.solving import solve, solve_from_every_visit
 from odevae.model.systems import (
     LINEAR,
@@ -198,7 +199,7 @@ def test_library_defaults_equal_the_schema_defaults():
     from odevae.train.data import CohortDataModule
 
     train = _schema()["train"]["properties"]
-    lr = inspect.signature(ODEVAE.__init__).parameters["lr"].default
+    lr = inspect.signature(hyperparameters).parameters["lr"].default
     batch = inspect.signature(CohortDataModule.__init__).parameters["batch_size"]
     assert lr == train["lr"]["default"]
     assert batch.default == train["batch_size"]["default"]
