@@ -14,6 +14,13 @@ fitted on. Wall times on a shared machine are noisy.
 
     python benchmarks/large_cohort.py             # full size (minutes)
     python benchmarks/large_cohort.py --tiny      # seconds, as in the tests
+
+``--workflow`` runs the whole workflow instead (``snakemake --cores 2`` on the
+tables, described by a config file as ``config/README.md`` shows, results under
+``results/large_cohort/``) and prints each rule's jobs, seconds and peak memory
+from its ``benchmark:`` files, and the wall time:
+
+    python benchmarks/large_cohort.py --workflow  # 15,000 patients, 5 folds
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import logging
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -102,6 +110,91 @@ def registry_tables(n: int, median: int, seed: int) -> dict[str, pd.DataFrame]:
     return {"visits": visits, "baseline": baseline}
 
 
+def workflow_config(out: Path, name: str) -> dict:
+    """A table cohort's config for the tables in ``out`` (config/README.md's
+    form); it trains the config's model as it is (no tuning candidates: each
+    would be another training per fold)."""
+    return {
+        "name": name,
+        "data": {"source": "table", "time_unit": "years"},
+        "table": {
+            "visits": str(out / "visits.tsv"),
+            "baseline": str(out / "baseline.tsv"),
+            "id_column": "patient_id",
+            "time_column": "time",
+            "time_unit": "years",
+            "measurements": ["y1", "y2"],
+        },
+        "tuning": {"candidates": {}},
+        "train": {"progress_bar": False},
+    }
+
+
+def rule_stages(benchmarks: Path) -> pd.DataFrame:
+    """Per rule, from the ``benchmark:`` files under ``benchmarks``: jobs, their
+    summed and longest seconds and the largest peak memory (max_rss, MB)."""
+    rows = []
+    for path in sorted(benchmarks.rglob("*.tsv")):
+        rule = path.relative_to(benchmarks).parts[0].removesuffix(".tsv")
+        record = pd.read_csv(path, sep="\t").iloc[0]
+        rows.append({"rule": rule, "s": record["s"], "max_rss": record["max_rss"]})
+    table = pd.DataFrame(rows).groupby("rule", sort=False)
+    return (
+        table.agg(
+            jobs=("s", "size"),
+            seconds=("s", "sum"),
+            longest_s=("s", "max"),
+            max_rss_mb=("max_rss", "max"),
+        )
+        .round(1)
+        .reset_index()
+        .sort_values("seconds", ascending=False)
+    )
+
+
+def run_workflow(out: Path, size: dict, cores: int) -> None:
+    """Write the tables and a config to ``out``, run the workflow on them and
+    print the stages (:func:`rule_stages`) and the wall time."""
+    name = "large_cohort_tiny" if size["n"] < 1000 else "large_cohort"
+    tables = registry_tables(size["n"], size["median"], 42)
+    for table_name, table in tables.items():
+        write_tsv(table, out / f"{table_name}.tsv")
+    config = out / "config.yaml"
+    config.write_text(yaml.safe_dump(workflow_config(out, name), sort_keys=False))
+    per_patient = tables["visits"].groupby("patient_id").size()
+    print(
+        f"{len(per_patient)} patients, {len(tables['visits'])} visits "
+        f"({per_patient.min()}-{per_patient.max()}, median "
+        f"{per_patient.median():g}); config {config}",
+        flush=True,
+    )
+    start = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            str(cores),
+            "--configfile",
+            str(config),
+            "--forceall",
+        ],
+        cwd=ROOT,
+        check=True,
+    )
+    wall = time.perf_counter() - start
+    stages = rule_stages(ROOT / "results" / name / "benchmarks")
+    write_tsv(stages, out / "workflow_stages.tsv")
+    print(stages.to_string(index=False))
+    print(
+        f"snakemake --cores {cores} end to end: {wall / 60:.1f} min wall; "
+        f"largest job peak {stages['max_rss_mb'].max():.0f} MB; "
+        f"summary in results/{name}/cv/summary.tsv",
+        flush=True,
+    )
+
+
 class Stages:
     """Seconds, peak Python allocations (tracemalloc) and the process's peak RSS
     after each stage."""
@@ -135,10 +228,17 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="seconds, not minutes")
     parser.add_argument("--epochs", type=int, default=1, help="training epochs")
     parser.add_argument("--out", type=Path, default=None, help="folder for tables")
+    parser.add_argument(
+        "--workflow", action="store_true", help="the whole workflow, per rule"
+    )
+    parser.add_argument("--cores", type=int, default=2, help="with --workflow")
     args = parser.parse_args()
     size = SIZES["tiny" if args.tiny else "full"]
-    out = args.out or Path(tempfile.mkdtemp(prefix="large_cohort_"))
+    out = (args.out or Path(tempfile.mkdtemp(prefix="large_cohort_"))).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if args.workflow:
+        run_workflow(out, size, args.cores)
+        return
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     for noisy in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -10,7 +10,13 @@ from torch.utils.data import DataLoader
 
 from odevae.data.batching import CohortDataset, collate
 from odevae.data.folds import fold_members, make_folds
-from odevae.train.batches import DeviceCohort, ShuffledBatches, SingleBatch
+from odevae.train.batches import (
+    BucketedBatches,
+    DeviceCohort,
+    ShuffledBatches,
+    SingleBatch,
+    SortedBatches,
+)
 from odevae.train.data import CohortDataModule
 from odevae.train.model_setup import build_model
 from odevae.train.similarity import SimilarityDataModule
@@ -61,6 +67,72 @@ def test_batches_are_trimmed_to_their_longest_patient(tiny_cohort):
         batch["visits"].shape[1] == counts[shortest].max() < tiny_cohort.visits.shape[1]
     )
     assert batch["baseline"].shape == (2, tiny_cohort.q)
+
+
+def test_bucketed_batches_hold_everyone_once_with_similar_visit_counts(tiny_cohort):
+    dataset = CohortDataset(tiny_cohort)
+    counts = tiny_cohort.visits.sum(1)
+    cohort = DeviceCohort(dataset.tensors)
+
+    def epochs(seed, n=2):
+        batches = BucketedBatches(cohort, 4, torch.Generator().manual_seed(seed))
+        return [as_lightning_reads(batches) for _ in range(n)]
+
+    first, second = epochs(5)
+    assert len(first) == -(-tiny_cohort.n // 4)
+    for epoch in (first, second):
+        members = np.concatenate([b["index"].numpy() for b in epoch])
+        assert sorted(members) == list(range(tiny_cohort.n))
+        # each batch is padded to its own longest patient; batches cut from the
+        # patients sorted by visit count pad less than random ones
+        for batch in epoch:
+            assert batch["visits"].shape[1] == counts[batch["index"].numpy()].max()
+        widths = sorted(b["visits"].shape[1] for b in epoch)
+        padded = sum(len(b["index"]) * b["visits"].shape[1] for b in epoch)
+        assert padded <= sum(len(b["index"]) * b["visits"].shape[1] for b in first)
+        assert widths == sorted(b["visits"].shape[1] for b in first)
+    # reshuffled every epoch, and seeded
+    order = [tuple(b["index"].tolist()) for b in first]
+    assert order != [tuple(b["index"].tolist()) for b in second]
+    again = epochs(5)[0]
+    assert order == [tuple(b["index"].tolist()) for b in again]
+    # sorted by visit count: a patient's batch holds no visit count outside the
+    # range between the neighbouring batches' (cut from one sorted order)
+    spans = sorted(
+        (counts[b["index"].numpy()].min(), counts[b["index"].numpy()].max())
+        for b in first
+    )
+    for (_, high), (low, _) in zip(spans, spans[1:], strict=False):
+        assert high <= low
+    random = ShuffledBatches(cohort, 4, torch.Generator().manual_seed(5))
+    padded_random = sum(
+        len(b["index"]) * b["visits"].shape[1] for b in as_lightning_reads(random)
+    )
+    assert padded < padded_random
+
+
+@pytest.mark.parametrize("kind", ["initial_value", "statistical"])
+def test_sorted_validation_batches_give_the_loss_of_one_batch(
+    tiny_cohort, tiny_config, kind
+):
+    torch.manual_seed(0)
+    loss = {**tiny_config["loss"], "kind": kind}
+    model = build_model(tiny_cohort, tiny_config["model"], loss, lr=1e-3).eval()
+    cohort = DeviceCohort(CohortDataset(tiny_cohort).tensors)
+    batches = SortedBatches(cohort, 3)
+    members = np.concatenate([b["index"].numpy() for b in batches])
+    assert sorted(members) == list(range(tiny_cohort.n))
+    counts = tiny_cohort.visits.sum(1)[members]
+    assert (np.diff(counts) >= 0).all()
+    assert list(iter(batches))[0] is list(iter(batches))[0]  # built once
+    with torch.no_grad():
+        whole = model.loss_terms(model.scale(cohort.everyone()), sample=False)
+        parts = [
+            (model.loss_terms(model.scale(b), sample=False)["loss"], len(b["index"]))
+            for b in batches
+        ]
+    weighted = sum(value * size for value, size in parts) / tiny_cohort.n
+    torch.testing.assert_close(weighted, whole["loss"])
 
 
 def test_validation_is_one_batch_of_everyone_built_once(tiny_cohort):

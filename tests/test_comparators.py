@@ -3,6 +3,7 @@
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from odevae.data.cohort import Cohort
@@ -274,3 +275,30 @@ def test_pbcseq_mixed_model_beats_locf_and_the_population_fit_is_far_worse(pbcse
     assert ratio["mixed_model_population"] > 1.2
     assert ratio["mixed_model_population"] > ratio["mixed_model"] + 0.3
     assert all(info["mixed_model_converged"].values())
+
+
+def test_a_large_cohort_predicted_in_passes_gives_the_same_table(monkeypatch):
+    from odevae.evaluate.prediction import targets as targets_module
+
+    rng = np.random.default_rng(3)
+
+    def cohort(n, prefix):  # 2 to 9 visits per patient: passes of several widths
+        times, values = [], []
+        for _ in range(n):
+            t = np.concatenate(
+                [[0.0], np.sort(rng.uniform(0.1, 5.0, rng.integers(1, 9)))]
+            )
+            level, slope = rng.normal(0, 1, 2), rng.normal(0.5, 0.3, 2)
+            values.append(level + slope * t[:, None] + rng.normal(0, 0.2, (len(t), 2)))
+            times.append(t)
+        return make_cohort(times, values, rng.normal(size=(n, 1)), prefix)
+
+    train, test = cohort(40, "p"), cohort(12, "q")
+    whole, info = comparator_predictions(train, test)
+    width = test.visits.shape[1]
+    monkeypatch.setattr(targets_module, "MAX_TARGET_CELLS", 3 * width)
+    n_history = prediction_targets(test)["n_history"].to_numpy()
+    assert len({w for _, w in targets_module.target_passes(n_history, width)}) > 3
+    parts, info_parts = comparator_predictions(train, test)
+    pd.testing.assert_frame_equal(parts, whole, rtol=1e-12)
+    assert info_parts == info

@@ -23,6 +23,7 @@ from odevae.resources import (
 from odevae.train.scale import (
     PATIENCE_MAX_STEPS,
     PROBE_MAX_STEPS,
+    batch_plan,
     patience_epochs,
     probe_epochs,
     steps_per_epoch,
@@ -142,7 +143,10 @@ def shipped_configs():
 def test_every_shipped_run_probes_and_waits_as_configured(name, config):
     # the largest shipped cohort (pbcseq, 312 patients): all of them in one fold
     train = config["train"]
-    steps = steps_per_epoch(400, train["batching"], train["batch_size"])
+    batch, batching = batch_plan(400, train["batch_size"], train["batching"])
+    assert batching in ("random", "similarity"), name
+    assert batch == (8 if train["batch_size"] == "auto" else train["batch_size"])
+    steps = steps_per_epoch(400, batching, batch)
     restarts, stopping = train["restarts"], train["early_stopping"]
     probes = probe_epochs(restarts["probe_epochs"], restarts["probe_max_steps"], steps)
     patience = patience_epochs(
@@ -156,6 +160,28 @@ def test_an_epoch_is_one_step_per_batch_or_per_patient_with_similarity_batches()
     assert steps_per_epoch(9086, "random", 8) == 1136
     assert steps_per_epoch(80, "random", 8) == 10
     assert steps_per_epoch(80, "similarity", 8) == 80
+
+
+@pytest.mark.parametrize(
+    ("patients", "batch", "batching"),
+    [
+        (80, 8, "random"),
+        (1024, 8, "random"),
+        (1025, 16, "bucketed"),
+        (2048, 16, "bucketed"),
+        (2049, 32, "bucketed"),
+        (9600, 128, "bucketed"),
+        (100_000, 1024, "bucketed"),
+    ],
+)
+def test_auto_batches_grow_with_the_cohort_to_an_epoch_of_at_most_128_steps(
+    patients, batch, batching
+):
+    assert batch_plan(patients, "auto", "auto") == (batch, batching)
+    assert steps_per_epoch(patients, batching, batch) <= 128
+    # a setting given is kept
+    assert batch_plan(patients, 4, "random") == (4, "random")
+    assert batch_plan(patients, "auto", "similarity")[1] == "similarity"
 
 
 def test_the_caps_default_to_the_schema_defaults():

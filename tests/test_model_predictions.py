@@ -8,12 +8,18 @@ import pandas as pd
 import pytest
 import torch
 
+from odevae.evaluate.prediction import targets as targets_module
 from odevae.evaluate.prediction.comparators import locf
 from odevae.evaluate.prediction.hybrid import (
     latent_step_variance,
     random_effects_offsets,
 )
-from odevae.evaluate.prediction.latent import decode, encode, ols_extrapolation
+from odevae.evaluate.prediction.latent import (
+    decode,
+    encode,
+    latent_predictions,
+    ols_extrapolation,
+)
 from odevae.evaluate.prediction.model import (
     METHODS,
     SELECTABLE,
@@ -21,7 +27,11 @@ from odevae.evaluate.prediction.model import (
     model_predictions,
 )
 from odevae.evaluate.prediction.selection import select_predictor
-from odevae.evaluate.prediction.targets import in_both_units, prediction_targets
+from odevae.evaluate.prediction.targets import (
+    in_both_units,
+    prediction_targets,
+    target_passes,
+)
 from odevae.model.loss import combine_history
 from odevae.train.model_setup import build_model
 
@@ -84,6 +94,28 @@ def test_no_prediction_reads_the_target_visit_or_later(model, tiny_cohort):
     assert not np.allclose(
         before.loc[moved, "predicted"], after.loc[moved, "predicted"]
     )
+
+
+def test_a_large_cohort_predicted_in_passes_gives_the_same_predictions(
+    model, tiny_cohort, monkeypatch
+):
+    train, test = split(tiny_cohort)
+    targets, whole, encoded = latent_predictions(model, train, test)
+    width = test.visits.shape[1]
+    cap = 4 * width  # several passes of targets with similar history lengths
+    monkeypatch.setattr(targets_module, "MAX_TARGET_CELLS", cap)
+    passes = target_passes(targets["n_history"].to_numpy(), width)
+    assert len(passes) > 3
+    for group, used in passes:
+        assert used == targets["n_history"].to_numpy()[group].max() <= width
+        assert len(group) * used <= cap or len(group) == 1
+    every = np.sort(np.concatenate([group for group, _ in passes]))
+    assert (every == np.arange(len(targets))).all()
+    _, parts, encoded_parts = latent_predictions(model, train, test)
+    assert set(parts) == set(whole)
+    for method, value in whole.items():
+        torch.testing.assert_close(parts[method], value, msg=method)
+    torch.testing.assert_close(encoded_parts, encoded)
 
 
 def test_initial_value_one_step_is_encode_solve_decode(tiny_cohort, tiny_config):

@@ -27,7 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from odevae.train.scale import PROBE_MAX_STEPS, probe_epochs, steps_per_epoch
+from odevae.train.scale import (
+    PROBE_MAX_STEPS,
+    batch_plan,
+    probe_epochs,
+    steps_per_epoch,
+)
 
 #: Seconds per training visit and epoch: twice the 1.25e-4 s measured on a
 #: registry export's fold (15 s per epoch over 120,000 training visits, batch 8,
@@ -104,7 +109,8 @@ def training_resources(size: CohortSize, config: dict) -> dict[str, int]:
     epochs = train["epochs"]
     restarts = train["restarts"]
     if restarts["n"] > 1:
-        steps = steps_per_epoch(patients, train["batching"], train["batch_size"])
+        batch, kind = batch_plan(patients, train["batch_size"], train["batching"])
+        steps = steps_per_epoch(patients, kind, batch)
         cap = restarts.get("probe_max_steps", PROBE_MAX_STEPS)
         epochs += restarts["n"] * probe_epochs(restarts["probe_epochs"], cap, steps)
     seconds = SECONDS_PER_VISIT_EPOCH * size.visits * share * epochs

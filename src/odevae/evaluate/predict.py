@@ -76,7 +76,8 @@ def predict(
       units, from the first visit's encoder mean at the first visit's time).
     """
     model.eval()
-    batch = collate([CohortDataset(cohort)[i] for i in range(cohort.n)])
+    everyone = CohortDataset(cohort).tensors  # one copy of the cohort, not n
+    batch = collate(everyone | {"index": torch.arange(cohort.n)})
     batch = {k: v.to(model.device) for k, v in batch.items()}
     out = model(model.scale(batch))
     d = out["mu_enc"].shape[-1]

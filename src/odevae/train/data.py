@@ -13,7 +13,13 @@ import torch
 from odevae.data.batching import CohortDataset
 from odevae.data.cohort import Cohort
 from odevae.errors import InputError
-from odevae.train.batches import DeviceCohort, ShuffledBatches, SingleBatch
+from odevae.train.batches import (
+    BucketedBatches,
+    DeviceCohort,
+    ShuffledBatches,
+    SingleBatch,
+    SortedBatches,
+)
 
 
 def binary_measurements(cohort: Cohort, setting) -> list[bool]:
@@ -87,8 +93,10 @@ class CohortDataModule(L.LightningDataModule):
     The padded patients move to the trainer's device once
     (:class:`~odevae.train.batches.DeviceCohort`); training batches are sliced
     there in the order a seeded shuffling ``DataLoader`` would give
-    (:class:`~odevae.train.batches.ShuffledBatches`), and validation is one batch
-    of every held-out patient, built once.
+    (:class:`~odevae.train.batches.ShuffledBatches`) or, ``bucketed``, grouped by
+    visit count (:class:`~odevae.train.batches.BucketedBatches`), and validation
+    is one batch of every held-out patient, built once (``bucketed``: batches of
+    patients sorted by visit count, :class:`~odevae.train.batches.SortedBatches`).
     """
 
     def __init__(
@@ -98,12 +106,14 @@ class CohortDataModule(L.LightningDataModule):
         val_ids,
         batch_size: int = 8,
         seed: int = 0,
+        bucketed: bool = False,
     ) -> None:
         super().__init__()
         self.train = cohort.subset(cohort.index_of(train_ids))
         self.val = cohort.subset(cohort.index_of(val_ids))
         self.batch_size = batch_size
         self.seed = seed
+        self.bucketed = bucketed
         self._on_device: dict = {}
 
     @property
@@ -128,12 +138,15 @@ class CohortDataModule(L.LightningDataModule):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    def train_dataloader(self) -> ShuffledBatches:
+    def train_dataloader(self) -> ShuffledBatches | BucketedBatches:
         generator = torch.Generator().manual_seed(self.seed)
-        return ShuffledBatches(self.on_device("train"), self.batch_size, generator)
+        kind = BucketedBatches if self.bucketed else ShuffledBatches
+        return kind(self.on_device("train"), self.batch_size, generator)
 
-    def val_dataloader(self) -> SingleBatch:
+    def val_dataloader(self) -> SingleBatch | SortedBatches:
+        if self.bucketed:
+            return SortedBatches(self.on_device("val"), self.batch_size)
         return SingleBatch(self.on_device("val"))
 
-    def predict_dataloader(self) -> SingleBatch:
+    def predict_dataloader(self) -> SingleBatch | SortedBatches:
         return self.val_dataloader()

@@ -111,3 +111,49 @@ def scaled_settings(
         if used:
             log.info("fold %d: %s", fold, capped(name, setting, value, key, cap, steps))
     return settings[0][3], settings[1][3]
+
+
+#: Training patients up to which ``train.batch_size: auto`` is 8 and
+#: ``train.batching: auto`` random (every shipped preset); above it a cohort is
+#: large: batches grow to keep an epoch within :data:`MAX_STEPS_PER_EPOCH` steps
+#: and are bucketed by visit count.
+LARGE_COHORT_PATIENTS = 1024
+MAX_STEPS_PER_EPOCH = 128
+SMALL_BATCH = 8
+
+
+def batch_plan(patients: int, batch_size, batching: str) -> tuple[int, str]:
+    """The batch size and batching of ``train.batch_size`` / ``train.batching``
+    (each an int / kind or ``auto``) for a fold with ``patients`` training
+    patients (those the optimiser steps over)."""
+    large = patients > LARGE_COHORT_PATIENTS
+    if batch_size == "auto":
+        batch_size = SMALL_BATCH
+        while large and math.ceil(patients / batch_size) > MAX_STEPS_PER_EPOCH:
+            batch_size *= 2
+    if batching == "auto":
+        batching = "bucketed" if large else "random"
+    return int(batch_size), batching
+
+
+def resolve_batches(fold: int, train_cfg: dict, patients: int) -> dict:
+    """``train_cfg`` with its batch size and batching resolved for ``patients``
+    training patients (:func:`batch_plan`), logged where ``auto`` chose."""
+    size, kind = batch_plan(patients, train_cfg["batch_size"], train_cfg["batching"])
+    automatic = "auto" in (train_cfg["batch_size"], train_cfg["batching"])
+    if automatic and kind != "similarity":
+        log.info(
+            "fold %d: %s batches of %d patients (train.batch_size %s, "
+            "train.batching %s: %d training patients, %s)",
+            fold,
+            kind,
+            size,
+            train_cfg["batch_size"],
+            train_cfg["batching"],
+            patients,
+            f"above {LARGE_COHORT_PATIENTS}, an epoch of at most "
+            f"{MAX_STEPS_PER_EPOCH} steps"
+            if patients > LARGE_COHORT_PATIENTS
+            else f"at most {LARGE_COHORT_PATIENTS}",
+        )
+    return {**train_cfg, "batch_size": size, "batching": kind}

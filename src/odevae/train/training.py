@@ -35,7 +35,7 @@ from odevae.train.model_setup import (
     resolve_time_scale,
 )
 from odevae.train.restarts import candidate_seeds, choose_initialisation
-from odevae.train.scale import scaled_settings
+from odevae.train.scale import resolve_batches, scaled_settings
 from odevae.train.similarity import RebuildSimilarityBatches, SimilarityDataModule
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,7 @@ def train_fold(
             f"but the folds table has {'no' if inner else 'an'} inner split for "
             f"fold {fold}: make it with make_folds(..., inner_fraction)"
         )
+    train_cfg = resolve_batches(fold, train_cfg, len(train_ids))
     callbacks = []
     if train_cfg["batching"] == "similarity":
         sim = train_cfg["similarity"]
@@ -151,7 +152,12 @@ def train_fold(
         callbacks.append(RebuildSimilarityBatches(data))
     else:
         data = CohortDataModule(
-            cohort, train_ids, val_ids, train_cfg["batch_size"], seed
+            cohort,
+            train_ids,
+            val_ids,
+            train_cfg["batch_size"],
+            seed,
+            bucketed=train_cfg["batching"] == "bucketed",
         )
     accelerator = choose_accelerator(
         train_cfg["accelerator"],

@@ -41,6 +41,7 @@ from odevae.evaluate.prediction.mixed import (
     random_effects,
 )
 from odevae.evaluate.prediction.targets import (
+    in_history_passes,
     long_table,
     prediction_targets,
 )
@@ -65,6 +66,7 @@ __all__ = [
 TAU_GRID = tuple(np.logspace(-3, 3, 25))
 
 
+@in_history_passes(cohort_arg=0)
 def locf(test: Cohort, targets: pd.DataFrame) -> Prediction:
     """Last observed value of each variable among the history visits; sd NaN."""
     _, mask, values = history_values(test, targets)
@@ -75,6 +77,7 @@ def locf(test: Cohort, targets: pd.DataFrame) -> Prediction:
     return pred, np.full_like(pred, np.nan)
 
 
+@in_history_passes(cohort_arg=0)
 def _smooth(cohort: Cohort, targets: pd.DataFrame, tau: np.ndarray) -> np.ndarray:
     """Mean of the history's values weighted by exp(−(t_j − t_i)/tau), tau (p,)."""
     rows, mask, values = history_values(cohort, targets)

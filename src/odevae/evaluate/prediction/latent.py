@@ -13,7 +13,11 @@ import torch
 
 from odevae.data.batching import CohortDataset
 from odevae.data.cohort import Cohort
-from odevae.evaluate.prediction.targets import history_mask, prediction_targets
+from odevae.evaluate.prediction.targets import (
+    history_mask,
+    prediction_targets,
+    target_passes,
+)
 from odevae.model.loss import combine_history
 from odevae.model.trained import CoreAccess
 
@@ -57,6 +61,10 @@ def ols_extrapolation(mu, times, history, last, t_target):
     return mu[idx, last] + slope * dt
 
 
+#: The scaled tensors with a visit axis.
+VISIT_AXIS = ("times", "values", "observed", "visits")
+
+
 @torch.no_grad()
 def latent_predictions(
     model: CoreAccess, train: Cohort, test: Cohort
@@ -65,23 +73,77 @@ def latent_predictions(
     the target visit's own encoder mean (targets × d; for latent-space scores only).
 
     ``train`` (the fold's training patients) only supplies the population mean of
-    the ODE parameters for ``odevae_population``.
+    the ODE parameters for ``odevae_population``. Large cohorts are predicted in
+    passes (:func:`target_passes`), each target from its own history as in one.
     """
     targets = prediction_targets(test)
     device = model.device
     mu_all, theta_all = encode(model, test)
     _, theta_train = encode(model, train)
-    rows = torch.as_tensor(targets["row"].to_numpy().copy(), device=device)
-    history = torch.as_tensor(history_mask(test, targets), device=device)
-    times = torch.as_tensor(test.times, dtype=torch.float32, device=device)[rows]
-    mu = mu_all[rows]  # (N, T, d)
+    population = theta_train.mean(0, keepdim=True)
+    scaled_all = _tensors(model, test)
+    rows_all = targets["row"].to_numpy()
+    n_history_all = targets["n_history"].to_numpy()
+    time_all = targets["time"].to_numpy()
+    history_all = history_mask(test, targets)
+    test_times = torch.as_tensor(test.times, dtype=torch.float32, device=device)
+    parts: dict[str, list[torch.Tensor]] = {}
+    positions = []
+    for group, width in target_passes(n_history_all, test.visits.shape[1]):
+        positions.append(group)
+        latent = _pass_predictions(
+            model,
+            mu_all,
+            theta_all,
+            population,
+            {
+                key: value[:, :width] if key in VISIT_AXIS else value
+                for key, value in scaled_all.items()
+            },
+            test_times[:, :width],
+            rows_all[group],
+            n_history_all[group],
+            time_all[group],
+            history_all[group, :width],
+        )
+        for method, value in latent.items():
+            parts.setdefault(method, []).append(value)
+    order = torch.as_tensor(np.argsort(np.concatenate(positions)), device=device)
+    latent = {method: torch.cat(values)[order] for method, values in parts.items()}
+    rows = torch.as_tensor(rows_all.copy(), device=device)
+    visit = torch.as_tensor(targets["visit"].to_numpy().copy(), device=device)
+    return targets, latent, mu_all[rows, visit]
+
+
+def _pass_predictions(
+    model,
+    mu_all,
+    theta_all,
+    population,
+    scaled_all,
+    times_all,
+    rows,
+    n_history,
+    t_target,
+    history,
+) -> dict[str, torch.Tensor]:
+    """Every method's latent prediction (targets × d) for one pass of targets: the
+    patients ``rows`` of the cohort's encoder means ``mu_all``, prior parameters
+    ``theta_all`` and scaled tensors ``scaled_all`` (visit slots trimmed to the
+    pass's longest history), with ``n_history`` history visits (``history``: the
+    mask of those) and target times ``t_target``."""
+    device = model.device
+    rows = torch.as_tensor(rows.copy(), device=device)
+    width = history.shape[1]
+    history = torch.as_tensor(history, device=device)
+    times = times_all[rows]
+    mu = mu_all[rows, :width]  # (N, W, d)
     prior = theta_all[rows]
-    n_history = torch.as_tensor(targets["n_history"].to_numpy().copy(), device=device)
-    scaled = {key: value[rows] for key, value in _tensors(model, test).items()}
+    n_history = torch.as_tensor(n_history.copy(), device=device)
+    scaled = {key: value[rows] for key, value in scaled_all.items()}
     theta, _ = model.posterior(scaled, n_history, prior)  # the prior without history
-    t_target = torch.as_tensor(targets["time"].to_numpy().copy(), dtype=torch.float32)
-    t_target = t_target.to(device)
-    last = torch.as_tensor(targets["n_history"].to_numpy() - 1, device=device)
+    t_target = torch.as_tensor(t_target.copy(), dtype=torch.float32).to(device)
+    last = n_history - 1
     idx = torch.arange(len(rows), device=device)
 
     def from_starts(theta_used: torch.Tensor) -> torch.Tensor:
@@ -96,13 +158,10 @@ def latent_predictions(
         dt = (t_target - times[idx, last])[:, None]
         return model.solve(mu[idx, last], theta_used, dt)[:, 0]
 
-    population = theta_train.mean(0, keepdim=True).expand_as(theta)
-    latent = {
+    return {
         "odevae": from_starts(theta),
         "odevae_prior": from_starts(prior),
-        "odevae_population": from_starts(population),
+        "odevae_population": from_starts(population.expand_as(theta)),
         "vae_roundtrip": mu[idx, last],
         "ols_latent": ols_extrapolation(mu, times, history, last, t_target),
     }
-    visit = torch.as_tensor(targets["visit"].to_numpy().copy(), device=device)
-    return targets, latent, mu[idx, visit]

@@ -26,7 +26,7 @@ from scipy.linalg import qr
 from odevae.data.cohort import Cohort
 from odevae.errors import InputError
 from odevae.evaluate.prediction.mixed_reml import BatchedMixedLM, reml
-from odevae.evaluate.prediction.targets import history_mask
+from odevae.evaluate.prediction.targets import history_mask, in_history_passes
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,7 @@ def random_effects(
     return b, fit.G - m @ fit.G @ ztz @ fit.G
 
 
+@in_history_passes(cohort_arg=1)
 def mixed_model(
     fits: Sequence[MixedFit | None],
     test: Cohort,

@@ -30,7 +30,7 @@ import pandas as pd
 from odevae.data.cohort import Cohort
 from odevae.evaluate.prediction.comparators import Prediction, median_gap
 from odevae.evaluate.prediction.mixed import _covariate_scaling
-from odevae.evaluate.prediction.targets import history_mask
+from odevae.evaluate.prediction.targets import history_mask, in_history_passes
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +260,7 @@ def fit_multivariate_mixed(
     )  # fmt: skip
 
 
+@in_history_passes(cohort_arg=1)
 def multivariate_mixed(
     fit: MultivariateMixedFit | None, test: Cohort, targets: pd.DataFrame
 ) -> Prediction:

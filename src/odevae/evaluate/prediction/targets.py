@@ -13,6 +13,9 @@ Predictions are arrays (targets × p) aligned with the rows of the target table;
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import numpy as np
 import pandas as pd
 
@@ -65,11 +68,90 @@ def prediction_targets(cohort: Cohort) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+#: Most target × visit-slot cells one pass over the targets holds. A larger cohort
+#: (a registry's thousands of patients with up to hundreds of visits) goes in
+#: passes of targets with similar history lengths, each padded to its longest
+#: history only; below it (every shipped preset) one pass holds every target.
+MAX_TARGET_CELLS = 2**22
+
+
+def target_passes(n_history: np.ndarray, width: int) -> list[tuple[np.ndarray, int]]:
+    """Groups of target positions and the visit slots each group reads: all
+    targets and ``width`` when ``len(n_history) · width`` is at most
+    :data:`MAX_TARGET_CELLS`, else targets sorted by ``n_history`` in groups of
+    at most that many cells, each padded to its own longest history."""
+    if len(n_history) * width <= MAX_TARGET_CELLS:
+        return [(np.arange(len(n_history)), width)]
+    order = np.argsort(n_history, kind="stable")
+    passes, start = [], 0
+    while start < len(order):
+        # the group's longest history is its last (sorted); grow while it fits
+        stop = start + 1
+        while stop < len(order):
+            step = min(len(order) - stop, max(1, stop - start))
+            cells = (stop + step - start) * int(n_history[order[stop + step - 1]])
+            if cells > MAX_TARGET_CELLS:
+                break
+            stop += step
+        group = order[start:stop]
+        passes.append((group, int(n_history[group].max())))
+        start = stop
+    return passes
+
+
 def history_mask(cohort: Cohort, targets: pd.DataFrame) -> np.ndarray:
     """(targets, T) bool: the visit slots each target may read (its history)."""
     slots = np.arange(cohort.visits.shape[1])
     history = slots[None, :] < targets["n_history"].to_numpy()[:, None]
     return history & cohort.visits[targets["row"].to_numpy()]
+
+
+def in_history_passes(cohort_arg: int):
+    """Decorate a predictor ``f(..., cohort, targets, ...)`` (``cohort`` the
+    positional argument at ``cohort_arg``, ``targets`` the next) whose results
+    are arrays (or a tuple of arrays) with one row per target, reading only each
+    target's history: for a large cohort it runs once per pass of
+    :func:`target_passes` on the cohort's visit slots trimmed to the pass's longest
+    history, and the rows are put back in the targets' order; below the cap (every
+    shipped preset) it runs once, as it is."""
+
+    def decorate(predictor):
+        @functools.wraps(predictor)
+        def wrapper(*args, **kwargs):
+            cohort, targets = args[cohort_arg], args[cohort_arg + 1]
+            passes = target_passes(
+                targets["n_history"].to_numpy(), cohort.visits.shape[1]
+            )
+            if len(passes) == 1:
+                return predictor(*args, **kwargs)
+            results = []
+            for group, width in passes:
+                part = list(args)
+                part[cohort_arg] = trimmed(cohort, width)
+                part[cohort_arg + 1] = targets.iloc[group].reset_index(drop=True)
+                results.append(predictor(*part, **kwargs))
+            order = np.argsort(np.concatenate([group for group, _ in passes]))
+            if isinstance(results[0], tuple):
+                return tuple(
+                    np.concatenate(arrays)[order]
+                    for arrays in zip(*results, strict=True)
+                )
+            return np.concatenate(results)[order]
+
+        return wrapper
+
+    return decorate
+
+
+def trimmed(cohort: Cohort, width: int) -> Cohort:
+    """``cohort`` with its visit slots cut to the first ``width``."""
+    return dataclasses.replace(
+        cohort,
+        times=cohort.times[:, :width],
+        values=cohort.values[:, :width],
+        observed=cohort.observed[:, :width],
+        visits=cohort.visits[:, :width],
+    )
 
 
 def long_table(
