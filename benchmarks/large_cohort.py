@@ -125,7 +125,7 @@ def workflow_config(out: Path, name: str) -> dict:
             "time_unit": "years",
             "measurements": ["y1", "y2"],
         },
-        "tuning": {"candidates": {}},
+        "tuning": {"candidates": "none"},
         "train": {"progress_bar": False},
     }
 

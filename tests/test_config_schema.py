@@ -99,3 +99,18 @@ def test_real_cohorts_tune_over_the_shipped_candidates_by_default():
             merged[section].update(values)
         merged["tuning"]["candidates"] = {}
         assert schema_error(merged, SCHEMA) is None, name
+
+
+def test_a_configfile_turns_tuning_off_with_none():
+    """An empty mapping in a --configfile is merged into the default auto (it
+    cannot say "no candidates"); none can, and a real cohort then trains as it is."""
+    from snakemake.utils import update_config
+
+    shipped = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for off, expected in [({}, "auto"), ("none", "none")]:
+        config = copy.deepcopy(shipped)
+        update_config(config, {"data": {"source": "table"}})
+        update_config(config, {"tuning": {"candidates": off}})
+        assert config["tuning"]["candidates"] == expected
+        assert schema_error(config, SCHEMA) is None
+    assert resolve_auto(config)["tuning"]["candidates"] == {}

@@ -49,7 +49,7 @@ def resolve_auto(config: dict) -> dict:
     training patients for early stopping and the choice of predictor and
     settings) and 0 for simulations (the papers' fixed epochs); ``tuning.
     candidates: auto`` is ``tuning.real_cohort_candidates`` for real cohorts and
-    none for simulations; ``model.standardize_measurements: auto`` is
+    none for simulations (``none``: none); ``model.standardize_measurements: auto`` is
     :func:`standardize_measurements`."""
     real = config.get("data", {}).get("source", "simulate") in REAL_SOURCES
     model = config.get("model", {})
@@ -62,6 +62,8 @@ def resolve_auto(config: dict) -> dict:
     if tuning.get("candidates") == "auto":
         default = tuning.get("real_cohort_candidates", {})
         tuning["candidates"] = copy.deepcopy(default) if real else {}
+    elif tuning.get("candidates") == "none":
+        tuning["candidates"] = {}
     return config
 
 
