@@ -21,6 +21,7 @@ tables, described by a config file as ``config/README.md`` shows, results under
 from its ``benchmark:`` files, and the wall time:
 
     python benchmarks/large_cohort.py --workflow  # 15,000 patients, 5 folds
+    python benchmarks/large_cohort.py --workflow --patients 3000 --batching random
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import logging
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -110,7 +112,7 @@ def registry_tables(n: int, median: int, seed: int) -> dict[str, pd.DataFrame]:
     return {"visits": visits, "baseline": baseline}
 
 
-def workflow_config(out: Path, name: str) -> dict:
+def workflow_config(out: Path, name: str, train: dict | None = None) -> dict:
     """A table cohort's config for the tables in ``out`` (config/README.md's
     form); it trains the config's model as it is (no tuning candidates: each
     would be another training per fold)."""
@@ -126,7 +128,7 @@ def workflow_config(out: Path, name: str) -> dict:
             "measurements": ["y1", "y2"],
         },
         "tuning": {"candidates": "none"},
-        "train": {"progress_bar": False},
+        "train": {"progress_bar": False} | (train or {}),
     }
 
 
@@ -152,15 +154,19 @@ def rule_stages(benchmarks: Path) -> pd.DataFrame:
     )
 
 
-def run_workflow(out: Path, size: dict, cores: int) -> None:
-    """Write the tables and a config to ``out``, run the workflow on them and
-    print the stages (:func:`rule_stages`) and the wall time."""
-    name = "large_cohort_tiny" if size["n"] < 1000 else "large_cohort"
+def run_workflow(
+    out: Path, size: dict, cores: int, name: str, train: dict | None = None
+) -> None:
+    """Write the tables and a config (``train``: overrides of that section) to
+    ``out``, run the workflow on them as ``name`` and print the stages
+    (:func:`rule_stages`) and the wall time."""
     tables = registry_tables(size["n"], size["median"], 42)
     for table_name, table in tables.items():
         write_tsv(table, out / f"{table_name}.tsv")
     config = out / "config.yaml"
-    config.write_text(yaml.safe_dump(workflow_config(out, name), sort_keys=False))
+    config.write_text(
+        yaml.safe_dump(workflow_config(out, name, train), sort_keys=False)
+    )
     per_patient = tables["visits"].groupby("patient_id").size()
     print(
         f"{len(per_patient)} patients, {len(tables['visits'])} visits "
@@ -168,6 +174,8 @@ def run_workflow(out: Path, size: dict, cores: int) -> None:
         f"{per_patient.median():g}); config {config}",
         flush=True,
     )
+    benchmarks = ROOT / "results" / name / "benchmarks"
+    shutil.rmtree(benchmarks, ignore_errors=True)  # this run's jobs only
     start = time.perf_counter()
     subprocess.run(
         [
@@ -184,7 +192,7 @@ def run_workflow(out: Path, size: dict, cores: int) -> None:
         check=True,
     )
     wall = time.perf_counter() - start
-    stages = rule_stages(ROOT / "results" / name / "benchmarks")
+    stages = rule_stages(benchmarks)
     write_tsv(stages, out / "workflow_stages.tsv")
     print(stages.to_string(index=False))
     print(
@@ -232,12 +240,25 @@ def main() -> None:
         "--workflow", action="store_true", help="the whole workflow, per rule"
     )
     parser.add_argument("--cores", type=int, default=2, help="with --workflow")
+    parser.add_argument("--patients", type=int, default=None, help="cohort size")
+    parser.add_argument(
+        "--batching",
+        default=None,
+        choices=["random", "bucketed"],
+        help="with --workflow: train.batching (default: the config's auto)",
+    )
     args = parser.parse_args()
-    size = SIZES["tiny" if args.tiny else "full"]
+    size = dict(SIZES["tiny" if args.tiny else "full"])
+    name = "large_cohort" + ("_tiny" if args.tiny else "")
+    if args.patients:
+        size["n"] = args.patients
+        name += f"_{args.patients}"
     out = (args.out or Path(tempfile.mkdtemp(prefix="large_cohort_"))).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if args.workflow:
-        run_workflow(out, size, args.cores)
+        train = {"batching": args.batching} if args.batching else None
+        name += f"_{args.batching}" if args.batching else ""
+        run_workflow(out, size, args.cores, name, train)
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     for noisy in ("lightning", "lightning.pytorch", "lightning.fabric"):

@@ -105,3 +105,51 @@ def test_large_cohort_benchmark_tiny(tmp_path):
     assert "60 patients" in stages.loc[1, "note"]
     assert (tmp_path / "train" / "model.ckpt").is_file()
     assert "fitted on a random 10 of the 48 training patients" in result.stdout
+
+
+def test_large_cohort_workflow_mode_describes_a_table_cohort_and_reads_its_jobs(
+    tmp_path,
+):
+    """--workflow: the tables' config is valid and trains without tuning (from a
+    --configfile), and the stage table sums each rule's benchmark files."""
+    import importlib.util
+
+    import yaml
+    from snakemake.utils import update_config, validate
+
+    from odevae.config_schema import resolve_auto
+
+    spec = importlib.util.spec_from_file_location(
+        "large_cohort", ROOT / "benchmarks" / "large_cohort.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    update_config(config, module.workflow_config(tmp_path, "big"))
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    resolved = resolve_auto(config)
+    assert resolved["tuning"]["candidates"] == {}
+    assert resolved["table"]["visits"] == str(tmp_path / "visits.tsv")
+    for rule, fold, seconds, rss in [
+        ("train", 0, 10.0, 700.0),
+        ("train", 1, 30.0, 800.0),
+        ("evaluate", None, 2.0, 200.0),
+    ]:
+        path = (
+            tmp_path
+            / "benchmarks"
+            / (f"{rule}/fold_{fold}.tsv" if fold is not None else f"{rule}.tsv")
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"s": [seconds], "h:m:s": ["0:00:10"], "max_rss": [rss]}).to_csv(
+            path, sep="\t", index=False
+        )
+    stages = module.rule_stages(tmp_path / "benchmarks").set_index("rule")
+    assert stages.loc["train"].to_dict() == {
+        "jobs": 2,
+        "seconds": 40.0,
+        "longest_s": 30.0,
+        "max_rss_mb": 800.0,
+    }
+    assert stages.loc["evaluate", "jobs"] == 1
+    assert list(stages.index) == ["train", "evaluate"]  # the costliest first

@@ -1,7 +1,7 @@
 """SLURM resources of a fold's training job, sized from the cohort.
 
-A training job's time grows with the visits it passes over (each optimiser step
-is padded to its batch's longest patient, but the visits set the total) times the
+A training job's time grows with its optimiser steps per epoch (each has a fixed
+cost, which small batches are bound by) and the visits it passes over, times the
 epochs it may train; its memory with the cohort's padded arrays. From the
 preprocessed cohort when it exists (``cohort.npz``: its visits and array sizes),
 else estimated from the config for simulated cohorts (their size is set there);
@@ -11,8 +11,10 @@ in a dry run and evaluates when the job is submitted, after preprocessing.
 
 Per attempt (a retried job gets ``attempt`` times as much):
 
-* runtime (minutes) = max(30, 10 + SECONDS_PER_VISIT_EPOCH · training visits ·
-  (train.epochs + restarts.n · probe epochs) / 60);
+* runtime (minutes) = max(30, 10 + (SECONDS_PER_STEP · steps per epoch +
+  SECONDS_PER_VISIT · training visits) · (train.epochs + restarts.n · probe
+  epochs) / 60), the steps those of ``train.batch_size``/``batching`` (``auto``
+  as :func:`~odevae.train.scale.batch_plan` resolves it);
 * mem_mb = 1000 + 4 · the cohort's arrays in MB, in whole 100 MB.
 
 Every shipped preset stays at the former fixed 30 minutes and about 1000 MB.
@@ -34,10 +36,12 @@ from odevae.train.scale import (
     steps_per_epoch,
 )
 
-#: Seconds per training visit and epoch: twice the 1.25e-4 s measured on a
-#: registry export's fold (15 s per epoch over 120,000 training visits, batch 8,
-#: one CPU core), for slower nodes and longer padding.
-SECONDS_PER_VISIT_EPOCH = 2.5e-4
+#: Seconds per optimiser step and per training visit in an epoch, each about twice
+#: what one CPU core took (for slower nodes): 9.3 ms per step at batch 8, where the
+#: step's fixed cost dominates (a 15,000-patient cohort's fold: 1,500 steps over
+#: 161,000 visits in 14 s), and 0.47 s per epoch of 75 bucketed batches of 128
+#: over 128,000 visits, validation included (benchmarks/large_cohort.py).
+SECONDS_PER_STEP, SECONDS_PER_VISIT = 0.02, 2e-6
 
 #: The job's base memory (Python, torch, Lightning) and the fixed minimum time.
 BASE_MB, BASE_MINUTES, MIN_MINUTES = 1000, 10, 30
@@ -108,12 +112,13 @@ def training_resources(size: CohortSize, config: dict) -> dict[str, int]:
     patients = max(1, math.ceil(size.patients * share))
     epochs = train["epochs"]
     restarts = train["restarts"]
+    batch, kind = batch_plan(patients, train["batch_size"], train["batching"])
+    steps = steps_per_epoch(patients, kind, batch)
     if restarts["n"] > 1:
-        batch, kind = batch_plan(patients, train["batch_size"], train["batching"])
-        steps = steps_per_epoch(patients, kind, batch)
         cap = restarts.get("probe_max_steps", PROBE_MAX_STEPS)
         epochs += restarts["n"] * probe_epochs(restarts["probe_epochs"], cap, steps)
-    seconds = SECONDS_PER_VISIT_EPOCH * size.visits * share * epochs
+    per_epoch = SECONDS_PER_STEP * steps + SECONDS_PER_VISIT * size.visits * share
+    seconds = per_epoch * epochs
     return {
         "runtime": max(MIN_MINUTES, math.ceil(BASE_MINUTES + seconds / 60)),
         "mem_mb": BASE_MB + 100 * math.floor(4 * size.array_mb / 100),

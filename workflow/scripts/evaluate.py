@@ -18,8 +18,9 @@ log = logging.getLogger("odevae.evaluate")
 
 
 def main(snakemake):
-    pred = read_tsvs([*snakemake.input.model, *snakemake.input.comparators])
-    pred = pred[pred["units"] == "model"]
+    pred = read_tsvs(
+        [*snakemake.input.model, *snakemake.input.comparators], units="model"
+    )
     scales = training_sd(
         Cohort.load(snakemake.input.cohort), read_tsv(snakemake.input.folds)
     )

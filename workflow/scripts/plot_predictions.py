@@ -14,8 +14,9 @@ from odevae.runner import run_script
 
 def main(snakemake):
     use_figure_style()
-    pred = read_tsvs([*snakemake.input.model, *snakemake.input.comparators])
-    pred = pred[pred["units"] == "original"]
+    pred = read_tsvs(
+        [*snakemake.input.model, *snakemake.input.comparators], units="original"
+    )
     params = snakemake.params
     patients = pick_heldout_patients(pred, params.patients, params.seed)
     plot_heldout_patients(pred, patients, params.time_unit).savefig(

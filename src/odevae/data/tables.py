@@ -13,9 +13,18 @@ def read_tsv(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", dtype={"patient_id": str})
 
 
-def read_tsvs(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """Several TSV tables of the same layout, stacked (e.g. one per fold)."""
-    return pd.concat([read_tsv(path) for path in paths], ignore_index=True)
+def read_tsvs(paths: Iterable[str | Path], **equal) -> pd.DataFrame:
+    """Several TSV tables of the same layout, stacked (e.g. one per fold); with
+    ``column=value`` pairs, only each table's rows that have those values (kept
+    file by file: a large cohort's predictions in both units need not fit in
+    memory at once)."""
+    tables = []
+    for path in paths:
+        table = read_tsv(path)
+        for column, value in equal.items():
+            table = table[table[column] == value]
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
 
 
 def write_tsv(table: pd.DataFrame, path: str | Path, digits: int = 6) -> None:
