@@ -20,7 +20,7 @@ log = logging.getLogger("odevae.evaluate")
 def main(snakemake):
     pred = read_tsvs(
         [*snakemake.input.model, *snakemake.input.comparators], units="model"
-    )
+    ).drop(columns=["time", "n_history", "units"])  # not scored: less memory
     scales = training_sd(
         Cohort.load(snakemake.input.cohort), read_tsv(snakemake.input.folds)
     )

@@ -6,6 +6,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
+from pandas.api.types import union_categoricals
+
+
+#: Columns of few distinct labels, read as categories where rows are filtered.
+LABELS = ("horizon", "method", "variable", "units")
+
+#: Rows read at a time where only some are kept (:func:`read_tsvs`).
+CHUNK_ROWS = 500_000
 
 
 def read_tsv(path: str | Path) -> pd.DataFrame:
@@ -15,16 +23,36 @@ def read_tsv(path: str | Path) -> pd.DataFrame:
 
 def read_tsvs(paths: Iterable[str | Path], **equal) -> pd.DataFrame:
     """Several TSV tables of the same layout, stacked (e.g. one per fold); with
-    ``column=value`` pairs, only each table's rows that have those values (kept
-    file by file: a large cohort's predictions in both units need not fit in
-    memory at once)."""
-    tables = []
+    ``column=value`` pairs, only each table's rows that have those values, read
+    in chunks with the :data:`LABELS` columns as categories (a large cohort's
+    predictions in both units need not fit in memory at once)."""
+    if not equal:
+        return pd.concat([read_tsv(path) for path in paths], ignore_index=True)
+    chunks = []
     for path in paths:
-        table = read_tsv(path)
-        for column, value in equal.items():
-            table = table[table[column] == value]
-        tables.append(table)
-    return pd.concat(tables, ignore_index=True)
+        reader = pd.read_csv(
+            path,
+            sep="\t",
+            dtype={"patient_id": str} | dict.fromkeys(LABELS, "category"),
+            chunksize=CHUNK_ROWS,
+        )
+        for chunk in reader:
+            for column, value in equal.items():
+                chunk = chunk[chunk[column] == value]
+            chunks.append(chunk)
+    columns = list(chunks[0].columns)
+    # each chunk has its own categories: stacked into one shared, sorted set
+    labels = {
+        column: union_categoricals(
+            [chunk.pop(column) for chunk in chunks], sort_categories=True
+        )
+        for column in LABELS
+        if column in columns
+    }
+    table = pd.concat(chunks, ignore_index=True)
+    for column, values in labels.items():
+        table[column] = values
+    return table[columns]
 
 
 def write_tsv(table: pd.DataFrame, path: str | Path, digits: int = 6) -> None:

@@ -87,12 +87,17 @@ def common_targets(pred: pd.DataFrame) -> pd.DataFrame:
 
 def _scored_rows(pred: pd.DataFrame, train_sd: pd.DataFrame) -> pd.DataFrame:
     """The common targets with standardised errors and coverage indicators."""
-    rows = common_targets(pred).merge(
-        train_sd.rename(columns={"sd": "sd_train"}),
-        on=["fold", "variable"],
-        how="left",
-        validate="many_to_one",
+    rows = common_targets(pred)
+    # each row's training SD by (fold, variable): a lookup, not a merge's copy
+    # of a large cohort's millions of rows
+    lookup = train_sd.drop_duplicates(["fold", "variable"], keep=False)
+    if len(lookup) < len(train_sd):
+        raise ValueError("train_sd has more than one SD per fold and variable")
+    lookup = lookup.set_index(["fold", "variable"])["sd"]
+    at = pd.MultiIndex.from_arrays(
+        [rows["fold"].to_numpy(), rows["variable"].astype(str).to_numpy()]
     )
+    rows["sd_train"] = lookup.reindex(at).to_numpy()
     missing = rows.loc[rows["sd_train"].isna(), ["fold", "variable"]]
     if len(missing):
         fold, variable = missing.iloc[0]
