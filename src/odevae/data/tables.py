@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 from pandas.api.types import union_categoricals
 
-
 #: Columns of few distinct labels, read as categories where rows are filtered.
 LABELS = ("horizon", "method", "variable", "units")
 

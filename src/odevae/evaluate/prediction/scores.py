@@ -143,9 +143,18 @@ def _stats(rows: pd.DataFrame, by: list[str], reference: str) -> pd.DataFrame:
     out["n_patients"] = groups["patient_id"].nunique()
     out["n_targets"] = groups.size()
     out[_COVERAGE] = groups[_COVERAGE].mean()
-    out = out.reset_index()
+    out = as_text(out.reset_index())
     out["ratio_mse"] = out["mse"] / out.pop("ref_mse")
     return out
+
+
+def as_text(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with categorical label columns (a large cohort's predictions are
+    read with categories, :func:`~odevae.data.tables.read_tsvs`) as plain text, so
+    that results sort and print as from text labels."""
+    for column in table.columns[table.dtypes == "category"]:
+        table[column] = table[column].astype(str)
+    return table
 
 
 def _bootstrap_mse(matrix: np.ndarray, counts: np.ndarray) -> np.ndarray:
