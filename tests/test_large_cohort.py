@@ -16,6 +16,7 @@ from odevae.evaluate.prediction.mixed import fit_mixed_models, mixed_model
 from odevae.evaluate.prediction.targets import prediction_targets
 from odevae.resources import (
     CohortSize,
+    evaluation_resources,
     saved_size,
     training_resources,
     training_size,
@@ -251,6 +252,31 @@ def test_a_saved_cohort_sizes_its_training_job(tiny_cohort, tiny_config, tmp_pat
     big = CohortSize(size.patients * 10_000, size.visits * 10_000, 500.0)
     sized = training_resources(big, merge(tiny_config, {"train": {"epochs": 300}}))
     assert sized["runtime"] > 30 and sized["mem_mb"] == 3000
+
+
+def test_prediction_jobs_keep_the_defaults_until_the_visits_need_more():
+    # pbcseq (1,918 visits) and every shipped preset: the profile's defaults
+    assert evaluation_resources(CohortSize(285, 1918, 1.0)) == {
+        "runtime": 10,
+        "mem_mb": 1000,
+    }
+    # a 15,000-patient registry (200,000 visits; measured: 1.6 GB, 100 s)
+    assert evaluation_resources(CohortSize(15000, 200_000, 30.0)) == {
+        "runtime": 10,
+        "mem_mb": 3000,
+    }
+    sized = evaluation_resources(CohortSize(150_000, 2_000_000, 300.0))
+    assert sized["mem_mb"] == 21000 and sized["runtime"] > 30
+
+
+def test_a_15000_patient_fold_trains_with_batches_of_128_in_the_minimum_time():
+    # measured: 1.5-2 minutes per fold with bucketed batches of 128 (batch 8 took
+    # 14 s per epoch: one fold's training about an hour)
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    size = CohortSize(15000, 200_000, 30.0)
+    assert training_resources(size, config)["runtime"] == 30
+    small = merge(config, {"train": {"batch_size": 8, "batching": "random"}})
+    assert training_resources(size, small)["runtime"] > 60
 
 
 def test_a_real_cohort_not_yet_preprocessed_is_sized_when_it_is(tmp_path):

@@ -123,3 +123,27 @@ def training_resources(size: CohortSize, config: dict) -> dict[str, int]:
         "runtime": max(MIN_MINUTES, math.ceil(BASE_MINUTES + seconds / 60)),
         "mem_mb": BASE_MB + 100 * math.floor(4 * size.array_mb / 100),
     }
+
+
+#: Memory per visit of the cohort for a fold's prediction or comparators (MB), and
+#: seconds per visit: about twice what a 15,000-patient cohort of 200,000 visits
+#: took (predict 1.6 GB and 90 s, comparators 1.0 GB and 100 s; one CPU core).
+EVALUATION_MB_PER_VISIT, EVALUATION_SECONDS_PER_VISIT = 0.01, 1e-3
+
+#: The profile's defaults, which every shipped preset's predict and comparators
+#: keep (their cohorts have at most a few thousand visits).
+DEFAULT_MB, DEFAULT_MINUTES = 1000, 10
+
+
+def evaluation_resources(size: CohortSize) -> dict[str, int]:
+    """``runtime`` (minutes) and ``mem_mb`` of one attempt of a fold's ``predict``
+    or ``comparators`` job: the profile's defaults (10 minutes, 1000 MB) until
+    the cohort's visits need more (every patient is predicted; a large cohort's
+    prediction tables have millions of rows)."""
+    mb = EVALUATION_MB_PER_VISIT * size.visits
+    return {
+        "runtime": max(
+            DEFAULT_MINUTES, math.ceil(EVALUATION_SECONDS_PER_VISIT * size.visits / 60)
+        ),
+        "mem_mb": DEFAULT_MB + 100 * math.floor(mb / 100),
+    }

@@ -15,6 +15,9 @@ rule comparators:
         f"{OUT}/benchmarks/comparators/fold_{{fold}}.tsv"
     conda:
         "../envs/odevae.yaml"
+    resources:
+        mem_mb=sized_for_evaluation("mem_mb"),
+        runtime=sized_for_evaluation("runtime"),
     params:
         transforms=measurement_transforms(),
         mixed_model_max_patients=config["evaluation"]["mixed_model_max_patients"],

@@ -1,6 +1,6 @@
 # Cluster resources: which light rules run in the Snakemake process itself, and
 # the train and tune rules' resources sized from the cohort.
-from odevae.resources import training_resources, training_size
+from odevae.resources import evaluation_resources, training_resources, training_size
 
 
 def sized_by_cohort(name):
@@ -12,6 +12,18 @@ def sized_by_cohort(name):
     def resource(wildcards, input, attempt):
         size = training_size(input.cohort, config)
         return attempt * training_resources(size, config)[name]
+
+    return resource
+
+
+def sized_for_evaluation(name):
+    """A fold's ``predict`` or ``comparators`` resource ``name`` sized from the
+    cohort's visits (:func:`odevae.resources.evaluation_resources`; the profile's
+    defaults for every shipped preset), times the attempt."""
+
+    def resource(wildcards, attempt):
+        size = training_size(f"{OUT}/preprocessed/cohort.npz", config)
+        return attempt * evaluation_resources(size)[name]
 
     return resource
 
@@ -28,8 +40,8 @@ def gpu_request():
 
 # ===== cluster =========================================================
 # Rules declare resources only where they differ from the profiles' defaults
-# (profiles/slurm: 1000 MB and 10 minutes): train and tune (sized from the
-# cohort above) and paper_cost. Every job runs on one thread (Snakemake's
+# (profiles/slurm: 1000 MB and 10 minutes): train and tune, predict and
+# comparators (sized from the cohort above) and paper_cost. Every job runs on one thread (Snakemake's
 # default; train, tune and paper_cost say so). Under a cluster executor the light
 # jobs below (figures, the recovery and score tables; fetch_pbcseq and the paper's
 # tables in their own files) run in the Snakemake process itself instead of being

@@ -96,6 +96,9 @@ rule predict:
         f"{OUT}/benchmarks/predict/fold_{{fold}}.tsv"
     conda:
         "../envs/odevae.yaml"
+    resources:
+        mem_mb=sized_for_evaluation("mem_mb"),
+        runtime=sized_for_evaluation("runtime"),
     params:
         grid_dt=config["predict"]["grid_dt"],
         transforms=measurement_transforms(),
