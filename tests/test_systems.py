@@ -197,12 +197,15 @@ def test_library_defaults_equal_the_schema_defaults():
     import inspect
 
     from odevae.train.data import CohortDataModule
+    from odevae.train.scale import batch_plan
 
     train = _schema()["train"]["properties"]
     lr = inspect.signature(hyperparameters).parameters["lr"].default
     batch = inspect.signature(CohortDataModule.__init__).parameters["batch_size"]
     assert lr == train["lr"]["default"]
-    assert batch.default == train["batch_size"]["default"]
+    # the schema's auto batch size, resolved for a small cohort, is the module's
+    default = (train["batch_size"]["default"], train["batching"]["default"])
+    assert batch_plan(100, *default) == (batch.default, "random")
 
 
 def _schema_defaults(section: dict) -> dict:
