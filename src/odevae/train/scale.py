@@ -57,7 +57,7 @@ def workload(train: Cohort, steps: int) -> str:
     return (
         f"{len(visits)} training patients with {int(visits.sum())} visits "
         f"({int(visits.min())}-{int(visits.max())} per patient, median "
-        f"{np.median(visits):g}; a batch is padded to its longest patient), "
+        f"{np.median(visits):g}), "
         f"{steps} optimiser steps per epoch"
     )
 
