@@ -114,7 +114,7 @@ class SingleBatch:
             yield self.batch
 
 
-class BucketedBatches:
+class BucketedBatches(ShuffledBatches):
     """Batches of patients with similar visit counts, bounding the padding.
 
     Per pass, seeded by ``generator``: the patients are shuffled, stably sorted by
@@ -125,14 +125,6 @@ class BucketedBatches:
     is close to its shortest (a registry's 2-256 visits per patient padded at
     random cost about ten times the visits themselves).
     """
-
-    def __init__(
-        self, cohort: DeviceCohort, batch_size: int, generator: torch.Generator
-    ) -> None:
-        self.cohort, self.batch_size, self.generator = cohort, batch_size, generator
-
-    def __len__(self) -> int:
-        return -(-self.cohort.n // self.batch_size)
 
     def __iter__(self) -> Iterator[dict]:
         n, size = self.cohort.n, self.batch_size
