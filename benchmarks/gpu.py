@@ -58,6 +58,7 @@ from odevae.data.folds import make_folds
 from odevae.model.module import ODEVAE
 from odevae.train.batches import DeviceCohort, ShuffledBatches
 from odevae.train.device import choose_accelerator
+from odevae.train.scale import batch_plan
 from odevae.train.training import make_trainer, train_fold
 
 FULL = {
@@ -195,7 +196,9 @@ def workflow_fold(accelerator: str, threads: int, overrides: dict, seed: int):
     finally:
         torch.set_num_threads(previous)
     train = config["train"]
-    auto = choose_accelerator("auto", train["batch_size"], cohort.visits.shape[1])
+    fitted = (folds["fold"] != 0).sum()  # no inner split in the default config
+    batch, _ = batch_plan(fitted, train["batch_size"], train["batching"])
+    auto = choose_accelerator("auto", batch, cohort.visits.shape[1])
     return {
         "accelerator": accelerator,
         "threads": threads,

@@ -62,9 +62,11 @@ Following a config key from ``config/config.yaml`` (checked against
 
 * ``train.batch_size``: rule ``train`` passes the training config
   (``workflow/rules/train.smk``) → ``workflow/scripts/train.py`` →
-  :func:`odevae.train.training.train_fold` → the batch size of
-  :class:`odevae.train.data.CohortDataModule` (random batching only; similarity
-  batches hold ``train.similarity.neighbours`` + 1 patients).
+  :func:`odevae.train.training.train_fold` → ``auto`` resolved for the fold's
+  training patients (:func:`odevae.train.scale.resolve_batches`, with
+  ``train.batching``) → the batch size of :class:`odevae.train.data.CohortDataModule`
+  (random or bucketed batches; similarity batches hold
+  ``train.similarity.neighbours`` + 1 patients).
 * ``model.system``: :func:`odevae.config_checks.check_model_config` checks it
   before any job starts (``workflow/rules/config.smk``); rule ``train`` →
   :func:`odevae.train.model_setup.build_model` (the ``model`` and ``loss`` sections)

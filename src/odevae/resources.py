@@ -112,8 +112,13 @@ def training_resources(size: CohortSize, config: dict) -> dict[str, int]:
     patients = max(1, math.ceil(size.patients * share))
     epochs = train["epochs"]
     restarts = train["restarts"]
-    batch, kind = batch_plan(patients, train["batch_size"], train["batching"])
-    steps = steps_per_epoch(patients, kind, batch)
+    # the batches are those of the patients the optimiser steps over: without
+    # the inner validation share (auto resolved at parse time; as 0 otherwise)
+    inner = train["early_stopping"]["inner_fraction"]
+    fitted = patients * (1 - inner if isinstance(inner, int | float) else 1)
+    fitted = max(1, math.ceil(fitted))
+    batch, kind = batch_plan(fitted, train["batch_size"], train["batching"])
+    steps = steps_per_epoch(fitted, kind, batch)
     if restarts["n"] > 1:
         cap = restarts.get("probe_max_steps", PROBE_MAX_STEPS)
         epochs += restarts["n"] * probe_epochs(restarts["probe_epochs"], cap, steps)

@@ -25,7 +25,8 @@ def read_tsvs(paths: Iterable[str | Path], **equal) -> pd.DataFrame:
     ``column=value`` pairs, only each table's rows that have those values, read
     in chunks with the :data:`LABELS` columns as categories (a large cohort's
     predictions in both units need not fit in memory at once)."""
-    if not equal:
+    paths = list(paths)
+    if not equal or not paths:
         return pd.concat([read_tsv(path) for path in paths], ignore_index=True)
     chunks = []
     for path in paths:

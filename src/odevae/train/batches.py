@@ -142,7 +142,9 @@ class SortedBatches:
     """Fixed batches of patients sorted by visit count, built once (validation of
     a large cohort: every patient once per pass, each batch padded to about its
     own patients' visits instead of everyone padded to the longest patient). The
-    epoch's loss is the batch-size-weighted mean, as over one batch."""
+    epoch's loss is the batch-size-weighted mean, as over one batch; with a
+    history encoder the seeded random history cuts are drawn per batch, so it is
+    a loss on other (equally random, and fixed from epoch to epoch) cuts."""
 
     def __init__(self, cohort: DeviceCohort, batch_size: int) -> None:
         order = np.argsort(cohort.counts, kind="stable")
