@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
+from odevae.data.preprocess import preprocess
+from odevae.data.simulate import simulate_cohort, write_cohort
 from odevae.evaluate.prediction import targets as targets_module
 from odevae.evaluate.prediction.comparators import locf
 from odevae.evaluate.prediction.hybrid import (
@@ -26,6 +28,10 @@ from odevae.evaluate.prediction.model import (
     decoded_predictions,
     model_predictions,
 )
+from odevae.evaluate.prediction.multivariate_mixed import (
+    fit_multivariate_mixed,
+    multivariate_mixed,
+)
 from odevae.evaluate.prediction.selection import select_predictor
 from odevae.evaluate.prediction.targets import (
     in_both_units,
@@ -34,6 +40,7 @@ from odevae.evaluate.prediction.targets import (
 )
 from odevae.model.loss import combine_history
 from odevae.train.model_setup import build_model
+from tests.conftest import TABLES
 
 
 @pytest.fixture(
@@ -361,4 +368,37 @@ def test_a_single_score_runs_the_ode_on_the_score_itself(
             tiny_config["loss"],
             lr=1e-3,
             binary=[True],
+        )
+
+
+def test_combined_averages_odevae_mixed_and_the_multivariate_mixed_model(
+    tiny_config, tmp_path
+):
+    """odevae_combined is the mean of odevae_mixed and mixed_multivariate (fitted on
+    the same training patients) with the root mean variance; with too few patients
+    for the multivariate model it is odevae_mixed."""
+    simulation = {**tiny_config["simulation"], "n": 60, "p": 2}
+    paths = {key: tmp_path / f"{key}.tsv" for key in TABLES}
+    write_cohort(simulate_cohort(simulation, seed=3), paths)
+    cohort = preprocess(paths["visits"], paths["baseline"])
+    torch.manual_seed(0)
+    model = build_model(cohort, tiny_config["model"], tiny_config["loss"], 1e-3)
+    train, test = cohort.subset(np.arange(45)), cohort.subset(np.arange(45, 60))
+    targets, _, decoded, _ = decoded_predictions(model.eval(), train, test)
+    mean, sd = multivariate_mixed(fit_multivariate_mixed(train), test, targets)
+    assert np.isfinite(mean).all()
+    hybrid_mean, hybrid_sd = decoded["odevae_mixed"]
+    np.testing.assert_allclose(
+        decoded["odevae_combined"][0], 0.5 * (hybrid_mean + mean), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        decoded["odevae_combined"][1],
+        np.sqrt(0.5 * (hybrid_sd**2 + sd**2)),
+        rtol=1e-6,
+    )
+    few = cohort.subset(np.arange(8))  # 8 patients for 4 random effects
+    _, _, decoded, _ = decoded_predictions(model, few, test)
+    for k in (0, 1):
+        np.testing.assert_array_equal(
+            decoded["odevae_combined"][k], decoded["odevae_mixed"][k]
         )

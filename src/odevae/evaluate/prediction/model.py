@@ -38,8 +38,18 @@ standard deviation:
   reconstruction residuals do not show.
 * ``vae_mixed``: ``vae_roundtrip`` plus the same random effects: what the ODE
   adds under the hybrid.
-* ``odevae_selected``: whichever of ``odevae``, ``odevae_increment`` and
-  ``odevae_mixed`` predicts the fold's inner validation patients best one step ahead
+* ``odevae_combined``: the equal-weight average of ``odevae_mixed`` and the
+  multivariate linear mixed model (``mixed_multivariate`` of
+  :mod:`~odevae.evaluate.prediction.multivariate_mixed`, fitted on the same
+  training patients) for the continuous measurements it models; ``odevae_mixed``
+  for the others (0/1 measurements, or every one when the mixed model has too few
+  patients to fit). A forecast combination with equal weights (Bates & Granger
+  1969), so that nothing is fitted to choose them: better than both where the two
+  err differently. Its sd is the root mean of the two variances (an upper bound of
+  the average's error sd for any correlation of the two errors).
+* ``odevae_selected``: whichever of ``odevae``, ``odevae_increment``,
+  ``odevae_mixed`` and ``odevae_combined`` predicts the fold's inner validation
+  patients best one step ahead
   (:mod:`~odevae.evaluate.prediction.selection`); the held-out fold plays no part in the
   choice.
 
@@ -63,12 +73,16 @@ from odevae.evaluate.prediction.hybrid import (
 )
 from odevae.evaluate.prediction.latent import decode, latent_predictions
 from odevae.evaluate.prediction.mixed import MIXED_MODEL_MAX_PATIENTS
+from odevae.evaluate.prediction.multivariate_mixed import (
+    fit_multivariate_mixed,
+    multivariate_mixed,
+)
 from odevae.evaluate.prediction.targets import long_table
 from odevae.model.trained import CoreAccess
 
 #: The model's own predictors, from which
 #: :mod:`~odevae.evaluate.prediction.selection` picks.
-SELECTABLE = ("odevae", "odevae_increment", "odevae_mixed")
+SELECTABLE = ("odevae", "odevae_increment", "odevae_mixed", "odevae_combined")
 METHODS = (
     *SELECTABLE,
     "odevae_prior",
@@ -77,6 +91,20 @@ METHODS = (
     "vae_mixed",
     "ols_latent",
 )
+
+
+def combined(
+    hybrid: tuple[np.ndarray, np.ndarray], classical: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``odevae_combined``: the mean of the two predictions (targets × p) where
+    ``classical`` has one (finite), ``hybrid`` elsewhere; sd the root mean of the
+    two variances."""
+    (mean_h, sd_h), (mean_c, sd_c) = hybrid, classical
+    both = np.isfinite(mean_c)
+    return (
+        np.where(both, 0.5 * (mean_h + np.where(both, mean_c, 0.0)), mean_h),
+        np.where(both, np.sqrt(0.5 * (sd_h**2 + np.where(both, sd_c, 0.0) ** 2)), sd_h),
+    )
 
 
 @torch.no_grad()
@@ -105,7 +133,12 @@ def decoded_predictions(
     decoded["vae_mixed"] = with_random_effects(
         offsets, *decoded["vae_roundtrip"], widen("vae_roundtrip")
     )
+    decoded["odevae_combined"] = combined(
+        decoded["odevae_mixed"],
+        multivariate_mixed(fit_multivariate_mixed(train), test, targets),
+    )
     latent["odevae_increment"] = latent["odevae_mixed"] = latent["odevae"]
+    latent["odevae_combined"] = latent["odevae"]
     latent["vae_mixed"] = latent["vae_roundtrip"]
     return targets, latent, decoded, encoded
 

@@ -223,6 +223,7 @@ CONTRASTS = (
     ("odevae", "mixed_multivariate"),
     ("odevae_selected", "mixed_model"),
     ("odevae_selected", "mixed_multivariate"),
+    ("odevae_combined", "mixed_multivariate"),  # what the ODE-VAE adds to it
 )
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 MODEL_METHODS = (
     "odevae",
     "odevae_mixed",
+    "odevae_combined",
     "odevae_population",
     "vae_roundtrip",
     "ols_latent",
