@@ -5,6 +5,7 @@ import pytest
 from odevae.data.cohort import Cohort
 from odevae.evaluate.prediction.scores import (
     common_targets,
+    continuous_rows,
     contrasts,
     summarise,
     training_sd,
@@ -265,3 +266,31 @@ def test_a_method_scored_on_some_variables_is_compared_on_those():
     assert part["ratio_ci_low"] == pytest.approx(0.25)
     assert row(summary, "locf")["mse"] == pytest.approx(5.0)  # y still scored
     assert set(per_variable.loc[per_variable["method"] == "part", "variable"]) == {"x"}
+
+
+def test_a_contrast_with_a_method_of_some_variables_compares_those_alone():
+    """A contrast against a reference scored on x only (as mixed_multivariate is on
+    the continuous measurements) divides the method's MSE on x by the reference's
+    on x, not the method's MSE over x and y."""
+    records = [
+        (f"p{i}", 1, v, 0.0, 1.0 if v == "x" else 3.0)
+        for i in range(6)
+        for v in ("x", "y")
+    ]
+    only_x = [(*r[:4], 0.5) for r in records if r[2] == "x"]
+    pred = pd.concat([table(records), table(only_x, method="part")], ignore_index=True)
+    pairs = [("locf", "part")]
+    table_ = contrasts(pred, unit_sd(variables=("x", "y")), pairs, n_boot=20)
+    assert table_["ratio_mse"].item() == pytest.approx(4.0)  # 1² / 0.5², x alone
+    assert table_["ratio_ci_high"].item() == pytest.approx(4.0)
+
+
+def test_continuous_rows_leave_out_the_0_1_variables():
+    records = [
+        *[(f"p{i}", 1, "x", 0.3 * i, 0.0) for i in range(4)],
+        *[(f"p{i}", 1, "flag", float(i % 2), 0.0) for i in range(4)],
+        *[(f"p{i}", 1, "ones", 1.0, 0.0) for i in range(4)],  # one value: continuous
+    ]
+    pred = table(records)
+    assert set(continuous_rows(pred)["variable"]) == {"x", "ones"}
+    assert continuous_rows(pred[pred["variable"] != "flag"]) is None

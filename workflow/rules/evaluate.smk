@@ -45,6 +45,7 @@ rule evaluate:
             caption="../report/per_variable.rst",
             category="Held-out prediction",
         ),
+        summary_continuous=f"{OUT}/cv/summary_continuous.tsv",
         contrasts=f"{OUT}/cv/contrasts.tsv",
         training=f"{OUT}/cv/training.tsv",
         selection=f"{OUT}/cv/selection.tsv",

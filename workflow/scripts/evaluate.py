@@ -1,5 +1,7 @@
 """Held-out prediction scores of the model and the comparators (rule ``evaluate``):
-``cv/summary.tsv`` (per horizon, method and fold), ``cv/per_variable.tsv`` and
+``cv/summary.tsv`` (per horizon, method and fold), ``cv/summary_continuous.tsv``
+(the same over the continuous measurements alone, where ``mixed_multivariate`` is
+scored on the same variables as every other method), ``cv/per_variable.tsv`` and
 ``cv/contrasts.tsv`` (pooled MSE ratios of method pairs with bootstrap
 intervals: what the history, the individual dynamics and the ODE add),
 ``cv/training.tsv`` (each fold's validation-loss course; a divergence is flagged in
@@ -10,7 +12,12 @@ import logging
 
 from odevae.data.cohort import Cohort
 from odevae.data.tables import read_fold_metrics, read_tsv, read_tsvs, write_tsv
-from odevae.evaluate.prediction.scores import contrasts, summarise, training_sd
+from odevae.evaluate.prediction.scores import (
+    continuous_rows,
+    contrasts,
+    summarise,
+    training_sd,
+)
 from odevae.evaluate.prediction.training_check import flag_diverged, validation_course
 from odevae.runner import run_script
 
@@ -31,6 +38,18 @@ def main(snakemake):
         n_boot=snakemake.params.n_boot,
         seed=snakemake.params.seed,
     )
+    continuous = continuous_rows(pred)
+    if continuous is None:  # no 0/1 measurement: the same table
+        summary_continuous = summary
+    else:
+        summary_continuous, _ = summarise(
+            continuous,
+            scales,
+            reference=snakemake.params.reference,
+            n_boot=snakemake.params.n_boot,
+            seed=snakemake.params.seed,
+        )
+        del continuous
     pairs = contrasts(
         pred, scales, n_boot=snakemake.params.n_boot, seed=snakemake.params.seed
     )
@@ -49,6 +68,7 @@ def main(snakemake):
             row.val_loss_min_epoch,
         )
     summary = flag_diverged(summary, course)
+    summary_continuous = flag_diverged(summary_continuous, course)
     selection = read_tsvs(snakemake.input.selection)
     for row in selection[selection["selected"]].itertuples():
         if row.scored_on == "none":
@@ -64,6 +84,7 @@ def main(snakemake):
     write_tsv(selection, snakemake.output.selection)
     write_tsv(course, snakemake.output.training)
     write_tsv(summary, snakemake.output.summary)
+    write_tsv(summary_continuous, snakemake.output.summary_continuous)
     write_tsv(per_variable, snakemake.output.per_variable)
     write_tsv(pairs, snakemake.output.contrasts)
     pooled = summary[(summary["fold"] == "pooled") & (summary["horizon"] == "one_step")]

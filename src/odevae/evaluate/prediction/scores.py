@@ -116,6 +116,19 @@ def _scored_rows(pred: pd.DataFrame, train_sd: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
+def continuous_rows(pred: pd.DataFrame) -> pd.DataFrame | None:
+    """The rows of ``pred``'s continuous variables (all but those whose observed
+    values are all 0 or 1), or None when every variable is continuous: the
+    variables on which every method, ``mixed_multivariate`` included, is scored."""
+    observed = pred["observed"].where(np.isfinite(pred["observed"]))
+    values = observed.groupby(pred["variable"], observed=True)
+    is_01 = values.agg(lambda x: bool(x.dropna().isin([0.0, 1.0]).all()))
+    binary = is_01 & (values.nunique() == 2)
+    if not binary.any():
+        return None
+    return pred[~pred["variable"].isin(binary.index[binary])]
+
+
 def _binary_variables(rows: pd.DataFrame) -> pd.Series:
     """Per row: its variable's observed values are all 0 or 1 (both present)."""
     observed = rows.groupby("variable")["observed"]
@@ -190,8 +203,12 @@ def _paired_ratios(
         matrix = {m: wide[m].reindex(columns=variables).to_numpy() for m in methods}
         once = np.ones((1, n))
         for method, reference in present:
-            # the same variables for both: those the method was scored on
-            cols = np.isfinite(matrix[method]).any(0)
+            # the same variables for both: those both were scored on (a method
+            # modelling the continuous measurements only, as mixed_multivariate,
+            # has no rows for the others)
+            cols = np.isfinite(matrix[method]).any(0) & np.isfinite(
+                matrix[reference]
+            ).any(0)
             a, b = matrix[method][:, cols], matrix[reference][:, cols]
             with np.errstate(invalid="ignore", divide="ignore"):
                 ratio = _bootstrap_mse(a, counts) / _bootstrap_mse(b, counts)
