@@ -80,6 +80,7 @@ def test_whole_dag_runs_and_second_run_has_nothing_to_do(tiny_run):
         "odevae",
         "odevae_mixed",
         "odevae_increment",
+        "odevae_combined",
         "odevae_selected",
         "odevae_prior",
         "odevae_population",
