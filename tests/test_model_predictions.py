@@ -396,6 +396,18 @@ def test_combined_averages_odevae_mixed_and_the_multivariate_mixed_model(
         np.sqrt(0.5 * (hybrid_sd**2 + sd**2)),
         rtol=1e-6,
     )
+    # no combined prediction reads its target visit or later
+    row = int(np.argmax(test.visits.sum(1)))
+    cut = int(test.visits[row].sum()) - 2
+    values = test.values.copy()
+    values[row, cut:] += 5.0
+    changed = dataclasses.replace(test, values=values)
+    _, _, after, _ = decoded_predictions(model, train, changed)
+    keep = ((targets["row"] == row) & (targets["n_history"] <= cut)).to_numpy()
+    assert keep.any()
+    np.testing.assert_array_equal(
+        after["odevae_combined"][0][keep], decoded["odevae_combined"][0][keep]
+    )
     few = cohort.subset(np.arange(8))  # 8 patients for 4 random effects
     _, _, decoded, _ = decoded_predictions(model, few, test)
     for k in (0, 1):
