@@ -23,6 +23,7 @@ from odevae.evaluate.prediction.latent import (
     ols_extrapolation,
 )
 from odevae.evaluate.prediction.model import (
+    EQUAL_WEIGHT,
     METHODS,
     SELECTABLE,
     decoded_predictions,
@@ -32,7 +33,10 @@ from odevae.evaluate.prediction.multivariate_mixed import (
     fit_multivariate_mixed,
     multivariate_mixed,
 )
-from odevae.evaluate.prediction.selection import select_predictor
+from odevae.evaluate.prediction.selection import (
+    combination_weight,
+    select_predictor,
+)
 from odevae.evaluate.prediction.targets import (
     in_both_units,
     prediction_targets,
@@ -414,3 +418,22 @@ def test_combined_averages_odevae_mixed_and_the_multivariate_mixed_model(
         np.testing.assert_array_equal(
             decoded["odevae_combined"][k], decoded["odevae_mixed"][k]
         )
+
+
+def test_the_combination_weight_leans_to_the_better_predictor(tiny_cohort):
+    """combination_weight: 1 when the hybrid is exact, 0 when the classical model
+    is, the least-squares weight in between, and equal weights with nothing to
+    fit (the classical model predicts nothing)."""
+    targets = prediction_targets(tiny_cohort)
+    row, visit = targets["row"].to_numpy(), targets["visit"].to_numpy()
+    truth = tiny_cohort.values[row, visit]
+    sd = np.ones(tiny_cohort.p)
+    off = truth + 1.0
+    assert combination_weight(tiny_cohort, targets, truth, off, sd) == 1.0
+    assert combination_weight(tiny_cohort, targets, off, truth, sd) == 0.0
+    below = truth - 1.0  # truth is the midpoint of the two
+    assert combination_weight(tiny_cohort, targets, off, below, sd) == 0.5
+    far = truth + 3.0  # w·(t+1) + (1 − w)·(t+3) = t at w = 1.5: clipped
+    assert combination_weight(tiny_cohort, targets, off, far, sd) == 1.0
+    nothing = np.full_like(truth, np.nan)
+    assert combination_weight(tiny_cohort, targets, off, nothing, sd) == EQUAL_WEIGHT

@@ -15,7 +15,7 @@ from odevae.data.cohort import Cohort
 from odevae.data.folds import fold_members
 from odevae.errors import InputError
 from odevae.evaluate.prediction.mixed import MIXED_MODEL_MAX_PATIENTS
-from odevae.evaluate.prediction.model import model_predictions
+from odevae.evaluate.prediction.model import EQUAL_WEIGHT, model_predictions
 from odevae.evaluate.prediction.selection import SELECTION_COLUMNS, inner_selection
 from odevae.evaluate.prediction.targets import in_both_units
 from odevae.model.trained import CoreAccess, load_trained
@@ -138,10 +138,12 @@ def predict_fold(
     encoder mean), and
     ``selection``: the predictors' scores on the inner validation patients that
     training held out (:func:`~odevae.data.folds.fitted_and_validation`, as in
-    training); the best is written as ``odevae_selected``. Without an inner split
-    in ``folds`` nothing is scored and ``odevae_selected`` is ``odevae``. A given
+    training); the best is written as ``odevae_selected``, and ``odevae_combined``
+    takes the weight fitted there. Without an inner split in ``folds`` nothing is
+    scored, ``odevae_selected`` is ``odevae`` and the weight is equal. A given
     ``selection`` (tuning scored the same model on the same inner patients, rule
-    ``choose`` keeps it) is used as it is instead.
+    ``choose`` keeps it) is used as it is instead, unless it has no ``weight``
+    column (written by an older odevae): then it is scored again.
     """
     model = load_trained(checkpoint)
     train_ids, held_ids = fold_members(folds, fold)
@@ -178,12 +180,20 @@ def predict_fold(
         table.insert(2, "split", split)
     train = cohort.subset(cohort.index_of(train_ids))
     cap = mixed_model_max_patients
-    if selection is None:
+    if selection is None or "weight" not in selection:
         selection = inner_selection(model, cohort, folds, fold, cap)
     selection = selection[SELECTION_COLUMNS]
     selected = selection.loc[selection["selected"], "predictor"].item()
+    weight = selection.set_index("predictor")["weight"].get("odevae_combined")
+    weight = EQUAL_WEIGHT if weight is None or np.isnan(weight) else float(weight)
+    log.info("fold %d: odevae_combined weighs odevae_mixed %.3g", fold, weight)
     heldout, latent = model_predictions(
-        model, train, cohort.subset(cohort.index_of(held_ids)), selected, cap
+        model,
+        train,
+        cohort.subset(cohort.index_of(held_ids)),
+        selected,
+        cap,
+        weight,
     )
     tables["selection"] = selection.assign(fold=fold)
     tables["predictions"] = in_both_units(heldout, transforms)

@@ -38,15 +38,17 @@ standard deviation:
   reconstruction residuals do not show.
 * ``vae_mixed``: ``vae_roundtrip`` plus the same random effects: what the ODE
   adds under the hybrid.
-* ``odevae_combined``: the equal-weight average of ``odevae_mixed`` and the
-  multivariate linear mixed model (``mixed_multivariate`` of
+* ``odevae_combined``: w·``odevae_mixed`` + (1 − w)·the multivariate linear mixed
+  model (``mixed_multivariate`` of
   :mod:`~odevae.evaluate.prediction.multivariate_mixed`, fitted on the same
   training patients) for the continuous measurements it models; ``odevae_mixed``
   for the others (0/1 measurements, or every one when the mixed model has too few
-  patients to fit). A forecast combination with equal weights (Bates & Granger
-  1969), so that nothing is fitted to choose them: better than both where the two
-  err differently. Its sd is the root mean of the two variances (an upper bound of
-  the average's error sd for any correlation of the two errors).
+  patients to fit). A forecast combination (Bates & Granger 1969): the weight w in
+  [0, 1] is fitted on the fold's inner validation patients
+  (:mod:`~odevae.evaluate.prediction.selection`), so it leans to whichever of the
+  two predicts them better and averages where they err differently; 0.5 without
+  an inner split. Its sd is √(w·sd₁² + (1 − w)·sd₂²), an upper bound of the
+  combination's error sd for any correlation of the two errors.
 * ``odevae_selected``: whichever of ``odevae``, ``odevae_increment``,
   ``odevae_mixed`` and ``odevae_combined`` predicts the fold's inner validation
   patients best one step ahead
@@ -93,17 +95,25 @@ METHODS = (
 )
 
 
+#: The weight of ``odevae_mixed`` in ``odevae_combined`` without an inner split.
+EQUAL_WEIGHT = 0.5
+
+
 def combined(
-    hybrid: tuple[np.ndarray, np.ndarray], classical: tuple[np.ndarray, np.ndarray]
+    hybrid: tuple[np.ndarray, np.ndarray],
+    classical: tuple[np.ndarray, np.ndarray],
+    weight: float = EQUAL_WEIGHT,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``odevae_combined``: the mean of the two predictions (targets × p) where
-    ``classical`` has one (finite), ``hybrid`` elsewhere; sd the root mean of the
-    two variances."""
+    """``odevae_combined``: ``weight``·hybrid + (1 − ``weight``)·classical
+    (targets × p) where ``classical`` has a prediction (finite), ``hybrid``
+    elsewhere; sd √(weight·sd_h² + (1 − weight)·sd_c²)."""
     (mean_h, sd_h), (mean_c, sd_c) = hybrid, classical
     both = np.isfinite(mean_c)
+    mean_c, sd_c = np.where(both, mean_c, 0.0), np.where(both, sd_c, 0.0)
+    w = float(weight)
     return (
-        np.where(both, 0.5 * (mean_h + np.where(both, mean_c, 0.0)), mean_h),
-        np.where(both, np.sqrt(0.5 * (sd_h**2 + np.where(both, sd_c, 0.0) ** 2)), sd_h),
+        np.where(both, w * mean_h + (1.0 - w) * mean_c, mean_h),
+        np.where(both, np.sqrt(w * sd_h**2 + (1.0 - w) * sd_c**2), sd_h),
     )
 
 
@@ -113,10 +123,13 @@ def decoded_predictions(
     train: Cohort,
     test: Cohort,
     max_patients: int = MIXED_MODEL_MAX_PATIENTS,
+    weight: float = EQUAL_WEIGHT,
 ) -> tuple[pd.DataFrame, dict, dict, torch.Tensor]:
     """The targets of ``test``, every method's latent prediction, its decoded mean
-    and sd (targets × p, modelling units), and the targets' own encoder means.
-    ``train`` supplies the population parameters and the residual mixed model."""
+    and sd (targets × p, modelling units; ``mixed_multivariate`` too, the classical
+    half of ``odevae_combined``, whose ``weight`` is that of ``odevae_mixed``), and
+    the targets' own encoder means. ``train`` supplies the population parameters
+    and the residual and multivariate mixed models."""
     targets, latent, encoded = latent_predictions(model, train, test)
     decoded = {method: decode(model, latent[method]) for method in latent}
     decoded["odevae_increment"] = increment(model, test, targets, decoded)
@@ -133,9 +146,11 @@ def decoded_predictions(
     decoded["vae_mixed"] = with_random_effects(
         offsets, *decoded["vae_roundtrip"], widen("vae_roundtrip")
     )
+    decoded["mixed_multivariate"] = multivariate_mixed(
+        fit_multivariate_mixed(train), test, targets
+    )
     decoded["odevae_combined"] = combined(
-        decoded["odevae_mixed"],
-        multivariate_mixed(fit_multivariate_mixed(train), test, targets),
+        decoded["odevae_mixed"], decoded["mixed_multivariate"], weight
     )
     latent["odevae_increment"] = latent["odevae_mixed"] = latent["odevae"]
     latent["odevae_combined"] = latent["odevae"]
@@ -150,9 +165,11 @@ def model_predictions(
     test: Cohort,
     selected: str | None = None,
     max_patients: int = MIXED_MODEL_MAX_PATIENTS,
+    weight: float = EQUAL_WEIGHT,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The held-out patients' predictions of every method in :data:`METHODS`, and
-    ``odevae_selected`` (a copy of the ``selected`` predictor) when given.
+    ``odevae_selected`` (a copy of the ``selected`` predictor) when given;
+    ``weight``: ``odevae_mixed``'s in ``odevae_combined``.
 
     Returns the long table in data space (:data:`~odevae.evaluate.prediction.targets.
     COLUMNS`) and, as the follow-up paper also scores, the latent-space table:
@@ -160,7 +177,7 @@ def model_predictions(
     own encoder mean (``vae_roundtrip`` is then LOCF in latent space).
     """
     targets, latent, decoded, encoded = decoded_predictions(
-        model, train, test, max_patients
+        model, train, test, max_patients, weight
     )
     methods = list(METHODS)
     if selected is not None:

@@ -10,6 +10,10 @@ standardised MSE wins. Without an inner validation split in the folds table
 (``train.early_stopping.inner_fraction`` 0) there is nothing honest to choose on
 (the training patients would favour whatever fits them best), so
 ``odevae_selected`` is ``odevae``, and the table says so.
+
+The same inner patients fit the one weight of ``odevae_combined``
+(:func:`combination_weight`), before it is scored with the others; the table's
+``weight`` column keeps it for the held-out prediction (NaN in the other rows).
 """
 
 from __future__ import annotations
@@ -20,11 +24,23 @@ import pandas as pd
 from odevae.data.cohort import Cohort
 from odevae.data.folds import fitted_and_validation, has_inner_split
 from odevae.evaluate.prediction.mixed import MIXED_MODEL_MAX_PATIENTS
-from odevae.evaluate.prediction.model import SELECTABLE, decoded_predictions
+from odevae.evaluate.prediction.model import (
+    EQUAL_WEIGHT,
+    SELECTABLE,
+    combined,
+    decoded_predictions,
+)
 from odevae.evaluate.prediction.scores import variable_sd
 from odevae.model.trained import CoreAccess
 
-SELECTION_COLUMNS = ["predictor", "scored_on", "n_patients", "mse", "selected"]
+SELECTION_COLUMNS = [
+    "predictor",
+    "scored_on",
+    "n_patients",
+    "mse",
+    "selected",
+    "weight",
+]
 
 
 def standardised_mse(
@@ -39,6 +55,29 @@ def standardised_mse(
     return float(per_patient.mean().mean())
 
 
+def combination_weight(
+    cohort: Cohort,
+    targets: pd.DataFrame,
+    hybrid: np.ndarray,
+    classical: np.ndarray,
+    sd: np.ndarray,
+) -> float:
+    """The weight w in [0, 1] of ``hybrid`` in w·hybrid + (1 − w)·``classical``
+    (targets × p) with the least squared error over the observed ``targets`` of
+    ``cohort`` that both predict, errors divided by ``sd`` (p,): the least-squares
+    w, clipped. :data:`~odevae.evaluate.prediction.model.EQUAL_WEIGHT` where the
+    two never differ there (nothing to fit)."""
+    row, visit = targets["row"].to_numpy(), targets["visit"].to_numpy()
+    used = cohort.observed[row, visit] & np.isfinite(classical) & np.isfinite(hybrid)
+    y = np.where(used, cohort.values[row, visit], 0.0)
+    diff = np.where(used, (hybrid - classical) / sd, 0.0)
+    gain = np.where(used, (y - classical) / sd, 0.0)
+    scale = float((diff * diff).sum())
+    if not scale > 0:
+        return EQUAL_WEIGHT
+    return float(np.clip((diff * gain).sum() / scale, 0.0, 1.0))
+
+
 def select_predictor(
     model: CoreAccess,
     fitted: Cohort,
@@ -49,11 +88,17 @@ def select_predictor(
     """Score every selectable predictor on ``scored`` one step ahead, with
     ``fitted`` (the patients the model was trained on) for the population
     parameters, the residual mixed model and the SDs. Returns
-    :data:`SELECTION_COLUMNS`, one row per predictor; ``selected`` marks the
+    :data:`SELECTION_COLUMNS`, one row per predictor (``odevae_combined`` with
+    its weight fitted on the same one-step targets); ``selected`` marks the
     lowest MSE (the first on ties)."""
     targets, _, decoded, _ = decoded_predictions(model, fitted, scored, max_patients)
     one_step = (targets["horizon"] == "one_step").to_numpy()
     sd = variable_sd(fitted)
+    hybrid, classical = decoded["odevae_mixed"], decoded["mixed_multivariate"]
+    weight = combination_weight(
+        scored, targets[one_step], hybrid[0][one_step], classical[0][one_step], sd
+    )
+    decoded["odevae_combined"] = combined(hybrid, classical, weight)
     rows = []
     for predictor in SELECTABLE:
         mean = decoded[predictor][0][one_step]
@@ -64,6 +109,7 @@ def select_predictor(
                 "scored_on": scored_on,
                 "n_patients": scored.n,
                 "mse": mse,
+                "weight": weight if predictor == "odevae_combined" else np.nan,
             }
         )
     table = pd.DataFrame(rows)
@@ -82,6 +128,7 @@ def no_selection() -> pd.DataFrame:
             "n_patients": 0,
             "mse": np.nan,
             "selected": [c == "odevae" for c in SELECTABLE],
+            "weight": np.nan,
         }
     )[SELECTION_COLUMNS]
 
