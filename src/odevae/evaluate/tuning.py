@@ -1,7 +1,8 @@
 """Tuning (config ``tuning.candidates``): the fold's model is the candidate setting
-whose selected predictor (or the predictor named by ``tuning.predictor``) scores
-best on the fold's inner validation patients. Torch-free: rule ``choose`` only
-reads the candidates' score tables."""
+whose predictor named by ``tuning.predictor`` (``odevae`` as shipped, or
+``selected``: each candidate's selected predictor) scores best on the fold's
+inner validation patients. Torch-free: rule ``choose`` only reads the candidates'
+score tables."""
 
 from __future__ import annotations
 
