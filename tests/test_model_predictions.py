@@ -23,9 +23,9 @@ from odevae.evaluate.prediction.latent import (
     ols_extrapolation,
 )
 from odevae.evaluate.prediction.model import (
-    EQUAL_WEIGHT,
     METHODS,
     SELECTABLE,
+    combined,
     decoded_predictions,
     model_predictions,
 )
@@ -33,9 +33,11 @@ from odevae.evaluate.prediction.multivariate_mixed import (
     fit_multivariate_mixed,
     multivariate_mixed,
 )
+from odevae.evaluate.prediction.scores import variable_sd
 from odevae.evaluate.prediction.selection import (
     combination_weight,
     select_predictor,
+    standardised_mse,
 )
 from odevae.evaluate.prediction.targets import (
     in_both_units,
@@ -375,16 +377,22 @@ def test_a_single_score_runs_the_ode_on_the_score_itself(
         )
 
 
+def two_score_cohort(tiny_config, tmp_path, n=60):
+    """A simulated cohort of ``n`` patients with two scores: enough for the
+    multivariate mixed model (5 patients per random effect)."""
+    simulation = {**tiny_config["simulation"], "n": n, "p": 2}
+    paths = {key: tmp_path / f"{key}.tsv" for key in TABLES}
+    write_cohort(simulate_cohort(simulation, seed=3), paths)
+    return preprocess(paths["visits"], paths["baseline"])
+
+
 def test_combined_averages_odevae_mixed_and_the_multivariate_mixed_model(
     tiny_config, tmp_path
 ):
     """odevae_combined is the mean of odevae_mixed and mixed_multivariate (fitted on
     the same training patients) with the root mean variance; with too few patients
     for the multivariate model it is odevae_mixed."""
-    simulation = {**tiny_config["simulation"], "n": 60, "p": 2}
-    paths = {key: tmp_path / f"{key}.tsv" for key in TABLES}
-    write_cohort(simulate_cohort(simulation, seed=3), paths)
-    cohort = preprocess(paths["visits"], paths["baseline"])
+    cohort = two_score_cohort(tiny_config, tmp_path)
     torch.manual_seed(0)
     model = build_model(cohort, tiny_config["model"], tiny_config["loss"], 1e-3)
     train, test = cohort.subset(np.arange(45)), cohort.subset(np.arange(45, 60))
@@ -422,8 +430,8 @@ def test_combined_averages_odevae_mixed_and_the_multivariate_mixed_model(
 
 def test_the_combination_weight_leans_to_the_better_predictor(tiny_cohort):
     """combination_weight: 1 when the hybrid is exact, 0 when the classical model
-    is, the least-squares weight in between, and equal weights with nothing to
-    fit (the classical model predicts nothing)."""
+    is, the least-squares weight in between, and NaN with nothing to fit (the
+    classical model predicts nothing)."""
     targets = prediction_targets(tiny_cohort)
     row, visit = targets["row"].to_numpy(), targets["visit"].to_numpy()
     truth = tiny_cohort.values[row, visit]
@@ -436,4 +444,48 @@ def test_the_combination_weight_leans_to_the_better_predictor(tiny_cohort):
     far = truth + 3.0  # w·(t+1) + (1 − w)·(t+3) = t at w = 1.5: clipped
     assert combination_weight(tiny_cohort, targets, off, far, sd) == 1.0
     nothing = np.full_like(truth, np.nan)
-    assert combination_weight(tiny_cohort, targets, off, nothing, sd) == EQUAL_WEIGHT
+    assert np.isnan(combination_weight(tiny_cohort, targets, off, nothing, sd))
+
+
+def test_the_selection_fits_the_combination_weight_on_the_scored_patients(
+    tiny_config, tmp_path
+):
+    """select_predictor: odevae_combined's weight is the least-squares weight on the
+    scored (inner) patients' one-step targets, its MSE that of the combination with
+    it; the held-out prediction applies a given weight."""
+    cohort = two_score_cohort(tiny_config, tmp_path)
+    torch.manual_seed(0)
+    model = build_model(cohort, tiny_config["model"], tiny_config["loss"], 1e-3)
+    model.eval()
+    fitted, scored = cohort.subset(np.arange(45)), cohort.subset(np.arange(45, 60))
+    table = select_predictor(model, fitted, scored, "inner_validation")
+    rows = table.set_index("predictor")
+    weight = rows.loc["odevae_combined", "weight"]
+    assert 0.0 <= weight <= 1.0
+    assert rows.drop(index="odevae_combined")["weight"].isna().all()
+    targets, _, decoded, _ = decoded_predictions(model, fitted, scored)
+    one = (targets["horizon"] == "one_step").to_numpy()
+    hybrid, classical = decoded["odevae_mixed"], decoded["mixed_multivariate"]
+    sd = variable_sd(fitted)
+    expected = combination_weight(
+        scored, targets[one], hybrid[0][one], classical[0][one], sd
+    )
+    assert weight == pytest.approx(expected)
+    mixed = combined(hybrid, classical, weight)[0][one]
+    assert rows.loc["odevae_combined", "mse"] == pytest.approx(
+        standardised_mse(scored, targets[one], mixed, sd)
+    )
+    # model_predictions applies the weight it is given
+    table, _ = model_predictions(model, fitted, scored, weight=0.2)
+    wide = table.pivot_table(
+        index=["horizon", "patient_id", "visit", "variable"],
+        columns="method",
+        values="predicted",
+    )
+    _, _, decoded, _ = decoded_predictions(model, fitted, scored, weight=0.2)
+    np.testing.assert_allclose(
+        decoded["odevae_combined"][0],
+        0.2 * decoded["odevae_mixed"][0] + 0.8 * decoded["mixed_multivariate"][0],
+        rtol=1e-6,
+    )
+    assert not np.allclose(wide["odevae_combined"], wide["odevae_mixed"])

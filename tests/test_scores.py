@@ -294,3 +294,8 @@ def test_continuous_rows_leave_out_the_0_1_variables():
     pred = table(records)
     assert set(continuous_rows(pred)["variable"]) == {"x", "ones"}
     assert continuous_rows(pred[pred["variable"] != "flag"]) is None
+    assert continuous_rows(pred[pred["variable"] == "flag"]).empty  # 0/1 only
+    # with mixed_multivariate: the variables it predicts, whatever their values
+    multi = table([r for r in records if r[2] == "x"], method="mixed_multivariate")
+    both = pd.concat([pred, multi], ignore_index=True)
+    assert set(continuous_rows(both)["variable"]) == {"x"}

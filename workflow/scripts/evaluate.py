@@ -1,7 +1,7 @@
 """Held-out prediction scores of the model and the comparators (rule ``evaluate``):
 ``cv/summary.tsv`` (per horizon, method and fold), ``cv/summary_continuous.tsv``
-(the same over the continuous measurements alone, where ``mixed_multivariate`` is
-scored on the same variables as every other method), ``cv/per_variable.tsv`` and
+(the same over the variables ``mixed_multivariate`` predicts, so that every method
+is scored on the same variables as it), ``cv/per_variable.tsv`` and
 ``cv/contrasts.tsv`` (pooled MSE ratios of method pairs with bootstrap
 intervals: what the history, the individual dynamics and the ODE add),
 ``cv/training.tsv`` (each fold's validation-loss course; a divergence is flagged in
@@ -41,6 +41,8 @@ def main(snakemake):
     continuous = continuous_rows(pred)
     if continuous is None:  # no 0/1 measurement: the same table
         summary_continuous = summary
+    elif continuous.empty:  # 0/1 measurements only
+        summary_continuous = summary.iloc[:0]
     else:
         summary_continuous, _ = summarise(
             continuous,

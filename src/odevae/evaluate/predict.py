@@ -185,8 +185,17 @@ def predict_fold(
     selection = selection[SELECTION_COLUMNS]
     selected = selection.loc[selection["selected"], "predictor"].item()
     weight = selection.set_index("predictor")["weight"].get("odevae_combined")
-    weight = EQUAL_WEIGHT if weight is None or np.isnan(weight) else float(weight)
-    log.info("fold %d: odevae_combined weighs odevae_mixed %.3g", fold, weight)
+    if weight is None or np.isnan(weight):
+        weight = EQUAL_WEIGHT
+        log.info(
+            "fold %d: odevae_combined weighs odevae_mixed %g: no weight was fitted "
+            "on inner patients (no inner split, or no multivariate mixed model "
+            "there)",
+            fold,
+            weight,
+        )
+    else:
+        log.info("fold %d: odevae_combined weighs odevae_mixed %.3g", fold, weight)
     heldout, latent = model_predictions(
         model,
         train,

@@ -46,9 +46,10 @@ standard deviation:
   patients to fit). A forecast combination (Bates & Granger 1969): the weight w in
   [0, 1] is fitted on the fold's inner validation patients
   (:mod:`~odevae.evaluate.prediction.selection`), so it leans to whichever of the
-  two predicts them better and averages where they err differently; 0.5 without
-  an inner split. Its sd is √(w·sd₁² + (1 − w)·sd₂²), an upper bound of the
-  combination's error sd for any correlation of the two errors.
+  two predicts them better and averages where they err differently; 0.5 where
+  none was fitted (no inner split, or no multivariate model on inner patients).
+  Its sd is √(w·sd₁² + (1 − w)·sd₂²), an upper bound of the combination's error
+  sd for any correlation of the two errors.
 * ``odevae_selected``: whichever of ``odevae``, ``odevae_increment``,
   ``odevae_mixed`` and ``odevae_combined`` predicts the fold's inner validation
   patients best one step ahead

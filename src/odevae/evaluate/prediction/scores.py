@@ -117,16 +117,22 @@ def _scored_rows(pred: pd.DataFrame, train_sd: pd.DataFrame) -> pd.DataFrame:
 
 
 def continuous_rows(pred: pd.DataFrame) -> pd.DataFrame | None:
-    """The rows of ``pred``'s continuous variables (all but those whose observed
-    values are all 0 or 1), or None when every variable is continuous: the
-    variables on which every method, ``mixed_multivariate`` included, is scored."""
-    observed = pred["observed"].where(np.isfinite(pred["observed"]))
-    values = observed.groupby(pred["variable"], observed=True)
-    is_01 = values.agg(lambda x: bool(x.dropna().isin([0.0, 1.0]).all()))
-    binary = is_01 & (values.nunique() == 2)
-    if not binary.any():
-        return None
-    return pred[~pred["variable"].isin(binary.index[binary])]
+    """The rows of the variables ``mixed_multivariate`` predicts (the continuous
+    measurements it fitted), so that every method is scored on the same variables
+    as it; without that method, of the variables whose observed values are not all
+    0 or 1. None when that is every variable (nothing to leave out); no rows when
+    it is none."""
+    variable = pred["variable"]
+    if "mixed_multivariate" in set(pred["method"]):
+        keep = variable[pred["method"] == "mixed_multivariate"].unique()
+    else:
+        observed = pred["observed"].where(np.isfinite(pred["observed"]))
+        values = observed.groupby(variable, observed=True)
+        is_01 = values.agg(lambda x: bool(x.dropna().isin([0.0, 1.0]).all()))
+        binary = is_01 & (values.nunique() == 2)
+        keep = binary.index[~binary]
+    inside = variable.isin(keep)
+    return None if inside.all() else pred[inside]
 
 
 def _binary_variables(rows: pd.DataFrame) -> pd.Series:

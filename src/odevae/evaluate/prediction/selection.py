@@ -13,7 +13,10 @@ standardised MSE wins. Without an inner validation split in the folds table
 
 The same inner patients fit the one weight of ``odevae_combined``
 (:func:`combination_weight`), before it is scored with the others; the table's
-``weight`` column keeps it for the held-out prediction (NaN in the other rows).
+``weight`` column keeps it for the held-out prediction (NaN in the other rows, and
+where nothing could be fitted: then the weights are equal). Its inner score is
+therefore slightly optimistic (one parameter fitted on the patients that score
+it), which is why tuning scores candidates by ``odevae`` by default.
 """
 
 from __future__ import annotations
@@ -65,8 +68,8 @@ def combination_weight(
     """The weight w in [0, 1] of ``hybrid`` in w·hybrid + (1 − w)·``classical``
     (targets × p) with the least squared error over the observed ``targets`` of
     ``cohort`` that both predict, errors divided by ``sd`` (p,): the least-squares
-    w, clipped. :data:`~odevae.evaluate.prediction.model.EQUAL_WEIGHT` where the
-    two never differ there (nothing to fit)."""
+    w, clipped. NaN where the two never differ there (nothing to fit: e.g. the
+    multivariate model could not be fitted on these patients)."""
     row, visit = targets["row"].to_numpy(), targets["visit"].to_numpy()
     used = cohort.observed[row, visit] & np.isfinite(classical) & np.isfinite(hybrid)
     y = np.where(used, cohort.values[row, visit], 0.0)
@@ -74,7 +77,7 @@ def combination_weight(
     gain = np.where(used, (y - classical) / sd, 0.0)
     scale = float((diff * diff).sum())
     if not scale > 0:
-        return EQUAL_WEIGHT
+        return float("nan")
     return float(np.clip((diff * gain).sum() / scale, 0.0, 1.0))
 
 
@@ -98,7 +101,8 @@ def select_predictor(
     weight = combination_weight(
         scored, targets[one_step], hybrid[0][one_step], classical[0][one_step], sd
     )
-    decoded["odevae_combined"] = combined(hybrid, classical, weight)
+    fitted_weight = EQUAL_WEIGHT if np.isnan(weight) else weight
+    decoded["odevae_combined"] = combined(hybrid, classical, fitted_weight)
     rows = []
     for predictor in SELECTABLE:
         mean = decoded[predictor][0][one_step]
