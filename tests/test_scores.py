@@ -248,17 +248,22 @@ def test_contrasts_pair_any_two_methods_with_the_summarys_ratio_and_interval():
     assert one.loc[("copy", "locf"), "ratio_mse"] == 1.0
 
 
-def test_a_method_scored_on_some_variables_is_compared_on_those():
-    """A method with rows for x only (as mixed_multivariate has for continuous
-    measurements) leaves y scored for the others, and its ratio divides by the
-    reference's MSE on x alone."""
+def part_of_the_variables() -> pd.DataFrame:
+    """locf with errors 1 on x and 3 on y; "part" with error 0.5 on x only."""
     records = [
         (f"p{i}", 1, v, 0.0, 1.0 if v == "x" else 3.0)
         for i in range(6)
         for v in ("x", "y")
     ]
     only_x = [(*r[:4], 0.5) for r in records if r[2] == "x"]
-    pred = pd.concat([table(records), table(only_x, method="part")], ignore_index=True)
+    return pd.concat([table(records), table(only_x, method="part")], ignore_index=True)
+
+
+def test_a_method_scored_on_some_variables_is_compared_on_those():
+    """A method with rows for x only (as mixed_multivariate has for continuous
+    measurements) leaves y scored for the others, and its ratio divides by the
+    reference's MSE on x alone."""
+    pred = part_of_the_variables()
     sd = unit_sd(variables=("x", "y"))
     summary, per_variable = summarise(pred, sd, n_boot=20)
     part = row(summary, "part")
@@ -272,13 +277,7 @@ def test_a_contrast_with_a_method_of_some_variables_compares_those_alone():
     """A contrast against a reference scored on x only (as mixed_multivariate is on
     the continuous measurements) divides the method's MSE on x by the reference's
     on x, not the method's MSE over x and y."""
-    records = [
-        (f"p{i}", 1, v, 0.0, 1.0 if v == "x" else 3.0)
-        for i in range(6)
-        for v in ("x", "y")
-    ]
-    only_x = [(*r[:4], 0.5) for r in records if r[2] == "x"]
-    pred = pd.concat([table(records), table(only_x, method="part")], ignore_index=True)
+    pred = part_of_the_variables()
     pairs = [("locf", "part")]
     table_ = contrasts(pred, unit_sd(variables=("x", "y")), pairs, n_boot=20)
     assert table_["ratio_mse"].item() == pytest.approx(4.0)  # 1² / 0.5², x alone

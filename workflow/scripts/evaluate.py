@@ -31,26 +31,21 @@ def main(snakemake):
     scales = training_sd(
         Cohort.load(snakemake.input.cohort), read_tsv(snakemake.input.folds)
     )
-    summary, per_variable = summarise(
-        pred,
-        scales,
-        reference=snakemake.params.reference,
-        n_boot=snakemake.params.n_boot,
-        seed=snakemake.params.seed,
-    )
+    params = snakemake.params
+
+    def scored(rows):
+        return summarise(
+            rows, scales, params.reference, n_boot=params.n_boot, seed=params.seed
+        )
+
+    summary, per_variable = scored(pred)
     continuous = continuous_rows(pred)
     if continuous is None:  # no 0/1 measurement: the same table
         summary_continuous = summary
     elif continuous.empty:  # 0/1 measurements only
         summary_continuous = summary.iloc[:0]
     else:
-        summary_continuous, _ = summarise(
-            continuous,
-            scales,
-            reference=snakemake.params.reference,
-            n_boot=snakemake.params.n_boot,
-            seed=snakemake.params.seed,
-        )
+        summary_continuous, _ = scored(continuous)
         del continuous
     pairs = contrasts(
         pred, scales, n_boot=snakemake.params.n_boot, seed=snakemake.params.seed
