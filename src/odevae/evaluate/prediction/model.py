@@ -96,7 +96,7 @@ METHODS = (
 )
 
 
-#: The weight of ``odevae_mixed`` in ``odevae_combined`` without an inner split.
+#: The weight of ``odevae_mixed`` in ``odevae_combined`` where none was fitted.
 EQUAL_WEIGHT = 0.5
 
 

@@ -124,14 +124,10 @@ def continuous_rows(pred: pd.DataFrame) -> pd.DataFrame | None:
     it is none."""
     variable = pred["variable"]
     if "mixed_multivariate" in set(pred["method"]):
-        keep = variable[pred["method"] == "mixed_multivariate"].unique()
+        inside = variable.isin(variable[pred["method"] == "mixed_multivariate"])
     else:
-        observed = pred["observed"].where(np.isfinite(pred["observed"]))
-        values = observed.groupby(variable, observed=True)
-        is_01 = values.agg(lambda x: bool(x.dropna().isin([0.0, 1.0]).all()))
-        binary = is_01 & (values.nunique() == 2)
-        keep = binary.index[~binary]
-    inside = variable.isin(keep)
+        seen = pred[np.isfinite(pred["observed"])]
+        inside = ~variable.isin(seen["variable"][_binary_variables(seen)])
     return None if inside.all() else pred[inside]
 
 
