@@ -78,6 +78,37 @@ def test_singular_and_near_singular_matrices_stay_exact():
         torch.testing.assert_close(out, drift, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("name", ["linear_diagonal_inhomogeneous", "linear_drift"])
+def test_elementwise_drift_solution_equals_the_matrix_exponential(name):
+    # the elementwise e^{at} x0 + b t E(at) against the augmented matrix
+    # [[A, b], [0, 0]]'s exponential, values and gradients, with rates at, near
+    # and far from 0 (the series/expm1 switch of exp_ratio at |at| = 1e-3)
+    system = make_system(name, 3).double()
+    assert system._diagonal and system.drift
+    x0, theta, t = _random_case(system, n=8, m=6)
+    n_a = system.n_params - 3
+    theta[:2, :n_a] = torch.tensor([0.0, 1e-9, 2e-4])[:n_a]
+    t[2, 1:] = torch.tensor([1e-3, -1e-3, 5e-3, 1e-2, 1e-4]) / 0.3
+    theta = theta.requires_grad_()
+    x0 = x0.requires_grad_()
+
+    def augmented(x0, theta):
+        A, b = system.matrix_and_drift(theta)
+        n, d = b.shape
+        M = torch.cat([torch.cat([A, b[:, :, None]], 2), A.new_zeros(n, 1, d + 1)], 1)
+        expm = torch.linalg.matrix_exp(M[:, None] * t[..., None, None])
+        start = torch.cat([x0, x0.new_ones(n, 1)], 1)
+        return torch.einsum("nmij,nj->nmi", expm, start)[..., :d]
+
+    weights = torch.randn(8, 6, 3, dtype=torch.float64)
+    results = []
+    for out in (system.closed_form(x0, theta, t), augmented(x0, theta)):
+        grads = torch.autograd.grad((out * weights).sum(), (x0, theta))
+        results.append((out, *grads))
+    for elementwise, matrix in zip(*results, strict=True):
+        torch.testing.assert_close(elementwise, matrix, atol=1e-9, rtol=1e-9)
+
+
 def test_drift_only_is_a_straight_line():
     system = make_system("linear_drift", 2).double()
     x0, theta, t = _random_case(system)

@@ -94,8 +94,8 @@ class LinearSystem(LatentSystem):
         rows = [i for i, _ in matrix_entries]
         cols = [j for _, j in matrix_entries]
         self._rows, self._cols = rows, cols
-        # A diagonal A without drift: exp(A t) is the elementwise exponential.
-        self._diagonal = not drift and all(i == j for i, j in matrix_entries)
+        # A diagonal A (with or without a drift): the solution is elementwise.
+        self._diagonal = all(i == j for i, j in matrix_entries)
 
     def matrix_and_drift(self, theta: torch.Tensor):
         """A (N, d, d) and b (N, d) from learned parameters (N, nθ)."""
@@ -116,18 +116,23 @@ class LinearSystem(LatentSystem):
     ) -> torch.Tensor:
         """x(t) for starts (N, d), parameters (N, nθ) and offsets (N, M) → (N, M, d).
 
-        Homogeneous systems use exp(A t) x0: the elementwise exponential where every
-        learned entry is on the diagonal (about 3x faster training than a batched
-        matrix exponential and its backward). With a drift b the solution
-        e^{At}(x0 + c) − c, c = A⁻¹b, is computed as the exponential of the augmented
-        matrix [[A, b], [0, 0]] applied to (x0, 1): the same value where A is
-        invertible, and exact also where A is singular or near-singular (for A = 0
-        it is x0 + b t), so no inverse is ever formed.
+        Where every learned entry of A is on the diagonal (rates a) the solution is
+        elementwise: x(t) = e^{at} x0 + b t E(at), E(z) = (e^z − 1)/z
+        (:func:`exp_ratio`), exact also for a = 0 (x0 + b t); about 3x faster
+        training than a batched matrix exponential and its backward, and far more
+        with a drift (whose augmented matrix would be (d+1) × (d+1)). Otherwise,
+        with a drift b, the solution e^{At}(x0 + c) − c, c = A⁻¹b, is computed as
+        the exponential of the augmented matrix [[A, b], [0, 0]] applied to
+        (x0, 1): the same value where A is invertible, and exact also where A is
+        singular or near-singular, so no inverse is ever formed.
         """
         A, b = self.matrix_and_drift(theta)
         if self._diagonal:
-            rates = torch.diagonal(A, dim1=1, dim2=2)
-            return x0[:, None, :] * torch.exp(rates[:, None, :] * t[..., None])
+            z = torch.diagonal(A, dim1=1, dim2=2)[:, None, :] * t[..., None]
+            out = x0[:, None, :] * torch.exp(z)
+            if self.drift:
+                out = out + b[:, None, :] * t[..., None] * exp_ratio(z)
+            return out
         if self.drift:
             n, d = b.shape
             A = torch.cat(
@@ -136,6 +141,17 @@ class LinearSystem(LatentSystem):
             x0 = torch.cat([x0, x0.new_ones(n, 1)], 1)
         expm = torch.linalg.matrix_exp(A[:, None] * t[..., None, None])
         return torch.einsum("nmij,nj->nmi", expm, x0)[..., : self.dim]
+
+
+def exp_ratio(z: torch.Tensor) -> torch.Tensor:
+    """E(z) = (e^z − 1)/z elementwise, E(0) = 1, with finite value and gradient
+    everywhere: ``expm1`` (accurate for small z) away from 0, and its Taylor
+    series 1 + z/2 + z²/6 + z³/24 where |z| < 1e-3 (there the series' error is
+    below 1e-14 and its derivative's below 1e-10)."""
+    small = z.abs() < 1e-3
+    safe = torch.where(small, torch.ones_like(z), z)
+    series = 1.0 + z * (0.5 + z * (1.0 / 6.0 + z / 24.0))
+    return torch.where(small, series, torch.expm1(safe) / safe)
 
 
 class LotkaVolterra(LatentSystem):
