@@ -69,3 +69,18 @@ def test_a_non_finite_likelihood_is_not_taken_for_a_fit(caplog, monkeypatch):
     with caplog.at_level(logging.WARNING):
         assert reml(model, "y") is None
     assert "log-likelihood inf" in caplog.text
+
+
+def test_skipping_the_standard_errors_leaves_the_fit_unchanged():
+    y, exog, g = data(seed=4)
+    fits = []
+    for standard_errors in (False, True):
+        model = BatchedMixedLM(y, exog, groups=g, exog_re=exog[:, :2])
+        model.standard_errors = standard_errors
+        fits.append(reml(model, "y"))
+    fast, full = fits
+    assert fast.llf == full.llf
+    np.testing.assert_array_equal(fast.fe_params, full.fe_params)
+    np.testing.assert_array_equal(fast.cov_re, full.cov_re)
+    assert fast.scale == full.scale
+    assert np.isnan(fast.bse).all() and np.isfinite(full.bse).all()

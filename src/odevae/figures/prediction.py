@@ -133,23 +133,49 @@ def plot_errors(summary: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+#: Parameters up to which the figure is a pairwise scatter; beyond, its panels
+#: (n(n − 1)/2 + n) would be unreadable and slow to draw (16 parameters: 136).
+MAX_PAIRWISE_PARAMETERS = 4
+
+
 def plot_parameters(params: pd.DataFrame, groups: pd.Series | None) -> plt.Figure:
     """The learned ODE parameters of every held-out patient (each fold's model on
-    its own held-out patients): pairwise scatter, coloured by the true group where
-    one exists, else by fold."""
+    its own held-out patients), coloured by the true group where one exists, else
+    by fold: a pairwise scatter for up to :data:`MAX_PAIRWISE_PARAMETERS`
+    parameters, else one strip of points per parameter."""
     held = params[params["split"] == "test"].copy()
     names = [c for c in held.columns if c not in ("patient_id", "fold", "split")]
     if groups is not None:
         held["colour"] = "group " + held["patient_id"].map(groups).astype(str)
     else:
         held["colour"] = "fold " + held["fold"].astype(str)
+    order = sorted(held["colour"].unique())
     if len(names) == 1:
         fig, ax = plt.subplots(figsize=(5, 3))
-        sns.stripplot(data=held, x=names[0], y="colour", ax=ax)
+        sns.stripplot(data=held, x=names[0], y="colour", order=order, ax=ax)
+        return fig
+    if len(names) > MAX_PAIRWISE_PARAMETERS:
+        long = held.melt(
+            id_vars="colour", value_vars=names, var_name="parameter"
+        ).dropna(subset=["value"])
+        fig, ax = plt.subplots(figsize=(6, 0.4 * len(names) + 1.2))
+        sns.stripplot(
+            data=long,
+            x="value",
+            y="parameter",
+            hue="colour",
+            hue_order=order,
+            dodge=True,
+            s=3,
+            ax=ax,
+        )
+        ax.set(xlabel="learned value", ylabel="")
+        ax.get_legend().set_title(None)
         return fig
     grid = sns.pairplot(
         held[[*names, "colour"]],
         hue="colour",
+        hue_order=order,
         corner=True,
         height=1.8,
         plot_kws={"s": 12},

@@ -25,9 +25,23 @@ class BatchedMixedLM(MixedLM):
     components, no penalty) the same formulas are sums over patients of 2 × 2
     solves with Q_i = G⁻¹ + Z_i'Z_i, done here as one batched solve over
     per-patient moments computed once. They equal statsmodels' to rounding
-    (``tests/test_mixed_reml.py``); the optimisers, the parametrisation and the
-    final Hessian are statsmodels' own, and any other model falls back to them.
+    (``tests/test_mixed_reml.py``); the optimisers and the parametrisation are
+    statsmodels' own, and any other model falls back to them.
+
+    statsmodels ends every fit with the Hessian for the standard errors, a
+    per-patient loop that was a quarter of a fit's time. Prediction never uses
+    them, so it is skipped unless ``standard_errors`` is set: the estimates and
+    the likelihood are the same, and the result's ``bse`` is NaN.
     """
+
+    #: compute the final Hessian (the result's standard errors)
+    standard_errors = False
+
+    def hessian(self, params):
+        if self.standard_errors:
+            return super().hessian(params)
+        n = self.k_fe + self.k_re2 + self.k_vc
+        return np.full((n, n), np.nan), False
 
     def _moments(self) -> dict:
         """Per-patient Z'Z, Z'[X y] and the totals X'[X y], in patient order."""

@@ -1,0 +1,54 @@
+"""The figure of the learned ODE parameters (rule ``plot_parameters``): pairwise
+for a few parameters, one strip per parameter for many."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import PathCollection
+
+from odevae.figures.prediction import MAX_PAIRWISE_PARAMETERS, plot_parameters
+
+matplotlib.use("Agg")
+
+
+def params_table(n_params: int, n=30, seed=0) -> pd.DataFrame:
+    """A params.tsv of two folds; the second fold's model lacks the last
+    parameter (NaN), as when folds choose different candidates."""
+    rng = np.random.default_rng(seed)
+    table = pd.DataFrame(
+        rng.normal(size=(n, n_params)), columns=[f"a{k}" for k in range(n_params)]
+    )
+    table.insert(0, "split", np.where(np.arange(n) % 3 == 0, "train", "test"))
+    table.insert(0, "fold", np.arange(n) % 2)
+    table.insert(0, "patient_id", [f"P{i}" for i in range(n)])
+    table.loc[table["fold"] == 1, f"a{n_params - 1}"] = np.nan
+    return table
+
+
+@pytest.mark.parametrize("n_params", [2, MAX_PAIRWISE_PARAMETERS])
+def test_few_parameters_are_plotted_pairwise(n_params):
+    fig = plot_parameters(params_table(n_params), None)
+    # corner pairplot: one scatter panel per pair of parameters
+    scatters = [
+        ax
+        for ax in fig.axes
+        if any(isinstance(c, PathCollection) for c in ax.collections)
+    ]
+    assert len(scatters) == n_params * (n_params - 1) // 2
+
+
+def test_many_parameters_get_one_strip_each_with_held_out_patients_only():
+    table = params_table(MAX_PAIRWISE_PARAMETERS + 12)
+    fig = plot_parameters(table, None)
+    (ax,) = fig.axes
+    labels = [tick.get_text() for tick in ax.get_yticklabels()]
+    assert labels == [c for c in table.columns if c.startswith("a")]
+    held = table[table["split"] == "test"]
+    points = sum(len(c.get_offsets()) for c in ax.collections)
+    expected = held.filter(regex=r"^a\d").notna().to_numpy().sum()
+    assert points == expected
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["fold 0", "fold 1"]
