@@ -43,12 +43,23 @@ def plot_heldout_patients(
     """
     pred = pred[pred["patient_id"].isin(patients)]
     variables = list(dict.fromkeys(pred["variable"]))
+    width, height = 2.2 * len(patients) + 1, 1.6 * len(variables) + 0.8
     fig, axes = plt.subplots(
         len(variables),
         len(patients),
-        figsize=(2.2 * len(patients) + 1, 1.6 * len(variables) + 0.8),
+        figsize=(width, height),
         sharex="col",
         squeeze=False,
+    )
+    # fixed margins in inches (labels, titles, the legend below): tight_layout
+    # measured every panel's text, a third of the figure's time at 88 panels
+    fig.subplots_adjust(
+        left=0.75 / width,
+        right=1 - 0.15 / width,
+        bottom=1.0 / height,
+        top=1 - 0.35 / height,
+        wspace=0.3,
+        hspace=0.25,
     )
     for r, variable in enumerate(variables):
         part = pred[pred["variable"] == variable]
@@ -93,7 +104,6 @@ def plot_heldout_patients(
             ),
         ]
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 
