@@ -22,9 +22,10 @@ def params_table(n_params: int, n=30, seed=0) -> pd.DataFrame:
         rng.normal(size=(n, n_params)), columns=[f"a{k}" for k in range(n_params)]
     )
     table.insert(0, "split", np.where(np.arange(n) % 3 == 0, "train", "test"))
-    table.insert(0, "fold", np.arange(n) % 2)
+    table.insert(0, "fold", 1 - np.arange(n) % 2)  # fold 1 comes first
     table.insert(0, "patient_id", [f"P{i}" for i in range(n)])
     table.loc[table["fold"] == 1, f"a{n_params - 1}"] = np.nan
+    table.loc[(table["fold"] == 1) & (table["split"] == "test"), "a0"] = np.nan
     return table
 
 
@@ -42,6 +43,7 @@ def test_few_parameters_are_plotted_pairwise(n_params):
 
 def test_many_parameters_get_one_strip_each_with_held_out_patients_only():
     table = params_table(MAX_PAIRWISE_PARAMETERS + 12)
+    table.loc[table["split"] == "test", "a1"] = np.nan  # no held-out value: kept
     fig = plot_parameters(table, None)
     (ax,) = fig.axes
     labels = [tick.get_text() for tick in ax.get_yticklabels()]
@@ -52,3 +54,19 @@ def test_many_parameters_get_one_strip_each_with_held_out_patients_only():
     assert points == expected
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["fold 0", "fold 1"]
+
+
+def test_colours_sort_numerically_and_patients_without_a_group_are_left_out():
+    table = params_table(MAX_PAIRWISE_PARAMETERS + 2)
+    table["fold"] = np.arange(len(table)) % 11  # fold 10 after fold 2
+    fig = plot_parameters(table, None)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == [f"fold {k}" for k in range(11)]
+    held = table[table["split"] == "test"]
+    groups = pd.Series(["B", "A"] * 10, index=table["patient_id"].iloc[:20])
+    fig = plot_parameters(table, groups)
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["group A", "group B"]
+    known = held[held["patient_id"].isin(groups.index)]
+    points = sum(len(c.get_offsets()) for c in ax.collections)
+    assert points == known.filter(regex=r"^a\d").notna().to_numpy().sum()

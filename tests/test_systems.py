@@ -5,7 +5,7 @@ import torch
 
 from odevae.config_checks import check_model_config
 from odevae.errors import InputError
-from odevae.model.dynamics import SYSTEMS, make_system
+from odevae.model.dynamics import EXP_RATIO_SERIES, SYSTEMS, make_system
 from odevae.model.module import ODEVAE
 from odevae.model.settings import hyperparameters
 from odevae.model.solving import solve, solve_from_every_visit
@@ -81,14 +81,18 @@ def test_singular_and_near_singular_matrices_stay_exact():
 @pytest.mark.parametrize("name", ["linear_diagonal_inhomogeneous", "linear_drift"])
 def test_elementwise_drift_solution_equals_the_matrix_exponential(name):
     # the elementwise e^{at} x0 + b t E(at) against the augmented matrix
-    # [[A, b], [0, 0]]'s exponential, values and gradients, with rates at, near
-    # and far from 0 (the series/expm1 switch of exp_ratio at |at| = 1e-3)
+    # [[A, b], [0, 0]]'s exponential, values and gradients: rates at and near 0,
+    # and at = z on both sides of exp_ratio's series/expm1 switch
     system = make_system(name, 3).double()
     assert system._diagonal and system.drift
     x0, theta, t = _random_case(system, n=8, m=6)
     n_a = system.n_params - 3
     theta[:2, :n_a] = torch.tensor([0.0, 1e-9, 2e-4])[:n_a]
-    t[2, 1:] = torch.tensor([1e-3, -1e-3, 5e-3, 1e-2, 1e-4]) / 0.3
+    theta[2, :n_a] = 0.3
+    z = torch.tensor(
+        [0.5, -0.1001, 0.0999, -EXP_RATIO_SERIES, 1e-3], dtype=torch.float64
+    )
+    t[2, 1:] = z / 0.3
     theta = theta.requires_grad_()
     x0 = x0.requires_grad_()
 

@@ -103,7 +103,13 @@ def plot_heldout_patients(
                 [], [], color=colour, ls="-", label=f"{method}, from first visit"
             ),
         ]
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncol=min(4, 2 * len(patients)),  # as wide as the panels
+        fontsize=7,
+        frameon=False,
+    )
     return fig
 
 
@@ -143,6 +149,13 @@ def plot_errors(summary: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def _natural(label: str) -> list:
+    """Sort key of a label with numbers: ``fold 2`` before ``fold 10``."""
+    return [
+        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in label.split()
+    ]
+
+
 #: Parameters up to which the figure is a pairwise scatter; beyond, its panels
 #: (n(n − 1)/2 + n) would be unreadable and slow to draw (16 parameters: 136).
 MAX_PAIRWISE_PARAMETERS = 4
@@ -156,10 +169,12 @@ def plot_parameters(params: pd.DataFrame, groups: pd.Series | None) -> plt.Figur
     held = params[params["split"] == "test"].copy()
     names = [c for c in held.columns if c not in ("patient_id", "fold", "split")]
     if groups is not None:
-        held["colour"] = "group " + held["patient_id"].map(groups).astype(str)
+        group = held["patient_id"].map(groups)
+        held["colour"] = ("group " + group.astype(str)).where(group.notna())
     else:
         held["colour"] = "fold " + held["fold"].astype(str)
-    order = sorted(held["colour"].unique())
+    held = held.dropna(subset=["colour"])  # a patient without a known group
+    order = sorted(held["colour"].unique(), key=_natural)
     if len(names) == 1:
         fig, ax = plt.subplots(figsize=(5, 3))
         sns.stripplot(data=held, x=names[0], y="colour", order=order, ax=ax)
@@ -173,6 +188,7 @@ def plot_parameters(params: pd.DataFrame, groups: pd.Series | None) -> plt.Figur
             data=long,
             x="value",
             y="parameter",
+            order=names,
             hue="colour",
             hue_order=order,
             dodge=True,

@@ -118,7 +118,8 @@ class LinearSystem(LatentSystem):
 
         Where every learned entry of A is on the diagonal (rates a) the solution is
         elementwise: x(t) = e^{at} x0 + b t E(at), E(z) = (e^z − 1)/z
-        (:func:`exp_ratio`), exact also for a = 0 (x0 + b t); about 3x faster
+        (:func:`exp_ratio`), exact also for a = 0 (x0 + b t; ``linear_drift``,
+        which has no matrix entries, is that case); about 3x faster
         training than a batched matrix exponential and its backward, and far more
         with a drift (whose augmented matrix would be (d+1) × (d+1)). Otherwise,
         with a drift b, the solution e^{At}(x0 + c) − c, c = A⁻¹b, is computed as
@@ -143,14 +144,22 @@ class LinearSystem(LatentSystem):
         return torch.einsum("nmij,nj->nmi", expm, x0)[..., : self.dim]
 
 
+#: |z| below which :func:`exp_ratio` uses its Taylor series.
+EXP_RATIO_SERIES = 0.1
+
+
 def exp_ratio(z: torch.Tensor) -> torch.Tensor:
-    """E(z) = (e^z − 1)/z elementwise, E(0) = 1, with finite value and gradient
-    everywhere: ``expm1`` (accurate for small z) away from 0, and its Taylor
-    series 1 + z/2 + z²/6 + z³/24 where |z| < 1e-3 (there the series' error is
-    below 1e-14 and its derivative's below 1e-10)."""
-    small = z.abs() < 1e-3
+    """E(z) = (e^z − 1)/z elementwise, E(0) = 1, with a finite gradient wherever
+    the value is finite: ``expm1(z)/z`` for |z| ≥ :data:`EXP_RATIO_SERIES`, and
+    within it the Taylor series Σ_{k=0..6} z^k/(k+1)!, whose truncation error
+    there is below 3e-12 (its derivative's below 4e-10, relative). The switch is
+    that wide because in float32 the derivative of ``expm1(z)/z`` loses about
+    2e-7/|z| (relative) to cancellation: 2e-6 at the switch, 6e-5 at 1e-3."""
+    small = z.abs() < EXP_RATIO_SERIES
     safe = torch.where(small, torch.ones_like(z), z)
-    series = 1.0 + z * (0.5 + z * (1.0 / 6.0 + z / 24.0))
+    series = torch.ones_like(z)
+    for k in range(7, 1, -1):  # Horner: 1 + z/2 (1 + z/3 (1 + … (1 + z/7)))
+        series = 1.0 + z / k * series
     return torch.where(small, series, torch.expm1(safe) / safe)
 
 

@@ -3,7 +3,8 @@
 Every system is autonomous, so a solution from state x0 at offset t (positive or
 negative) does not depend on when the start was. :func:`solve` maps starts x0 (N, d),
 parameters θ (N, nθ) and offsets t (N, M) to states (N, M, d) in one call: linear
-systems in closed form (a batched matrix exponential), any system with a torchdiffeq
+systems in closed form (elementwise exponentials for a diagonal A, with or without a
+drift; otherwise a batched matrix exponential), any system with a torchdiffeq
 solver on the union of the offsets (forward and backward in time separately).
 """
 

@@ -31,7 +31,10 @@ class BatchedMixedLM(MixedLM):
     statsmodels ends every fit with the Hessian for the standard errors, a
     per-patient loop that was a quarter of a fit's time. Prediction never uses
     them, so it is skipped unless ``standard_errors`` is set: the estimates and
-    the likelihood are the same, and the result's ``bse`` is NaN.
+    the likelihood are the same, and the result's ``bse`` is NaN. Two things of
+    the Hessian go with it: its warnings (not positive definite: logged by
+    :func:`reml`; singular) and the ``LinAlgError`` of inverting an exactly
+    singular one, which made :func:`reml` drop that optimiser's fit.
     """
 
     #: compute the final Hessian (the result's standard errors)
