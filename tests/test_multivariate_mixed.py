@@ -9,6 +9,9 @@ from statsmodels.regression.mixed_linear_model import MixedLM
 
 from odevae.evaluate.prediction.comparators import fit_mixed_models, mixed_model
 from odevae.evaluate.prediction.multivariate_mixed import (
+    _covariance,
+    _gls,
+    _moments,
     fit_multivariate_mixed,
     multivariate_mixed,
 )
@@ -209,3 +212,34 @@ def test_missing_entries():
     assert sd[k, 1] < fit.scale[1] * np.sqrt(
         [1.0, 3.0] @ fit.psi[2:, 2:] @ [1.0, 3.0] + fit.sigma2[1]
     )
+
+
+def test_gls_equals_the_dense_generalised_least_squares():
+    """β of ECME's GLS step against Σ X'V⁻¹X β = Σ X'V⁻¹y built densely per patient
+    (V = Z Ψ Z' + R), with more covariates than measurements."""
+    rng = np.random.default_rng(3)
+    n, visits, m, covariates = 7, 4, 3, 4
+    t = rng.uniform(0, 3, (n, visits, 1))
+    x = np.broadcast_to(rng.normal(size=(n, 1, covariates)), (n, visits, covariates))
+    f = np.concatenate([np.ones_like(t), t, x], -1)
+    y = rng.normal(size=(n, visits, m))
+    mask = rng.uniform(size=(n, visits, m)) < 0.8
+    root = rng.normal(size=(2 * m, 2 * m))
+    psi, sigma2 = root @ root.T / (2 * m), rng.uniform(0.5, 2, m)
+    ff, fy = _moments(f, y, mask)
+    _, c = _covariance(ff, psi, sigma2)
+    beta = _gls(ff.sum(0), fy.sum(0), ff[..., :2].copy(), fy[..., :2], c, sigma2)
+    left, right = 0, 0
+    for i in range(n):
+        rows = [(j, k) for j in range(visits) for k in range(m) if mask[i, j, k]]
+        design = np.zeros((len(rows), m * f.shape[-1]))
+        random = np.zeros((len(rows), 2 * m))
+        for r, (j, k) in enumerate(rows):
+            design[r, k * f.shape[-1] : (k + 1) * f.shape[-1]] = f[i, j]
+            random[r, 2 * k : 2 * k + 2] = f[i, j, :2]
+        noise = np.diag([sigma2[k] for _, k in rows])
+        v_inv = np.linalg.inv(random @ psi @ random.T + noise)
+        left = left + design.T @ v_inv @ design
+        right = right + design.T @ v_inv @ np.array([y[i, j, k] for j, k in rows])
+    expected = np.linalg.solve(left, right).reshape(m, -1)
+    np.testing.assert_allclose(beta, expected, rtol=1e-8, atol=1e-10)

@@ -97,15 +97,12 @@ def _blocks(blocks: np.ndarray) -> np.ndarray:
 
 
 def _moments(f: np.ndarray, y: np.ndarray, mask: np.ndarray):
-    """Per patient and measurement Σ f f', Σ f y and Σ y² over the observed
-    values: (n, m, F, F), (n, m, F), (n, m); ``f`` (n, T, F), ``y``, ``mask``
-    (n, T, m)."""
+    """Per patient and measurement Σ f f' and Σ f y over the observed values:
+    (n, m, F, F), (n, m, F); ``f`` (n, T, F), ``y``, ``mask`` (n, T, m)."""
     w = mask.astype(float)
-    y = np.where(mask, y, 0.0)
     return (
         np.einsum("ntk,nta,ntb->nkab", w, f, f),
-        np.einsum("ntk,nta,ntk->nka", w, f, y),
-        np.einsum("ntk,ntk->nk", w, y * y),
+        np.einsum("ntk,nta,ntk->nka", w, f, np.where(mask, y, 0.0)),
     )
 
 
@@ -117,60 +114,75 @@ def _covariance(ff, psi, sigma2):
     return a, (c + np.swapaxes(c, 1, 2)) / 2
 
 
-def _posterior(ff, fy, yy, beta, psi, sigma2, a, c):
-    """BLUP b (n, 2m) and each patient's log likelihood (n,) from the moments of
-    :func:`_moments` and A, C of :func:`_covariance`.
+def _residuals(f, y, mask, beta):
+    """Z'r (n, m, 2) and r'r (n, m) of the residuals r = y − Xβ per patient and
+    measurement, over the observed values; ``f``, ``y``, ``mask`` as
+    :func:`_moments` takes them. From the values, not from the moments: a pass
+    over Σ f f' (n, m, F, F) per iteration cost more than the rest of ECME."""
+    r = np.where(mask, y - f @ beta.T, 0.0)  # (n, T, m)
+    return np.einsum("ntk,nti->nki", r, f[..., :2]), (r * r).sum(1)
+
+
+def _posterior(counts, zr, rr, psi, sigma2, a, c):
+    """BLUP b (n, 2m) and each patient's log likelihood (n,) from the values per
+    patient and measurement (``counts``) and the residual moments of
+    :func:`_residuals`, with A, C of :func:`_covariance`.
 
     With u = Z'R⁻¹r (r = y − Xβ): b = C u and −2 log L = Σ n_k log(2π σ²_k) +
     log|I + ΨA| + r'R⁻¹r − u'C u (Woodbury and the determinant lemma).
     """
-    n, m = yy.shape
-    zr = fy[..., :2] - np.einsum("nkab,kb->nka", ff[..., :2, :], beta)
-    rr = yy - 2 * np.einsum("nka,ka->nk", fy, beta)
-    rr = rr + np.einsum("ka,nkab,kb->nk", beta, ff, beta)
+    n, m = rr.shape
     u = (zr / sigma2[:, None]).reshape(n, 2 * m)
     b = np.einsum("nij,nj->ni", c, u)
-    counts = ff[..., 0, 0]
     logdet = np.linalg.slogdet(np.eye(2 * m) + psi @ a)[1]
     quad = (rr / sigma2).sum(1) - np.einsum("ni,ni->n", u, b)
     loglik = -0.5 * ((counts * np.log(2 * np.pi * sigma2)).sum(1) + logdet + quad)
     return b, loglik
 
 
-def _gls(ff, fy, c, sigma2):
+def _gls(xx, xy, xz, zy, c, sigma2):
     """Fixed effects β (m, F) by generalised least squares given C (Σ X'V⁻¹X β =
-    Σ X'V⁻¹y with V⁻¹ = R⁻¹ − R⁻¹ZCZ'R⁻¹), X'R⁻¹Z block-diagonal per measurement."""
-    m, size = ff.shape[1], ff.shape[2]
-    xrz = ff[..., :2] / sigma2[:, None, None]  # (n, m, F, 2)
-    zry = fy[..., :2] / sigma2[:, None]  # (n, m, 2)
-    c = c.reshape(len(c), m, 2, m, 2)
-    left = _blocks(ff.sum(0) / sigma2[:, None, None]) - np.einsum(
-        "nkai,nkilj,nlbj->kalb", xrz, c, xrz, optimize=True
-    ).reshape(m * size, m * size)
-    right = (fy.sum(0) / sigma2[:, None]).ravel() - np.einsum(
-        "nkai,nkilj,nlj->ka", xrz, c, zry, optimize=True
+    Σ X'V⁻¹y with V⁻¹ = R⁻¹ − R⁻¹ZCZ'R⁻¹) from the moments of :func:`_moments`:
+    ``xx`` (m, F, F) and ``xy`` (m, F) summed over the patients, ``xz`` (n, m, F,
+    2) and ``zy`` (n, m, 2) per patient; X'R⁻¹Z is block-diagonal per measurement.
+
+    The correction Σ_n X'R⁻¹Z C Z'R⁻¹X is two matrix products, the second over
+    all patients at once: as one three-operand einsum it took minutes per fit
+    with ~50 covariates.
+    """
+    n, m, size = xz.shape[:3]
+    xrz = xz / sigma2[:, None, None]
+    # cz[n, l, (k, i), b] = Σ_j C[n, (k, i), (l, j)] xrz[n, l, b, j]
+    cz = c.reshape(n, 2 * m, m, 2).transpose(0, 2, 1, 3) @ xrz.transpose(0, 1, 3, 2)
+    cz = cz.reshape(n, m, m, 2, size).transpose(2, 0, 3, 1, 4)  # (k, n, i, l, b)
+    xr = xrz.transpose(1, 2, 0, 3).reshape(m, size, 2 * n)  # (k, a, (n, i))
+    correction = xr @ cz.reshape(m, 2 * n, m * size)  # (k, a, (l, b))
+    left = _blocks(xx / sigma2[:, None, None]) - correction.reshape(m * size, m * size)
+    czy = np.einsum("nij,nj->ni", c, (zy / sigma2[:, None]).reshape(n, 2 * m))
+    right = (xy / sigma2[:, None]).ravel() - np.einsum(
+        "nkai,nki->ka", xrz, czy.reshape(n, m, 2)
     ).ravel()
     return np.linalg.solve(left, right).reshape(m, size)
 
 
-def _ecme(ff, fy, yy, psi, sigma2, shared, tol, max_iter):
+def _ecme(f, y, mask, psi, sigma2, shared, tol, max_iter):
     """β, Ψ, σ², log likelihood, iterations and convergence of :func:`_posterior`'s
     model by ECME from ``psi`` and ``sigma2``; see :func:`fit_multivariate_mixed`."""
+    ff, fy = _moments(f, y, mask)
     counts = ff[..., 0, 0]
+    xx, xy = ff.sum(0), fy.sum(0)
+    xz, zy, gg = ff[..., :2].copy(), fy[..., :2], ff[..., :2, :2]
     old = -np.inf
     for iteration in range(1, max_iter + 1):
         a, c = _covariance(ff, psi, sigma2)
-        beta = _gls(ff, fy, c, sigma2)
-        b, loglik = _posterior(ff, fy, yy, beta, psi, sigma2, a, c)
+        beta = _gls(xx, xy, xz, zy, c, sigma2)
+        zr, rr = _residuals(f, y, mask, beta)
+        b, loglik = _posterior(counts, zr, rr, psi, sigma2, a, c)
         loglik = float(loglik.sum())
         if loglik - old < tol * counts.sum():
             return beta, psi, sigma2, loglik, iteration, True
         old = loglik
         bk = b.reshape(len(b), -1, 2)
-        zr = fy[..., :2] - np.einsum("nkab,kb->nka", ff[..., :2, :], beta)
-        rr = yy - 2 * np.einsum("nka,ka->nk", fy, beta)
-        rr = rr + np.einsum("ka,nkab,kb->nk", beta, ff, beta)
-        gg = ff[..., :2, :2]
         ck = np.einsum("nkakb->nkab", c.reshape(len(c), -1, 2, fy.shape[1], 2))
         ss = rr - 2 * np.einsum("nka,nka->nk", bk, zr)
         ss = ss + np.einsum("nka,nkab,nkb->nk", bk, gg, bk)
@@ -244,12 +256,11 @@ def fit_multivariate_mixed(
         return (x - mean) / sd
 
     f, y, mask = _standardised(train, (center, scale, covariates), variables)
-    ff, fy, yy = _moments(f, y, mask)
     m = len(variables)
     gap = median_gap(train)
     psi = np.diag(np.tile([0.5, 0.5 / gap**2], m))
     beta, psi, sigma2, loglik, iterations, converged = _ecme(
-        ff, fy, yy, psi, np.full(m, 0.5), shared_residual, tol, max_iter
+        f, y, mask, psi, np.full(m, 0.5), shared_residual, tol, max_iter
     )
     if not converged:
         log.warning("multivariate mixed model: not converged in %d steps", max_iter)
@@ -281,9 +292,10 @@ def multivariate_mixed(
         cohort, (fit.center, fit.scale, fit.covariates), fit.variables
     )
     mask = mask & history_mask(test, targets)[..., None]
-    ff, fy, yy = _moments(f, y, mask)
+    ff, _ = _moments(f, y, mask)
     a, c = _covariance(ff, fit.psi, fit.sigma2)
-    b, _ = _posterior(ff, fy, yy, fit.beta, fit.psi, fit.sigma2, a, c)
+    zr, rr = _residuals(f, y, mask, fit.beta)
+    b, _ = _posterior(ff[..., 0, 0], zr, rr, fit.psi, fit.sigma2, a, c)
     t = targets["time"].to_numpy()
     g = np.column_stack([np.ones_like(t), t])
     x = np.column_stack([g, fit.covariates(cohort.baseline)])
