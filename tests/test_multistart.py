@@ -8,6 +8,7 @@ import torch
 
 from odevae.model.loss import (
     VAR_CLAMP,
+    combine_history,
     combine_local_solutions,
     multistart_mu_penalty,
     variance_penalty,
@@ -171,3 +172,57 @@ def test_every_system_and_loss_trains(system, loss, tiny_cohort):
         opt.step()
         losses.append(float(terms["loss"].detach()))
     assert losses[0] != losses[-1]
+
+
+def reference_history(local, history):
+    """combine_history's weighted mean by loops: start k's set is the history
+    visits from k to the last (the last start: the last two)."""
+    out = np.zeros((local.shape[0], local.shape[2]))
+    for i in range(local.shape[0]):
+        slots = np.flatnonzero(history[i])
+        h = len(slots)
+        for dim in range(local.shape[2]):
+            x = local[i, slots, dim]
+            if h < 2:
+                out[i, dim] = x.mean()
+                continue
+            w = [1 / _clamp(np.var(x[min(r, h - 2) :], ddof=1)) for r in range(h)]
+            out[i, dim] = np.dot(w, x) / np.sum(w)
+    return out
+
+
+def test_history_combination_matches_the_loop_reference():
+    """Gappy history masks too (the sets follow the history visits' order)."""
+    gen = torch.Generator().manual_seed(1)
+    local = torch.randn(6, 5, 3, generator=gen, dtype=torch.float64)
+    history = torch.tensor(
+        [
+            [1, 1, 1, 1, 1],
+            [1, 1, 1, 0, 0],
+            [1, 1, 0, 0, 0],
+            [1, 0, 0, 0, 0],
+            [1, 0, 1, 0, 1],
+            [0, 1, 1, 0, 1],
+        ],
+        dtype=torch.bool,
+    )
+    got = combine_history(local, history, weighting=True)
+    want = reference_history(local.numpy(), history.numpy())
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-10)
+
+
+def test_weights_keep_float32_precision_far_from_zero():
+    """Local solutions spread by 1e-3 around 50: the inverse-variance weights in
+    float32 are those of float64 (variances from sums over a fixed origin would
+    lose them to cancellation)."""
+    gen = torch.Generator().manual_seed(2)
+    local = 50.0 + 1e-3 * torch.randn(4, 6, 6, 2, generator=gen, dtype=torch.float64)
+    visits = torch.ones(4, 6, dtype=torch.bool)
+    visits[1, 4:] = False
+    exact = combine_local_solutions(local, visits, weighting=True, skip_own=True)
+    single = combine_local_solutions(local.float(), visits, True, True).double()
+    np.testing.assert_allclose(single - 50, exact - 50, atol=2e-5)
+    per_target = local[:, :, 3]  # (B, l, d): the solutions for target 3
+    exact = combine_history(per_target, visits, weighting=True)
+    single = combine_history(per_target.float(), visits, weighting=True).double()
+    np.testing.assert_allclose(single - 50, exact - 50, atol=2e-5)

@@ -88,15 +88,6 @@ def consistency_penalty(
 VAR_CLAMP = (1e-6, 1e3)
 
 
-def _between(visits: torch.Tensor) -> torch.Tensor:
-    """S[b, k, j, l]: visit l is real and lies between k and j (inclusive)."""
-    T = visits.shape[1]
-    idx = torch.arange(T, device=visits.device)
-    k, j, m = idx[:, None, None], idx[None, :, None], idx[None, None, :]
-    inside = (m >= torch.minimum(k, j)) & (m <= torch.maximum(k, j))
-    return inside[None] & visits[:, None, None, :]
-
-
 def _masked_var(x: torch.Tensor, mask: torch.Tensor, dim: int):
     """Sample variance (n − 1) of x over ``dim`` where ``mask``; and the count.
 
@@ -108,6 +99,20 @@ def _masked_var(x: torch.Tensor, mask: torch.Tensor, dim: int):
     mean = (x * m).sum(dim) / count.clamp(min=1.0)
     sq = ((x - mean.unsqueeze(dim)) ** 2 * m).sum(dim)
     return sq / (count - 1.0).clamp(min=1.0), count[..., 0]
+
+
+def _reverse_cumsum(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Σ over indices ≥ i along ``dim`` at every i."""
+    return torch.flip(torch.cumsum(torch.flip(x, (dim,)), dim), (dim,))
+
+
+def _anchored_var(s0: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+    """Sample variance (n − 1) from a set's count ``s0``, Σ y and Σ y² of its values
+    y = x − a, where the anchor a is a member of the set: then Σ y² exceeds the
+    centred sum of squares by n·(mean − a)², which is at most n times that sum, so
+    the difference keeps float32's precision (sums from a fixed origin would not).
+    Sets of fewer than two get 0."""
+    return (s2 - s1**2 / s0.clamp(min=1.0)) / (s0 - 1.0).clamp(min=1.0)
 
 
 def start_sets(visits: torch.Tensor, skip_own: bool) -> torch.Tensor:
@@ -131,11 +136,24 @@ def combine_local_solutions(
         raise ValueError("inverse-variance weighting requires skip_own (skip t0)")
     K = start_sets(visits, skip_own)  # (B, k, j)
     if weighting:
-        # values[b, k, j, l, :] = local[b, l, j, :]
-        values = local.permute(0, 2, 1, 3)[:, None].expand(
-            -1, local.shape[1], -1, -1, -1
+        # The set of start k for target j is the real visits l from k to j, one
+        # contiguous range that always holds j: sums over it are cumulative sums
+        # anchored at j, taken outward over l (O(T²) per patient, not O(T³)).
+        own = torch.diagonal(local, dim1=1, dim2=2).permute(0, 2, 1)  # local[b, j, j]
+        y = local - own[:, None]  # y[b, l, j] = local[b, l, j] − local[b, j, j]
+        slots = torch.arange(local.shape[1], device=local.device)
+        up_to_j = slots[:, None] <= slots[None, :]  # (l, j): l ≤ j
+        sums = []
+        for side, cumsum in (
+            (up_to_j, _reverse_cumsum),  # k ≤ j: Σ over l = k..j
+            (up_to_j.T, torch.cumsum),  # k ≥ j: Σ over l = j..k
+        ):
+            m = (visits[:, :, None] & side)[..., None].to(local.dtype)
+            sums.append([cumsum(v, 1) for v in (m, m * y, m * y * y)])
+        below = up_to_j[None, :, :, None]  # indexed (k, j) now
+        var = _anchored_var(
+            *(torch.where(below, lo, hi) for lo, hi in zip(*sums, strict=True))
         )
-        var, _ = _masked_var(values, _between(visits), dim=3)  # (B, k, j, d)
         w = 1.0 / var.clamp(*VAR_CLAMP)
     else:
         w = torch.ones_like(local)
@@ -216,14 +234,16 @@ def combine_history(
     rank = torch.cumsum(history.to(torch.int64), 1) - 1  # index among history
     weights = history[..., None].to(local.dtype).expand_as(local).clone()
     if weighting:
-        lower = torch.minimum(rank, (h - 2).clamp(min=0))  # (N, T)
-        # member[n, k, l]: history visit l is in start k's set
-        member = history[:, None, :] & (rank[:, None, :] >= lower[:, :, None])
-        m = member[..., None].to(local.dtype)  # (N, k, l, 1)
-        count = m.sum(2)  # (N, k, 1)
-        vals = local[:, None]  # (N, 1, l, d)
-        mean = (vals * m).sum(2) / count.clamp(min=1)
-        var = ((vals - mean[:, :, None]) ** 2 * m).sum(2) / (count - 1).clamp(min=1)
+        # start k's set is the history visits from k to the last one (a suffix):
+        # suffix sums anchored at the last history visit, which every set holds
+        last = history & (rank == h - 1)  # (N, T)
+        anchor = (local * last[..., None].to(local.dtype)).sum(1, keepdim=True)
+        m = history[..., None].to(local.dtype)
+        y = m * (local - anchor)
+        var = _anchored_var(*(_reverse_cumsum(v, 1) for v in (m, y, y * y)))
+        # the last start's set is that of the one before it: the last two visits
+        second = (history & (rank == h - 2))[..., None].to(local.dtype)
+        var = torch.where(last[..., None], (var * second).sum(1, keepdim=True), var)
         w = 1.0 / var.clamp(*VAR_CLAMP)
         several = (h >= 2)[..., None]
         weights = torch.where(several & history[..., None], w, weights)
