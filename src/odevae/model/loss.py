@@ -110,7 +110,8 @@ def _anchored_var(s0: torch.Tensor, s1: torch.Tensor, s2: torch.Tensor) -> torch
     """Sample variance (n − 1) from a set's count ``s0``, Σ y and Σ y² of its values
     y = x − a, where the anchor a is a member of the set: then Σ y² exceeds the
     centred sum of squares by n·(mean − a)², which is at most n times that sum, so
-    the difference keeps float32's precision (sums from a fixed origin would not).
+    the difference loses at most a factor of about n of float32's precision (sums
+    from a fixed origin can lose all of it).
     Sets of fewer than two get 0."""
     return (s2 - s1**2 / s0.clamp(min=1.0)) / (s0 - 1.0).clamp(min=1.0)
 
