@@ -8,6 +8,7 @@ import pytest
 from statsmodels.regression.mixed_linear_model import MixedLM
 
 from odevae.evaluate.prediction.comparators import fit_mixed_models, mixed_model
+from odevae.evaluate.prediction.mixed import fitting_patients
 from odevae.evaluate.prediction.multivariate_mixed import (
     _covariance,
     _gls,
@@ -243,3 +244,18 @@ def test_gls_equals_the_dense_generalised_least_squares():
         right = right + design.T @ v_inv @ np.array([y[i, j, k] for j, k in rows])
     expected = np.linalg.solve(left, right).reshape(m, -1)
     np.testing.assert_allclose(beta, expected, rtol=1e-8, atol=1e-10)
+
+
+def test_a_large_cohort_is_fitted_on_a_seeded_subset():
+    """Above ``max_patients`` the fit is that of the same seeded subset as the
+    univariate mixed models', and it still predicts for every patient."""
+    cohort = correlated_cohort(120, seed=4)
+    fit = fit_multivariate_mixed(cohort, max_patients=70, seed=5)
+    subset = cohort.subset(fitting_patients(cohort.n, 70, 5))
+    alone = fit_multivariate_mixed(subset)
+    np.testing.assert_array_equal(fit.beta, alone.beta)
+    np.testing.assert_array_equal(fit.psi, alone.psi)
+    assert not np.array_equal(fit.beta, fit_multivariate_mixed(cohort).beta)
+    targets, _ = one_step(cohort)
+    pred, _ = multivariate_mixed(fit, cohort, targets)
+    assert np.isfinite(pred).all()

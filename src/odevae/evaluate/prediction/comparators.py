@@ -16,7 +16,8 @@ covariates.
   from the fixed effects alone; fitted on at most ``mixed_model_max_patients``
   training patients (a seeded random subset of a larger cohort, logged);
 * ``mixed_multivariate``: the continuous measurements in one linear mixed model with
-  correlated random effects (:mod:`.multivariate_mixed`).
+  correlated random effects (:mod:`.multivariate_mixed`), fitted on the same
+  patients as the mixed models.
 """
 
 from __future__ import annotations
@@ -180,7 +181,11 @@ def comparator_predictions(
         "mixed_model": mixed_model(fits, test, targets),
         "mixed_model_population": mixed_model(fits, test, targets, population=True),
         "mixed_multivariate": mv.multivariate_mixed(
-            mv.fit_multivariate_mixed(train), test, targets
+            mv.fit_multivariate_mixed(
+                train, max_patients=mixed_model_max_patients, seed=seed
+            ),
+            test,
+            targets,
         ),
     }
     tables = [long_table(test, targets, m, *out) for m, out in methods.items()]

@@ -148,7 +148,7 @@ def decoded_predictions(
         offsets, *decoded["vae_roundtrip"], widen("vae_roundtrip")
     )
     decoded["mixed_multivariate"] = multivariate_mixed(
-        fit_multivariate_mixed(train), test, targets
+        fit_multivariate_mixed(train, max_patients=max_patients), test, targets
     )
     decoded["odevae_combined"] = combined(
         decoded["odevae_mixed"], decoded["mixed_multivariate"], weight
