@@ -313,10 +313,10 @@ def multivariate_mixed(
         cohort, (fit.center, fit.scale, fit.covariates), fit.variables
     )
     mask = mask & history_mask(test, targets)[..., None]
-    ff, _ = _moments(f, y, mask)
-    a, c = _covariance(ff, fit.psi, fit.sigma2)
+    zz, _ = _moments(f[..., :2], y, mask)  # Σ z z' only: what C and the counts need
+    a, c = _covariance(zz, fit.psi, fit.sigma2)
     zr, rr = _residuals(f, y, mask, fit.beta)
-    b, _ = _posterior(ff[..., 0, 0], zr, rr, fit.psi, fit.sigma2, a, c)
+    b, _ = _posterior(zz[..., 0, 0], zr, rr, fit.psi, fit.sigma2, a, c)
     t = targets["time"].to_numpy()
     g = np.column_stack([np.ones_like(t), t])
     x = np.column_stack([g, fit.covariates(cohort.baseline)])
