@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import KFold
 
 from odevae.errors import InputError
 
@@ -36,6 +35,9 @@ def make_folds(
         raise InputError(f"expected at least 2 folds, found {k}", key="cv.folds")
     if len(ids) < k:
         raise InputError(f"{len(ids)} patients cannot fill {k} folds", key="cv.folds")
+    # imported here: the other functions are read by jobs that need no scikit-learn
+    from sklearn.model_selection import KFold
+
     fold = np.empty(len(ids), dtype=int)
     splitter = KFold(n_splits=k, shuffle=True, random_state=seed)
     for f, (_, test) in enumerate(splitter.split(ids)):

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from sklearn.neighbors import NearestNeighbors
 
 
 def trajectory_distances(trajectories: np.ndarray) -> np.ndarray:
@@ -36,6 +35,9 @@ def neighbour_batches(distances: np.ndarray, k: int) -> np.ndarray:
     n = len(distances)
     if not 1 <= k < n:
         raise ValueError(f"need 1 <= k < n = {n} neighbours, found k = {k}")
+    # imported here: training imports this module, most runs never batch by similarity
+    from sklearn.neighbors import NearestNeighbors
+
     search = NearestNeighbors(n_neighbors=k, metric="precomputed").fit(distances)
     nearest = search.kneighbors(return_distance=False)  # excludes the query itself
     return np.column_stack([np.arange(n), nearest])
