@@ -1,10 +1,18 @@
 """Schema violations become one line naming the key path, found and allowed."""
 
 import copy
+import os
 
 import yaml
+from snakemake.utils import update_config, validate
 
-from odevae.config_schema import in_schema_order, resolve_auto, schema_error
+from odevae.config_schema import (
+    fill_defaults,
+    in_schema_order,
+    load_yaml,
+    resolve_auto,
+    schema_error,
+)
 from tests.conftest import ROOT
 
 SCHEMA = yaml.safe_load(
@@ -114,3 +122,35 @@ def test_a_configfile_turns_tuning_off_with_none():
         assert config["tuning"]["candidates"] == expected
         assert schema_error(config, SCHEMA) is None
     assert resolve_auto(config)["tuning"]["candidates"] == {}
+
+
+def test_the_modules_defaults_are_snakemakes():
+    """The paper's modules fill their defaults with fill_defaults (they skip
+    Snakemake's validation): for the shipped config and every preset, alone and
+    merged over config/config.yaml as the paper merges them, it gives what
+    snakemake.utils.validate gives."""
+    base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    configs = [{}, base]
+    for path in sorted((ROOT / "config").glob("*.yaml")):
+        preset = yaml.safe_load(path.read_text())
+        merged = copy.deepcopy(base)
+        update_config(merged, preset)
+        configs += [preset, merged]
+    schema_path = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+    for config in configs:
+        ours = fill_defaults(copy.deepcopy(config), load_yaml(schema_path))
+        theirs = copy.deepcopy(config)
+        validate(theirs, str(schema_path))
+        assert ours == theirs
+    assert ours["train"]["epochs"] > 0 and "tuning" in fill_defaults({}, SCHEMA)
+
+
+def test_load_yaml_gives_a_fresh_copy(tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_text("a: {b: [1, 2]}\n")
+    first = load_yaml(path)
+    first["a"]["b"].append(3)
+    assert load_yaml(path) == {"a": {"b": [1, 2]}}
+    path.write_text("a: {b: [1, 2]}\nc: 1.0e-6\n")  # a new version is read again
+    os.utime(path, ns=(0, os.stat(path).st_mtime_ns + 1))
+    assert load_yaml(path) == {"a": {"b": [1, 2]}, "c": 1.0e-6}

@@ -455,3 +455,32 @@ def test_training_time_and_memory_grow_with_the_cohort(tmp_path):
     small, big = sized[()], sized[("large.yaml",)]
     assert all(r == {"mem_mb": 1000, "runtime": 30} for r in small), small
     assert all(r["runtime"] > 60 and r["mem_mb"] > 1000 for r in big), big
+
+
+def test_the_profile_runs_each_tuning_candidate_as_its_own_job(tmp_path):
+    """Locally one tune job per fold trains its candidates in turn; the SLURM
+    profile (tuning.jobs candidate) submits one per fold and candidate, each sized
+    for one candidate."""
+    workdir = workflow_copy(tmp_path / "w")
+    tuned = {
+        "train": {"early_stopping": {"inner_fraction": 0.25}},
+        "tuning": {"candidates": {"a": {}, "b": {"loss": {"kl_weight": 0.1}}}},
+    }
+    (workdir / "tuned.yaml").write_text(yaml.safe_dump(tuned))
+    jobs = {}
+    for extra in ([], ["--profile", "profiles/slurm"]):
+        process = snakemake(workdir, "tuned.yaml", *extra, "-n")
+        rc, out = finish(process, timeout=120)
+        assert rc == 0, out
+        jobs[bool(extra)] = re.findall(
+            r"^rule tune:.*?wildcards: ([^\n]*).*?resources: ([^\n]*)",
+            out,
+            re.M | re.S,
+        )
+    local, cluster = jobs[False], jobs[True]
+    assert sorted(w for w, _ in local) == ["fold=0", "fold=1"], local
+    assert sorted(w for w, _ in cluster) == [
+        f"fold={fold}, candidate={name}" for fold in (0, 1) for name in "ab"
+    ], cluster
+    assert all("runtime=30" in r for _, r in cluster), cluster
+    assert all("runtime=60" in r for _, r in local), local  # both candidates

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from odevae.data.folds import make_folds
@@ -95,6 +96,32 @@ def test_each_fold_trains_every_candidate_and_keeps_the_inner_best(workdir):
     hparams = yaml.safe_load((out / "train" / "fold_1" / "hparams.yaml").read_text())
     assert hparams["loss"]["kl_weight"] == CANDIDATES[chosen]["loss"]["kl_weight"]
     assert not (out / "tune" / "fold_0").exists()  # only what the target needs
+    # one job trained the fold's candidates (tuning.jobs fold, the default); one
+    # job per candidate (tuning.jobs candidate) gives the same files
+    assert (out / "logs" / "tune" / "fold_1.log").is_file()
+    apart = merge(config, {"name": "apart", "tuning": {"jobs": "candidate"}})
+    (workdir / "apart.yaml").write_text(yaml.safe_dump(apart))
+    snakemake(
+        workdir, "results/apart/train/fold_1/model.ckpt", "--configfile", "apart.yaml"
+    )
+    again = workdir / "results" / "apart"
+    logs = sorted(p.name for p in (again / "logs" / "tune" / "fold_1").iterdir())
+    assert logs == sorted(f"{name}.log" for name in CANDIDATES)
+    assert (out / "tune/fold_1/choice.tsv").read_bytes() == (
+        again / "tune/fold_1/choice.tsv"
+    ).read_bytes()
+    for name in CANDIDATES:
+        tuned = f"tune/fold_1/{name}"
+        for file in ("metrics.csv", "selection.tsv"):
+            assert (out / tuned / file).read_bytes() == (
+                again / tuned / file
+            ).read_bytes(), (name, file)
+        weights = [
+            torch.load(d / tuned / "model.ckpt", weights_only=False)["state_dict"]
+            for d in (out, again)
+        ]
+        assert weights[0].keys() == weights[1].keys()
+        assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 @pytest.mark.workflow

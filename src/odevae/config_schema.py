@@ -3,9 +3,53 @@
 from __future__ import annotations
 
 import copy
+import functools
+import os
 
-from jsonschema import Draft202012Validator
+import yaml
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
+
+
+@functools.cache
+def _parsed(path: str, mtime_ns: int):
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def load_yaml(path) -> dict:
+    """A YAML file's content, a fresh copy of it parsed once per process (and file
+    version), with libyaml where PyYAML has it. One ``snakemake`` call parses the
+    workflow once for itself and once per paper module (eight times), and each
+    parse reads the schema and the presets; in pure Python that was seconds."""
+    path = os.fspath(path)
+    return copy.deepcopy(_parsed(path, os.stat(path).st_mtime_ns))
+
+
+def _set_defaults(validator, properties, instance, schema):
+    for name, subschema in properties.items():
+        if "default" in subschema:
+            instance.setdefault(name, subschema["default"])
+    yield from Draft202012Validator.VALIDATORS["properties"](
+        validator, properties, instance, schema
+    )
+
+
+#: The schema's validator that fills in each missing key's default as it goes
+#: (jsonschema's FAQ recipe, which ``snakemake.utils.validate`` uses too).
+_DefaultsValidator = validators.extend(
+    Draft202012Validator, {"properties": _set_defaults}
+)
+
+
+def fill_defaults(config: dict, schema: dict) -> dict:
+    """``config`` (modified) with every key the schema gives a default filled in,
+    as ``snakemake.utils.validate`` fills them; for the paper's modules, which skip
+    Snakemake's validation because it parses the schema file again, in pure
+    Python, for each of them. ``schema`` must be a fresh copy (:func:`load_yaml`):
+    its default objects become parts of the config."""
+    _DefaultsValidator(schema).validate(config)
+    return config
 
 
 def _allowed(error: ValidationError) -> str:

@@ -88,31 +88,50 @@ def run_seed(wildcards):
     return int(wildcards.seed) if sweeping() else config["seed"]
 
 
-def training_config(wildcards):
+def training_config(wildcards, candidate=None):
     """The config sections that determine a trained model (display options left
     out, ``auto`` settings resolved), with the job's seed; a tuning candidate's
-    (``{candidate}`` wildcard) with its overrides."""
-    source = config
-    if "candidate" in wildcards.keys():
-        source = candidate_config(wildcards.candidate)
+    (``candidate``) with its overrides."""
+    source = config if candidate is None else candidate_config(candidate)
     sections = {key: source[key] for key in ("model", "loss", "train")}
     train = {k: v for k, v in source["train"].items() if k != "progress_bar"}
     model = source["model"] | {"standardize_measurements": standardized()}
     return {**sections, "seed": run_seed(wildcards), "model": model, "train": train}
 
 
-def tuned_models(wildcards):
-    """Every tuning candidate's model and inner-validation scores of one fold."""
-    names = list(config["tuning"]["candidates"])
-    fold = f"{OUT}/tune/fold_{wildcards.fold}"
+TUNED_FILES = {
+    "checkpoints": "model.ckpt",
+    "metrics": "metrics.csv",
+    "hparams": "hparams.yaml",
+    "selections": "selection.tsv",
+}
+
+
+def tune_outputs(candidate=None):
+    """The files rule tune writes for one fold: each named file for ``candidate``
+    (a wildcard pattern), or for every tuning candidate (lists in their order)."""
+    names = [candidate] if candidate else list(config["tuning"]["candidates"])
+    fold = f"{OUT}/tune/fold_{{fold}}"
     return {
         key: [f"{fold}/{name}/{file}" for name in names]
-        for key, file in (
-            ("checkpoints", "model.ckpt"),
-            ("metrics", "metrics.csv"),
-            ("hparams", "hparams.yaml"),
-            ("selections", "selection.tsv"),
-        )
+        for key, file in TUNED_FILES.items()
+    }
+
+
+def candidate_configs(wildcards):
+    """{candidate: its training config} for the candidates of a tune job."""
+    names = (
+        [wildcards.candidate]
+        if "candidate" in wildcards.keys()
+        else list(config["tuning"]["candidates"])
+    )
+    return {name: training_config(wildcards, name) for name in names}
+
+
+def tuned_models(wildcards):
+    """Every tuning candidate's model and inner-validation scores of one fold."""
+    return {
+        key: expand(paths, fold=wildcards.fold) for key, paths in tune_outputs().items()
     }
 
 

@@ -12,7 +12,13 @@ from snakemake.utils import min_version, validate
 # The odevae library of this checkout (torch-free modules only in this process).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from odevae import config_checks
-from odevae.config_schema import in_schema_order, resolve_auto, schema_error
+from odevae.config_schema import (
+    fill_defaults,
+    in_schema_order,
+    load_yaml,
+    resolve_auto,
+    schema_error,
+)
 from odevae.errors import InputError
 
 min_version("9.0")
@@ -35,11 +41,13 @@ def validate_config(schema):
     """The schema's checks as one line naming the key, then Snakemake's validation
     (which fills in the defaults); then the config in canonical key order, so that
     equal configs give equal params (no rerun) whichever route merged them."""
-    rules = yaml.safe_load(Path(schema).read_text())
+    rules = load_yaml(schema)
     problem = schema_error(config, rules)
     if problem is not None:
         config_error(problem)
     validate(config, schema=schema)
+    if workflow.modifier.skip_validation:  # the paper's modules (paper.smk)
+        fill_defaults(config, load_yaml(schema))
     ordered = in_schema_order(config, rules)
     config.clear()
     config.update(ordered)
@@ -49,7 +57,7 @@ def check_config(schema):
     """Every cross-key check (:mod:`odevae.config_checks`) as one line naming the
     key."""
     try:
-        config_checks.check_config(config, yaml.safe_load(Path(schema).read_text()))
+        config_checks.check_config(config, load_yaml(schema))
     except InputError as error:
         config_error(error)
 

@@ -1,7 +1,9 @@
 # snakemake paper: the papers' figures and tables into results/paper/ with a
 # MANIFEST.tsv. Each run the papers need is this same workflow imported as a module
 # with its preset's config (config paper.runs); the run of the current config comes
-# from the main workflow itself.
+# from the main workflow itself. The modules skip Snakemake's validation, which
+# would parse the schema file again for each: config.smk checks their configs and
+# fills in the defaults from the schema it parsed once.
 
 
 include: "paper_helpers.smk"
@@ -14,6 +16,8 @@ if paper_module("workshop"):
             "../../Snakefile"
         config:
             paper_config("workshop")
+        skip_validation:
+            True
 
     use rule * from workshop as workshop_*
 
@@ -25,6 +29,8 @@ if paper_module("workshop_vae"):
             "../../Snakefile"
         config:
             paper_config("workshop_vae")
+        skip_validation:
+            True
 
     use rule * from workshop_vae as workshop_vae_*
 
@@ -36,6 +42,8 @@ if paper_module("bj_linear2"):
             "../../Snakefile"
         config:
             paper_config("bj_linear2")
+        skip_validation:
+            True
 
     use rule * from bj_linear2 as bj_linear2_*
 
@@ -47,6 +55,8 @@ if paper_module("bj_lotka_volterra"):
             "../../Snakefile"
         config:
             paper_config("bj_lotka_volterra")
+        skip_validation:
+            True
 
     use rule * from bj_lotka_volterra as bj_lotka_volterra_*
 
@@ -58,6 +68,8 @@ if paper_module("bj_linear4"):
             "../../Snakefile"
         config:
             paper_config("bj_linear4")
+        skip_validation:
+            True
 
     use rule * from bj_linear4 as bj_linear4_*
 
@@ -69,6 +81,8 @@ if paper_module("registry"):
             "../../Snakefile"
         config:
             paper_config("registry")
+        skip_validation:
+            True
 
     use rule * from registry as registry_*
 
@@ -80,6 +94,8 @@ if paper_module("pbcseq"):
             "../../Snakefile"
         config:
             paper_config("pbcseq")
+        skip_validation:
+            True
 
     use rule * from pbcseq as pbcseq_*
 

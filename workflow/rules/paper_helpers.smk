@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 from snakemake.utils import update_config
 
+from odevae.config_schema import load_yaml
 from odevae.paper import RUNS, item_sources
 
 
@@ -15,12 +16,15 @@ def paper_config(run):
     if run == config["name"] and not sweeping():
         return config
     root = Path(workflow.basedir)
-    merged = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    merged = load_yaml(root / "config" / "config.yaml")
     if RUNS[run] != "config/config.yaml":
-        update_config(merged, yaml.safe_load((root / RUNS[run]).read_text()))
+        update_config(merged, load_yaml(root / RUNS[run]))
     update_config(merged, copy.deepcopy(config["paper"]["overrides"]))
+    # how rule tune splits its work follows the command's config (profiles/slurm)
+    jobs = {"tuning": {"jobs": config["tuning"]["jobs"]}}
     update_config(
-        merged, {"name": run, "paper": {"module": True}, "sweep": {"seeds": []}}
+        merged,
+        {"name": run, "paper": {"module": True}, "sweep": {"seeds": []}} | jobs,
     )
     return merged
 

@@ -3,15 +3,16 @@
 from odevae.resources import evaluation_resources, training_resources, training_size
 
 
-def sized_by_cohort(name):
+def sized_by_cohort(name, jobs=1):
     """A training job's resource ``name`` (runtime or mem_mb) sized from the cohort
     (:mod:`odevae.resources`: the preprocessed cohort, else a simulated cohort's
     config; <TBD> in a dry run of a real cohort not yet preprocessed), times the
-    attempt, so that a retried job gets more."""
+    attempt, so that a retried job gets more; a job that trains ``jobs`` models
+    in turn gets that many times the runtime."""
 
     def resource(wildcards, input, attempt):
         size = training_size(input.cohort, config)
-        return attempt * training_resources(size, config)[name]
+        return attempt * jobs * training_resources(size, config)[name]
 
     return resource
 

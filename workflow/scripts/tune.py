@@ -1,6 +1,8 @@
-"""Train one tuning candidate on one fold and score it on the fold's inner
-validation patients (rule ``tune``)."""
+"""Train one fold's tuning candidates, in turn, and score each on the fold's inner
+validation patients (rule ``tune``: every candidate of the fold, or one with
+``tuning.jobs: candidate``)."""
 
+import logging
 from pathlib import Path
 
 from odevae.data.cohort import Cohort
@@ -9,25 +11,32 @@ from odevae.evaluate.prediction.selection import inner_selection
 from odevae.runner import run_script
 from odevae.train.training import train_fold
 
+log = logging.getLogger("odevae.tune")
+
 
 def main(snakemake):
     cohort = Cohort.load(snakemake.input.cohort)
     folds = read_tsv(snakemake.input.folds)
-    fold, config = int(snakemake.wildcards.fold), snakemake.params.config
+    fold = int(snakemake.wildcards.fold)
     truth = getattr(snakemake.input, "truth_patients", None)
     groups = None if truth is None else read_tsv(truth).set_index("patient_id")["group"]
-    model = train_fold(
-        cohort,
-        folds,
-        fold,
-        config,
-        Path(snakemake.output.checkpoint).parent,
-        groups=groups,
-        progress_bar=snakemake.config["train"]["progress_bar"],
-    )
     cap = snakemake.params.mixed_model_max_patients
-    selection = inner_selection(model, cohort, folds, fold, cap)
-    write_tsv(selection.assign(fold=fold), snakemake.output.selection)
+    out = snakemake.output
+    for i, (name, config) in enumerate(snakemake.params.config.items()):
+        assert Path(out.checkpoints[i]).parent.name == name, (name, out.checkpoints)
+        log.info("fold %d: candidate %s", fold, name)
+        model = train_fold(
+            cohort,
+            folds,
+            fold,
+            config,
+            Path(out.checkpoints[i]).parent,
+            groups=groups,
+            progress_bar=snakemake.config["train"]["progress_bar"],
+        )
+        selection = inner_selection(model, cohort, folds, fold, cap)
+        write_tsv(selection.assign(fold=fold), out.selections[i])
+        del model
 
 
 run_script(snakemake, main)
