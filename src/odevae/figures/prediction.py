@@ -61,28 +61,27 @@ def plot_heldout_patients(
         wspace=0.3,
         hspace=0.25,
     )
+    # markers by plot(), not scatter(), and at most 4 ticks per axis: with 88
+    # panels, scatter's collections and matplotlib's tick objects were most of
+    # the figure's time
+    panels = dict(tuple(pred.groupby(["variable", "patient_id"], sort=False)))
     for r, variable in enumerate(variables):
-        part = pred[pred["variable"] == variable]
-        binary = is_binary(part["observed"])
+        binary = is_binary(pred.loc[pred["variable"] == variable, "observed"])
         for c, pid in enumerate(patients):
             ax = axes[r, c]
-            mine = part[part["patient_id"] == pid]
+            mine = panels.get((variable, pid), pred.iloc[:0])
             obs = mine[mine["horizon"] == "one_step"].drop_duplicates("visit")
-            ax.scatter(obs["time"], obs["observed"], color="black", s=12, zorder=3)
+            ax.plot(obs["time"], obs["observed"], "o", color="black", ms=3.5, zorder=3)
+            lines = dict(tuple(mine.groupby(["method", "horizon"], sort=False)))
             for method, colour in SHOWN.items():
                 for horizon, style in HORIZON_STYLE.items():
-                    rows = mine[
-                        (mine["method"] == method) & (mine["horizon"] == horizon)
-                    ]
-                    if rows.empty:
+                    rows = lines.get((method, horizon))
+                    if rows is None:
                         continue
                     if style == "o" or binary:
-                        ax.scatter(
-                            rows["time"],
-                            rows["predicted"],
-                            color=colour,
-                            s=10,
-                            marker="o" if style == "o" else "x",
+                        marker = "o" if style == "o" else "x"
+                        ax.plot(
+                            rows["time"], rows["predicted"], marker, color=colour, ms=3
                         )
                     else:
                         ax.plot(rows["time"], rows["predicted"], color=colour, lw=1)
@@ -91,6 +90,7 @@ def plot_heldout_patients(
             if c == 0:
                 ax.set_ylabel(variable, fontsize=8)
             ax.tick_params(labelsize=6)
+            ax.locator_params(nbins=4)
     for ax in axes[-1]:
         ax.set_xlabel(f"time ({unit})", fontsize=7)
     handles = [plt.Line2D([], [], color="black", marker="o", ls="", label="observed")]
