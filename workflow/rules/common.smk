@@ -108,7 +108,7 @@ TUNED_FILES = {
 
 
 def tune_outputs(candidate=None):
-    """The files rule tune writes for one fold: each named file for ``candidate``
+    """What the tune rule writes for one fold, each named file for ``candidate``
     (a wildcard pattern), or for every tuning candidate (lists in their order)."""
     names = [candidate] if candidate else list(config["tuning"]["candidates"])
     fold = f"{OUT}/tune/fold_{{fold}}"
