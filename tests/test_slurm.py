@@ -484,3 +484,13 @@ def test_the_profile_runs_each_tuning_candidate_as_its_own_job(tmp_path):
     ], cluster
     assert all("runtime=30" in r for _, r in cluster), cluster
     assert all("runtime=60" in r for _, r in local), local  # both candidates
+    # the paper's modules follow the profile too: pbcseq's 4 candidates x 5 folds
+    paper = {"paper": {"runs": ["pbcseq"], "cost_benchmark": "skip"}}
+    (workdir / "paper.yaml").write_text(yaml.safe_dump(paper))
+    process = snakemake(
+        workdir, "paper.yaml", "--profile", "profiles/slurm", "-n", "paper"
+    )
+    rc, out = finish(process, timeout=120)
+    assert rc == 0, out
+    tunes = re.findall(r"^rule pbcseq_tune:.*?wildcards: ([^\n]*)", out, re.M | re.S)
+    assert len(tunes) == 20 and all("candidate=" in w for w in tunes), tunes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 import torch
@@ -99,6 +101,14 @@ def test_each_fold_trains_every_candidate_and_keeps_the_inner_best(workdir):
     # one job trained the fold's candidates (tuning.jobs fold, the default); one
     # job per candidate (tuning.jobs candidate) gives the same files
     assert (out / "logs" / "tune" / "fold_1.log").is_file()
+    # switching how the work is split retrains nothing: the params are the same
+    (workdir / "jobs.yaml").write_text(
+        yaml.safe_dump({"tuning": {"jobs": "candidate"}})
+    )
+    switched = snakemake(
+        workdir, target, "--configfile", "tune.yaml", "jobs.yaml", "-n"
+    )
+    assert "Nothing to be done" in switched.stdout + switched.stderr, switched.stdout
     apart = merge(config, {"name": "apart", "tuning": {"jobs": "candidate"}})
     (workdir / "apart.yaml").write_text(yaml.safe_dump(apart))
     snakemake(
@@ -122,6 +132,27 @@ def test_each_fold_trains_every_candidate_and_keeps_the_inner_best(workdir):
         ]
         assert weights[0].keys() == weights[1].keys()
         assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("jobs", ["fold", "candidate"])
+def test_a_sweep_tunes_every_seed(workdir, jobs):
+    config = merge(
+        TINY,
+        INNER
+        | {
+            "tuning": {"candidates": CANDIDATES, "jobs": jobs},
+            "sweep": {"seeds": [1, 100]},
+        },
+    )
+    (workdir / "sweep.yaml").write_text(yaml.safe_dump(config))
+    dry = snakemake(workdir, "--configfile", "sweep.yaml", "-n")
+    text = dry.stdout + dry.stderr
+    for seed in (1, 100):
+        for fold in (0, 1):
+            assert f"results/tiny/seed{seed}/tune/fold_{fold}/choice.tsv" in text
+    tunes = len(re.findall(r"^rule tune:", text, re.M))
+    assert tunes == 2 * 2 * (len(CANDIDATES) if jobs == "candidate" else 1), text
 
 
 @pytest.mark.workflow

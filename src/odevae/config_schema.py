@@ -12,18 +12,21 @@ from jsonschema.exceptions import ValidationError, best_match
 
 
 @functools.cache
-def _parsed(path: str, mtime_ns: int):
+def _parsed(path: str, version: tuple):
     with open(path, encoding="utf-8") as f:
         return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def load_yaml(path) -> dict:
-    """A YAML file's content, a fresh copy of it parsed once per process (and file
-    version), with libyaml where PyYAML has it. One ``snakemake`` call parses the
-    workflow once for itself and once per paper module (eight times), and each
-    parse reads the schema and the presets; in pure Python that was seconds."""
-    path = os.fspath(path)
-    return copy.deepcopy(_parsed(path, os.stat(path).st_mtime_ns))
+    """A YAML file's content, a fresh copy of it parsed once per process and file
+    version (modification time, size and inode), with libyaml where PyYAML has
+    it. One ``snakemake`` call parses the workflow once for itself and once per
+    paper module (eight times), and each parse reads the schema and the presets;
+    in pure Python that was seconds."""
+    path = os.path.abspath(path)
+    stat = os.stat(path)
+    version = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    return copy.deepcopy(_parsed(path, version))
 
 
 def _set_defaults(validator, properties, instance, schema):

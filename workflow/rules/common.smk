@@ -119,19 +119,18 @@ def tune_outputs(candidate=None):
 
 
 def candidate_configs(wildcards):
-    """{candidate: its training config} for the candidates of a tune job."""
-    names = (
-        [wildcards.candidate]
-        if "candidate" in wildcards.keys()
-        else list(config["tuning"]["candidates"])
-    )
+    """{candidate: its training config} for every tuning candidate: the same
+    params whichever way ``tuning.jobs`` splits the work, so that switching it
+    retrains nothing (each job trains those of its outputs)."""
+    names = list(config["tuning"]["candidates"])
     return {name: training_config(wildcards, name) for name in names}
 
 
 def tuned_models(wildcards):
     """Every tuning candidate's model and inner-validation scores of one fold."""
     return {
-        key: expand(paths, fold=wildcards.fold) for key, paths in tune_outputs().items()
+        key: expand(paths, fold=wildcards.fold, allow_missing=True)
+        for key, paths in tune_outputs().items()
     }
 
 

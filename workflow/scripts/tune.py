@@ -2,6 +2,7 @@
 validation patients (rule ``tune``: every candidate of the fold, or one with
 ``tuning.jobs: candidate``)."""
 
+import gc
 import logging
 from pathlib import Path
 
@@ -22,21 +23,23 @@ def main(snakemake):
     groups = None if truth is None else read_tsv(truth).set_index("patient_id")["group"]
     cap = snakemake.params.mixed_model_max_patients
     out = snakemake.output
-    for i, (name, config) in enumerate(snakemake.params.config.items()):
-        assert Path(out.checkpoints[i]).parent.name == name, (name, out.checkpoints)
+    # params.config holds every candidate; the job trains those it writes
+    for checkpoint, selection_path in zip(out.checkpoints, out.selections, strict=True):
+        name = Path(checkpoint).parent.name
         log.info("fold %d: candidate %s", fold, name)
         model = train_fold(
             cohort,
             folds,
             fold,
-            config,
-            Path(out.checkpoints[i]).parent,
+            snakemake.params.config[name],
+            Path(checkpoint).parent,
             groups=groups,
             progress_bar=snakemake.config["train"]["progress_bar"],
         )
         selection = inner_selection(model, cohort, folds, fold, cap)
-        write_tsv(selection.assign(fold=fold), out.selections[i])
-        del model
+        write_tsv(selection.assign(fold=fold), selection_path)
+        del model, selection
+        gc.collect()  # one candidate's memory at a time (mem_mb is sized for one)
 
 
 run_script(snakemake, main)
