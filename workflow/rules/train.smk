@@ -32,64 +32,35 @@ else:
     # tuning.candidates: every candidate trains on every fold and is scored on the
     # fold's inner validation patients; the best becomes the fold's model.
 
-    if config["tuning"]["jobs"] == "fold":
+    # tuning.jobs fold: one job per fold trains the fold's candidates in turn (each
+    # job start imports Lightning, seconds); candidate: one job per fold and
+    # candidate, which a cluster runs side by side. The same params either way.
+    PER_FOLD = config["tuning"]["jobs"] == "fold"
+    TUNE_JOB = "fold_{fold}" if PER_FOLD else "fold_{fold}/{candidate}"
 
-        # One job per fold trains the fold's candidates in turn: each job start
-        # imports Lightning (seconds), which costs more than running candidates
-        # side by side gains on a few cores.
-        rule tune:
-            input:
-                unpack(train_inputs),
-            output:
-                **tune_outputs(),
-            log:
-                f"{LOGS}/tune/fold_{{fold}}.log",
-            benchmark:
-                f"{OUT}/benchmarks/tune/fold_{{fold}}.tsv"
-            conda:
-                "../envs/odevae.yaml"
-            threads: 1
-            resources:
-                **gpu_request(),
-                mem_mb=sized_by_cohort("mem_mb"),
-                runtime=sized_by_cohort(
-                    "runtime", jobs=len(config["tuning"]["candidates"])
-                ),
-            params:
-                config=candidate_configs,
-                mixed_model_max_patients=config["evaluation"][
-                    "mixed_model_max_patients"
-                ],
-            script:
-                "../scripts/tune.py"
-
-    else:
-
-        # One job per fold and candidate (tuning.jobs candidate): a cluster runs
-        # them side by side.
-        rule tune:
-            input:
-                unpack(train_inputs),
-            output:
-                **tune_outputs("{candidate}"),
-            log:
-                f"{LOGS}/tune/fold_{{fold}}/{{candidate}}.log",
-            benchmark:
-                f"{OUT}/benchmarks/tune/fold_{{fold}}/{{candidate}}.tsv"
-            conda:
-                "../envs/odevae.yaml"
-            threads: 1
-            resources:
-                **gpu_request(),
-                mem_mb=sized_by_cohort("mem_mb"),
-                runtime=sized_by_cohort("runtime"),
-            params:
-                config=candidate_configs,
-                mixed_model_max_patients=config["evaluation"][
-                    "mixed_model_max_patients"
-                ],
-            script:
-                "../scripts/tune.py"
+    rule tune:
+        input:
+            unpack(train_inputs),
+        output:
+            **tune_outputs(None if PER_FOLD else "{candidate}"),
+        log:
+            f"{LOGS}/tune/{TUNE_JOB}.log",
+        benchmark:
+            f"{OUT}/benchmarks/tune/{TUNE_JOB}.tsv"
+        conda:
+            "../envs/odevae.yaml"
+        threads: 1
+        resources:
+            **gpu_request(),
+            mem_mb=sized_by_cohort("mem_mb"),
+            runtime=sized_by_cohort(
+                "runtime", jobs=len(config["tuning"]["candidates"]) if PER_FOLD else 1
+            ),
+        params:
+            config=candidate_configs,
+            mixed_model_max_patients=config["evaluation"]["mixed_model_max_patients"],
+        script:
+            "../scripts/tune.py"
 
     rule choose:
         input:
