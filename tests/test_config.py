@@ -107,6 +107,11 @@ def test_bad_config_names_the_key(default_config, override, words):
             "nothing is left to learn",
         ),
         ({"model": {"adjoint": True}}, "model.adjoint", "torchdiffeq solvers"),
+        (
+            {"model": {"history_state": True}},
+            "model.history_state",
+            "set model.history: gru",
+        ),
     ],
 )
 def test_invalid_model_combinations_name_the_key(default_config, override, key, words):

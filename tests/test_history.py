@@ -12,6 +12,7 @@ from torch.distributions import Normal, kl_divergence
 
 from odevae.model.history import after_cut, kl_diagonal, posterior, random_cuts
 from odevae.model.loss import observation_nll
+from odevae.model.objectives import loss_terms
 from odevae.train.model_setup import (
     MIN_HIDDEN_WIDTH,
     build_model,
@@ -73,6 +74,65 @@ def test_posterior_reads_only_the_visits_before_the_cut(tiny_cohort, tiny_config
     for a, b in zip(before, after, strict=True):
         torch.testing.assert_close(a, b)
     assert not torch.allclose(moved[0], full[0])
+
+
+def state_model(cohort, config, kind="initial_value"):
+    torch.manual_seed(0)
+    model = build_model(
+        cohort,
+        {**config["model"], "history": "gru", "history_state": True},
+        {**config["loss"], "kind": kind},
+        lr=1e-3,
+    )
+    torch.nn.init.normal_(model.core.history_encoder.state_head.weight, std=0.5)
+    torch.nn.init.normal_(model.core.history_encoder.state_head.bias, std=0.5)
+    return model.eval()
+
+
+def test_state_correction_reads_only_the_visits_before_the_cut(
+    tiny_cohort, tiny_config
+):
+    """model.history_state: no correction from an empty history, a correction
+    from the visits seen, and none of it from a visit at or after the cut."""
+    model = state_model(tiny_cohort, tiny_config)
+    batch = model.scale(batch_of(tiny_cohort, range(tiny_cohort.n)))
+    n = tiny_cohort.n
+    cuts = random_cuts(batch["visits"], torch.Generator().manual_seed(3))
+    changed = dict(batch)
+    later = after_cut(batch["visits"], cuts)
+    changed["values"] = torch.where(
+        later[..., None], batch["values"] + 3.0, batch["values"]
+    )
+    with torch.no_grad():
+        empty = model.infer(batch, torch.zeros(n, dtype=torch.long))[2]
+        before = model.infer(batch, cuts)[2]
+        after = model.infer(changed, cuts)[2]
+        out = model(batch, cuts)
+    assert empty.shape == (n, model.hparams.model["latent_dim"])
+    assert torch.equal(empty, torch.zeros_like(empty))
+    assert before.abs().min() > 0
+    torch.testing.assert_close(before, after)
+    torch.testing.assert_close(out["state_shift"], before)
+
+
+@pytest.mark.parametrize("kind", ["initial_value", "statistical"])
+def test_the_forecast_term_adds_the_state_correction(tiny_cohort, tiny_config, kind):
+    """The forecast NLL of the visits after each cut is that of the model's own
+    forecast shifted by the correction: zeroing the state head gives the model
+    without it, and the head's gradient comes from the forecast term alone."""
+    model = state_model(tiny_cohort, tiny_config, kind)
+    batch = model.scale(batch_of(tiny_cohort, range(tiny_cohort.n)))
+    shifted = loss_terms(model.core, model.objective, batch, sample=False)
+    shifted["loss"].backward()
+    grad = model.core.history_encoder.state_head.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+    with torch.no_grad():
+        model.core.history_encoder.state_head.weight.zero_()
+        model.core.history_encoder.state_head.bias.zero_()
+        plain = loss_terms(model.core, model.objective, batch, sample=False)
+    assert not torch.allclose(shifted["forecast"], plain["forecast"])
+    for key in ("nll", "param_kl"):  # the other terms do not see the correction
+        torch.testing.assert_close(shifted[key], plain[key])
 
 
 def test_kl_is_the_diagonal_gaussians_kl():

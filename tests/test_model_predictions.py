@@ -55,6 +55,8 @@ from tests.conftest import TABLES
         ("statistical", "none"),
         ("initial_value", "gru"),
         ("statistical", "gru"),
+        ("initial_value", "gru_state"),
+        ("statistical", "gru_state"),
     ],
     ids=lambda p: "-".join(p),
 )
@@ -62,10 +64,17 @@ def model(request, tiny_cohort, tiny_config):
     torch.manual_seed(0)
     kind, history = request.param
     loss = {**tiny_config["loss"], "kind": kind}
-    config = {**tiny_config["model"], "history": history}
+    config = {
+        **tiny_config["model"],
+        "history": history.removesuffix("_state"),
+        "history_state": history.endswith("_state"),
+    }
     model = build_model(tiny_cohort, config, loss, lr=1e-3)
-    if model.core.history_encoder is not None:  # an encoder whose output moves θ
-        torch.nn.init.normal_(model.core.history_encoder.head.weight, std=0.5)
+    encoder = model.core.history_encoder
+    if encoder is not None:  # an encoder whose output moves θ (and the state)
+        torch.nn.init.normal_(encoder.head.weight, std=0.5)
+        if encoder.state_head is not None:
+            torch.nn.init.normal_(encoder.state_head.weight, std=0.5)
     return model.eval()
 
 
@@ -127,7 +136,11 @@ def test_a_large_cohort_predicted_in_passes_gives_the_same_predictions(
     _, parts, encoded_parts = latent_predictions(model, train, test)
     assert set(parts) == set(whole)
     for method, value in whole.items():
-        torch.testing.assert_close(parts[method], value, msg=method)
+        # the GRU over a pass's shorter, smaller batch may differ in the last bit,
+        # which the randomly initialised (fast-growing) solutions amplify
+        torch.testing.assert_close(
+            parts[method], value, rtol=1e-5, atol=1e-5, msg=method
+        )
     torch.testing.assert_close(encoded_parts, encoded)
 
 

@@ -181,6 +181,13 @@ def check_model_config(config: dict) -> None:
             "values mean the same in every fold",
             key="model.time_scale",
         )
+    if model.get("history_state") and model.get("history", "none") != "gru":
+        raise InputError(
+            "model.history_state corrects the forecast's latent state from the "
+            "visits seen so far, which the history encoder reads: set "
+            "model.history: gru (or history_state: false)",
+            key="model.history_state",
+        )
     stat = loss["statistical"]
     if loss["kind"] == "statistical" and stat["weighting"] and not stat["skip_own"]:
         raise InputError(

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from odevae.model.dynamics import make_system
-from odevae.model.history import HistoryEncoder, posterior
+from odevae.model.history import HistoryEncoder, posterior, state_correction
 from odevae.model.networks import (
     Decoder,
     Encoder,
@@ -107,7 +107,12 @@ class ODEVAECore(nn.Module):
             small_init=bound == "tanh1",
         )
         self.history_encoder = (
-            HistoryEncoder(p, self.system.n_params, model["history_hidden"])
+            HistoryEncoder(
+                p,
+                self.system.n_params,
+                model["history_hidden"],
+                latent_dim if model["history_state"] else 0,
+            )
             if model["history"] == "gru" and history
             else None
         )
@@ -176,7 +181,9 @@ class ODEVAECore(nn.Module):
 
         With a history encoder the parameters are the posterior's given each
         patient's first ``n_history`` (B,) visits (default: all of them): its mean,
-        or a draw with ``sample``; ``theta_prior`` is the parameter net's mean.
+        or a draw with ``sample``; ``theta_prior`` is the parameter net's mean;
+        ``state_shift`` (B, d), with ``model.history_state``, the correction of the
+        forecast's latent state given those visits.
         """
         mu_enc, logvar_enc = self.encoder(batch["values"])
         prior = self.param_net(batch["baseline"])
@@ -186,8 +193,10 @@ class ODEVAECore(nn.Module):
         if self.history_encoder is not None:
             if n_history is None:
                 n_history = batch["visits"].sum(1)
-            mean, logvar = self.posterior(batch, n_history, prior, times)
+            mean, logvar, state = self.infer(batch, n_history, prior, times)
             theta = mean
+            if state is not None:
+                out["state_shift"] = state
             if sample:
                 theta = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
             out.update(theta_mean=mean, theta_logvar=logvar, n_history=n_history)
@@ -205,19 +214,36 @@ class ODEVAECore(nn.Module):
         """Mean and log-variance (B, nθ) of the ODE parameters given each patient's
         first ``n_history`` visits of the scaled ``batch`` (the prior's without a
         history encoder, or with ``n_history`` 0)."""
+        mean, logvar, _ = self.infer(batch, n_history, prior, times)
+        return mean, logvar
+
+    def infer(
+        self,
+        batch: dict,
+        n_history: torch.Tensor,
+        prior: torch.Tensor | None = None,
+        times: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`posterior`'s mean and log-variance, and the correction (B, d) of
+        the forecast's latent state given the same visits (None without
+        ``model.history_state``; 0 with ``n_history`` 0)."""
         if prior is None:
             prior = self.param_net(batch["baseline"])
         encoder = self.history_encoder
         if encoder is None:
-            return prior, torch.full_like(prior, float("-inf"))
+            return prior, torch.full_like(prior, float("-inf")), None
         if times is None:
             times = visit_offsets(batch)
-        shift, logvar_shift = encoder(
+        shift, logvar_shift, state = encoder(
             batch["values"], batch["observed"], times / self.time_scale, batch["visits"]
         )
-        return posterior(
-            prior, encoder.prior_logvar, shift, logvar_shift, n_history.long()
+        n_history = n_history.long()
+        mean, logvar = posterior(
+            prior, encoder.prior_logvar, shift, logvar_shift, n_history
         )
+        if state is not None:
+            state = state_correction(state, n_history)
+        return mean, logvar, state
 
     def param_prior_logvar(self) -> torch.Tensor:
         """The history encoder's log-variance of the parameters' prior."""

@@ -10,12 +10,16 @@ time scale), gives after every visit k the amortised *posterior* given visits
 
     q(θ | z, x_0..x_k) = N(m(z) + Δ_k, diag(exp(prior_logvar + δ_k))),
 
-and the loss adds KL(q ‖ prior). The GRU is causal, so the posterior after visit k
-never reads a later visit; with an empty history the posterior is the prior, and
-its mean is the papers' parameter net. The output layer starts at zero, so an
-untrained encoder is the papers' model too (Rubanova et al. 2019 and GRU-ODE-Bayes
-infer latent dynamics from the observed history the same way; mixed models do it
-with their random slopes).
+and the loss adds KL(q ‖ prior). With ``model.history_state`` it also gives a
+correction Δu_k (B, d) of the forecast's latent state: a prediction from visits
+0..k is the model's forecast plus Δu_k, a random intercept in the latent space
+inferred from the visits (a visit's encoding alone carries its noise; the
+visits before it tell the patient's level). The GRU is causal, so the posterior
+after visit k never reads a later visit; with an empty history the posterior is
+the prior, and its mean is the papers' parameter net. The output layers start
+at zero, so an untrained encoder is the papers' model too (Rubanova et al. 2019
+and GRU-ODE-Bayes infer latent dynamics from the observed history the same way;
+mixed models do it with their random slopes and intercepts).
 
 Training conditions on a random cut per patient and step (:func:`random_cuts`):
 the posterior from the visits before the cut drives the ODE through all visits,
@@ -37,9 +41,12 @@ PRIOR_SD = 0.1
 
 class HistoryEncoder(nn.Module):
     """GRU over visits → per visit, the posterior's shift of the mean (B, T, nθ) and
-    of the log-variance (B, T, nθ) relative to the prior, given visits up to it."""
+    of the log-variance (B, T, nθ) relative to the prior, given visits up to it,
+    and with ``state_dim`` > 0 the latent state's correction (B, T, state_dim)."""
 
-    def __init__(self, p: int, n_params: int, hidden: int = 16) -> None:
+    def __init__(
+        self, p: int, n_params: int, hidden: int = 16, state_dim: int = 0
+    ) -> None:
         super().__init__()
         self.n_params = n_params
         self.gru = nn.GRU(2 * p + 2, hidden, batch_first=True)
@@ -49,6 +56,12 @@ class HistoryEncoder(nn.Module):
         self.prior_logvar = nn.Parameter(
             torch.full((n_params,), 2.0 * math.log(PRIOR_SD))
         )
+        self.state_head = None
+        if state_dim:
+            # zero at the start, so an untrained correction is no correction
+            self.state_head = nn.Linear(hidden, state_dim)
+            nn.init.zeros_(self.state_head.weight)
+            nn.init.zeros_(self.state_head.bias)
 
     def forward(
         self,
@@ -56,11 +69,11 @@ class HistoryEncoder(nn.Module):
         observed: torch.Tensor,
         times: torch.Tensor,
         visits: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``values`` (B, T, p) scaled with 0 where missing, ``observed`` (B, T, p),
         ``times`` (B, T) on the internal scale from the first visit, ``visits``
         (B, T). Padded slots follow a patient's visits, so they never reach a real
-        visit's output."""
+        visit's output. The state correction is None without a state head."""
         gap = torch.diff(times, dim=1, prepend=times[:, :1])
         mask = observed & visits[..., None]
         inputs = torch.cat(
@@ -75,7 +88,8 @@ class HistoryEncoder(nn.Module):
         inputs = torch.where(visits[..., None], inputs, torch.zeros_like(inputs))
         hidden, _ = self.gru(inputs)
         shift, logvar_shift = self.head(hidden).split(self.n_params, dim=-1)
-        return shift, logvar_shift
+        state = None if self.state_head is None else self.state_head(hidden)
+        return shift, logvar_shift, state
 
 
 def posterior(
@@ -93,6 +107,15 @@ def posterior(
     mean = prior_mean + torch.where(seen, shift[idx, last], 0.0)
     logvar = prior_logvar + torch.where(seen, logvar_shift[idx, last], 0.0)
     return mean, logvar
+
+
+def state_correction(state: torch.Tensor, n_history: torch.Tensor) -> torch.Tensor:
+    """The latent state's correction (B, d) given each patient's first
+    ``n_history`` (B,) visits, from the per-visit corrections ``state`` (B, T, d);
+    0 visits gives none."""
+    idx = torch.arange(len(n_history), device=n_history.device)
+    last = (n_history - 1).clamp(min=0)
+    return torch.where((n_history > 0)[:, None], state[idx, last], 0.0)
 
 
 def kl_diagonal(

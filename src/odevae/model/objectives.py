@@ -93,6 +93,8 @@ class Objective:
         visits = batch["visits"]
         target = after_cut(visits, cuts)
         z = self.forecast_states(core, batch, out, cuts, target, local)
+        if "state_shift" in out:  # model.history_state: the history's correction
+            z = z + out["state_shift"][:, None, :]
         x_mean, x_logvar = core.decode(z)
         observed = batch["observed"] & target[..., None]
         nll = observation_nll(

@@ -25,6 +25,7 @@ MODEL_DEFAULTS: dict = {
     "autoencoder": "learned",
     "history": "none",
     "history_hidden": 16,
+    "history_state": False,
     "solver": "auto",
     "rtol": 1e-6,
     "atol": 1e-7,

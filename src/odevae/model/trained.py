@@ -51,6 +51,10 @@ class CoreAccess:
         """The ODE parameters' posterior (:meth:`ODEVAECore.posterior`)."""
         return self.core.posterior(batch, n_history, prior, times)
 
+    def infer(self, batch, n_history, prior=None, times=None):
+        """The posterior and the state correction (:meth:`ODEVAECore.infer`)."""
+        return self.core.infer(batch, n_history, prior, times)
+
     def solve(self, u0: torch.Tensor, theta: torch.Tensor, t: torch.Tensor):
         """Latent trajectories (:meth:`ODEVAECore.solve`)."""
         return self.core.solve(u0, theta, t)

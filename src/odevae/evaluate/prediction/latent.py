@@ -141,7 +141,8 @@ def _pass_predictions(
     prior = theta_all[rows]
     n_history = torch.as_tensor(n_history.copy(), device=device)
     scaled = {key: value[rows] for key, value in scaled_all.items()}
-    theta, _ = model.posterior(scaled, n_history, prior)  # the prior without history
+    # the prior without a history encoder; state: model.history_state's correction
+    theta, _, state = model.infer(scaled, n_history, prior)
     t_target = torch.as_tensor(t_target.copy(), dtype=torch.float32).to(device)
     last = n_history - 1
     idx = torch.arange(len(rows), device=device)
@@ -158,8 +159,9 @@ def _pass_predictions(
         dt = (t_target - times[idx, last])[:, None]
         return model.solve(mu[idx, last], theta_used, dt)[:, 0]
 
+    own = from_starts(theta)
     return {
-        "odevae": from_starts(theta),
+        "odevae": own if state is None else own + state,
         "odevae_prior": from_starts(prior),
         "odevae_population": from_starts(population.expand_as(theta)),
         "vae_roundtrip": mu[idx, last],

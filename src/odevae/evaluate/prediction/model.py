@@ -11,10 +11,12 @@ standard deviation:
   mean when the model has no history encoder). Initial-value loss: encode the
   last history visit (encoder mean), solve to t_j, decode. Statistical loss: the
   follow-up paper's combination μ̄_j of the local solutions from every history
-  visit (:func:`~odevae.model.loss.combine_history`), decoded.
+  visit (:func:`~odevae.model.loss.combine_history`), decoded. With
+  ``model.history_state`` the latent state is shifted by the history's
+  correction before decoding.
 * ``odevae_prior``: the same with the parameters of the baseline covariates alone
-  (the parameter net's prior mean): what the history adds (equal to ``odevae``
-  without a history encoder).
+  (the parameter net's prior mean) and no state correction: what the history adds
+  (equal to ``odevae`` without a history encoder).
 * ``odevae_population``: the same with every patient's ODE parameters replaced by
   the training patients' mean (no individual dynamics).
 * ``vae_roundtrip``: the last history visit encoded and decoded, no time step (how
