@@ -232,3 +232,32 @@ def test_single_score_cohort_gets_one_latent_dimension_per_measurement(
     assert hidden_width(0, 10) == 0 and hidden_width(32, 1) == 32
     assert latent_dim(4, 10) == 4
     assert latent_dim(2, 1, "lotka_volterra") == 2
+
+
+@pytest.mark.parametrize(
+    ("measurements", "corrects"), [(["x1"], True), (["x1", "x2"], False)]
+)
+def test_history_state_auto_corrects_where_the_measurements_are_the_state(
+    tiny_cohort, tiny_config, caplog, measurements, corrects
+):
+    """model.history_state auto: a state correction for a single continuous score
+    (the identity autoencoder), none with a learned encoder; logged either way."""
+    names = list(tiny_cohort.measurement_names)
+    keep = [names.index(m) for m in measurements]
+    cohort = dataclasses.replace(
+        tiny_cohort,
+        values=tiny_cohort.values[..., keep],
+        observed=tiny_cohort.observed[..., keep],
+        measurement_names=np.asarray(measurements),
+    )
+    model_cfg = {
+        **tiny_config["model"],
+        "autoencoder": "auto",
+        "history": "gru",
+        "history_state": "auto",
+    }
+    with caplog.at_level(logging.INFO, logger="odevae.train.model_setup"):
+        model = build_model(cohort, model_cfg, tiny_config["loss"], lr=1e-3)
+    has_state = model.core.history_encoder.state_head is not None
+    assert has_state is corrects
+    assert "model.history_state auto" in caplog.text

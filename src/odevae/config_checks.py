@@ -181,7 +181,7 @@ def check_model_config(config: dict) -> None:
             "values mean the same in every fold",
             key="model.time_scale",
         )
-    if model.get("history_state") and model.get("history", "none") != "gru":
+    if model.get("history_state") is True and model.get("history", "none") != "gru":
         raise InputError(
             "model.history_state corrects the forecast's latent state from the "
             "visits seen so far, which the history encoder reads: set "

@@ -39,6 +39,14 @@ def identity_autoencoder(setting: str, p: int, binary: list[bool]) -> bool:
     return setting == "identity" or (setting == "auto" and p == 1 and not any(binary))
 
 
+def corrects_state(setting: bool | str, identity: bool) -> bool:
+    """``model.history_state``: true, or auto where the measurements are the
+    latent state (the identity autoencoder): there the last visit's state is the
+    raw measurement, noise and all, while a learned encoder already maps a visit
+    to a smoothed state (measured: docs/results/history.md)."""
+    return identity if setting == "auto" else bool(setting)
+
+
 class ODEVAECore(nn.Module):
     """Encoder, decoder, parameter net, latent system, optional history encoder
     and the scaling statistics of an ODE-VAE with ``p`` measurements and ``q``
@@ -85,7 +93,8 @@ class ODEVAECore(nn.Module):
         flags = [False] * p if binary is None else list(binary)
         if len(flags) != p:
             raise ValueError(f"binary flags for {len(flags)} measurements, not {p}")
-        if identity_autoencoder(model["autoencoder"], p, flags):
+        identity = identity_autoencoder(model["autoencoder"], p, flags)
+        if identity:
             if latent_dim != p or self.system.positive_states or any(flags):
                 raise ValueError(
                     "model.autoencoder identity needs continuous measurements, "
@@ -111,7 +120,7 @@ class ODEVAECore(nn.Module):
                 p,
                 self.system.n_params,
                 model["history_hidden"],
-                latent_dim if model["history_state"] else 0,
+                latent_dim if corrects_state(model["history_state"], identity) else 0,
             )
             if model["history"] == "gru" and history
             else None

@@ -9,7 +9,7 @@ import numpy as np
 
 from odevae.config_schema import standardize_measurements
 from odevae.data.cohort import Cohort
-from odevae.model.core import identity_autoencoder
+from odevae.model.core import corrects_state, identity_autoencoder
 from odevae.model.module import ODEVAE
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,18 @@ def build_model(
     is the internal time unit in data time units (:func:`resolve_time_scale`)."""
     flags = [False] * cohort.p if binary is None else binary
     width = model_cfg["hidden_width"]
-    if identity_autoencoder(model_cfg["autoencoder"], cohort.p, flags):
+    identity = identity_autoencoder(model_cfg["autoencoder"], cohort.p, flags)
+    state = model_cfg.get("history_state", False)
+    if state == "auto" and model_cfg.get("history") == "gru":
+        log.info(
+            "model.history_state auto: the history encoder %s the forecast's latent "
+            "state (%s)",
+            "corrects" if corrects_state(state, identity) else "does not correct",
+            "the measurements are the latent state"
+            if identity
+            else "a learned encoder gives the latent state",
+        )
+    if identity:
         dim = cohort.p  # the state is the measurements; no hidden layers
         log.info(
             "model.autoencoder %s: the %d measurement(s) are the latent state (no "
