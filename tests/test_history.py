@@ -10,7 +10,13 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from odevae.model.history import after_cut, kl_diagonal, posterior, random_cuts
+from odevae.model.history import (
+    after_cut,
+    before_cut,
+    kl_diagonal,
+    posterior,
+    random_cuts,
+)
 from odevae.model.loss import observation_nll
 from odevae.model.objectives import loss_terms
 from odevae.train.model_setup import (
@@ -103,15 +109,23 @@ def test_state_correction_reads_only_the_visits_before_the_cut(
     changed["values"] = torch.where(
         later[..., None], batch["values"] + 3.0, batch["values"]
     )
+    # ... while a change of the last visit before the cut moves it
+    last = before_cut(batch["visits"], cuts) & ~before_cut(batch["visits"], cuts - 1)
+    seen = dict(batch)
+    seen["values"] = torch.where(
+        last[..., None], batch["values"] + 3.0, batch["values"]
+    )
     with torch.no_grad():
         empty = model.infer(batch, torch.zeros(n, dtype=torch.long))[2]
         before = model.infer(batch, cuts)[2]
         after = model.infer(changed, cuts)[2]
+        moved = model.infer(seen, cuts)[2]
         out = model(batch, cuts)
     assert empty.shape == (n, model.hparams.model["latent_dim"])
     assert torch.equal(empty, torch.zeros_like(empty))
     assert before.abs().min() > 0
     torch.testing.assert_close(before, after)
+    assert (moved - before).abs().amax(1).min() > 0  # every patient's correction
     torch.testing.assert_close(out["state_shift"], before)
 
 
@@ -260,4 +274,36 @@ def test_history_state_auto_corrects_where_the_measurements_are_the_state(
         model = build_model(cohort, model_cfg, tiny_config["loss"], lr=1e-3)
     has_state = model.core.history_encoder.state_head is not None
     assert has_state is corrects
+    assert model.hparams.model["history_state"] is corrects  # stored resolved
     assert "model.history_state auto" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["initial_value", "statistical"])
+def test_odevae_adds_the_correction_and_odevae_prior_does_not(
+    tiny_cohort, tiny_config, kind
+):
+    """With the posterior's parameter shift zeroed, ``odevae`` is ``odevae_prior``
+    plus the correction given each target's history visits; with the correction
+    zeroed too, the two are equal."""
+    from odevae.evaluate.prediction.latent import _tensors, latent_predictions
+
+    model = state_model(tiny_cohort, tiny_config, kind)
+    encoder = model.core.history_encoder
+    with torch.no_grad():
+        encoder.head.weight.zero_()
+        encoder.head.bias.zero_()
+    train = tiny_cohort.subset(np.arange(10))
+    test = tiny_cohort.subset(np.arange(10, tiny_cohort.n))
+    targets, latent, _ = latent_predictions(model, train, test)
+    rows = torch.as_tensor(targets["row"].to_numpy())
+    n_history = torch.as_tensor(targets["n_history"].to_numpy())
+    scaled = {key: value[rows] for key, value in _tensors(model, test).items()}
+    with torch.no_grad():
+        state = model.infer(scaled, n_history)[2]
+    assert state.abs().min() > 0
+    torch.testing.assert_close(latent["odevae"] - latent["odevae_prior"], state)
+    with torch.no_grad():
+        encoder.state_head.weight.zero_()
+        encoder.state_head.bias.zero_()
+    _, plain, _ = latent_predictions(model, train, test)
+    torch.testing.assert_close(plain["odevae"], plain["odevae_prior"])

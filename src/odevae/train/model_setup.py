@@ -29,12 +29,14 @@ def build_model(
     flags = [False] * cohort.p if binary is None else binary
     width = model_cfg["hidden_width"]
     identity = identity_autoencoder(model_cfg["autoencoder"], cohort.p, flags)
-    state = model_cfg.get("history_state", False)
-    if state == "auto" and model_cfg.get("history") == "gru":
+    setting = model_cfg.get("history_state", False)
+    state = corrects_state(setting, identity)  # stored resolved in the checkpoint
+    history = model_cfg.get("history") == "gru" and loss_cfg.get("kind") != "vae"
+    if setting == "auto" and history:
         log.info(
             "model.history_state auto: the history encoder %s the forecast's latent "
             "state (%s)",
-            "corrects" if corrects_state(state, identity) else "does not correct",
+            "corrects" if state else "does not correct",
             "the measurements are the latent state"
             if identity
             else "a learned encoder gives the latent state",
@@ -57,6 +59,7 @@ def build_model(
             **model_cfg,
             "latent_dim": dim,
             "hidden_width": width,
+            "history_state": state,
         },
         loss=loss_cfg,
         lr=lr,

@@ -27,7 +27,9 @@ standard deviation:
 * ``odevae_increment``: the model's predicted change added to each variable's last
   observed value, x̂_j = x_last + decode(ẑ_j) − decode(μ_last) (μ_last: the last
   history visit's encoder mean); a flat trajectory is then last observation carried
-  forward, and the patient's own level is kept exactly.
+  forward, and the patient's own level is kept exactly (with ``model.history_state``
+  the correction is part of ẑ_j, so it moves that level too; with the identity
+  autoencoder, the case of ``history_state: auto``, this is ``odevae`` itself).
 * ``odevae_mixed``: ``odevae`` plus a per-patient random intercept and slope in time
   per variable, predicted by empirical Bayes from the patient's history: a linear
   mixed model (:mod:`~odevae.evaluate.prediction.comparators`) fitted on the training
