@@ -298,3 +298,18 @@ def test_continuous_rows_leave_out_the_0_1_variables():
     multi = table([r for r in records if r[2] == "x"], method="mixed_multivariate")
     both = pd.concat([pred, multi], ignore_index=True)
     assert set(continuous_rows(both)["variable"]) == {"x"}
+
+
+def test_a_variable_set_names_its_unknown_measurement():
+    """evaluation.variable_sets: the set's rows, or one error naming the set's
+    config key, the unknown name and the cohort's measurements."""
+    from odevae.errors import InputError
+    from odevae.evaluate.prediction.scores import variable_set_rows
+
+    pred = pd.DataFrame({"variable": ["x1", "x2", "x3", "x1"], "value": range(4)})
+    rows = variable_set_rows(pred, "pair", ["x1", "x3"])
+    assert rows["value"].tolist() == [0, 2, 3]
+    with pytest.raises(InputError) as err:
+        variable_set_rows(pred, "labs", ["x1", "bili"])
+    assert err.value.key == "evaluation.variable_sets.labs"
+    assert "['bili'] not among" in str(err.value) and "'x2'" in str(err.value)

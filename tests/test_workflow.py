@@ -19,8 +19,12 @@ from tests.conftest import ROOT, TINY, merge, snakemake
 pytestmark = pytest.mark.workflow
 
 
-#: The tiny config, trained on the CPU (two runs of it give identical files).
-TINY_CPU = merge(TINY, {"train": {"accelerator": "cpu"}})
+#: The tiny config, trained on the CPU (two runs of it give identical files), with
+#: one measurement scored on its own as well.
+TINY_CPU = merge(
+    TINY,
+    {"train": {"accelerator": "cpu"}, "evaluation": {"variable_sets": {"one": ["x1"]}}},
+)
 
 
 def copy_workflow(root, config: dict) -> None:
@@ -108,6 +112,17 @@ def test_whole_dag_runs_and_second_run_has_nothing_to_do(tiny_run):
     assert (training["val_loss_min"] <= training["val_loss_final"]).all()
     # every method is scored on the same targets
     assert pooled.groupby("horizon")["n_targets"].nunique().eq(1).all()
+    # a set of one measurement (evaluation.variable_sets) scores as that
+    # measurement's rows of cv/per_variable.tsv: the same targets and scales
+    one = pd.read_csv(out / "cv" / "summary_one.tsv", sep="\t", dtype={"fold": str})
+    assert list(one.columns) == list(summary.columns)
+    one = one[one["fold"] == "pooled"].set_index(["horizon", "method"])
+    per_variable = pd.read_csv(out / "cv" / "per_variable.tsv", sep="\t")
+    x1 = per_variable[per_variable["variable"] == "x1"].set_index(["horizon", "method"])
+    assert set(one.index) == set(pooled.index)
+    for column in ("mse", "ratio_mse", "n_patients"):
+        np.testing.assert_allclose(one[column], x1.loc[one.index, column], rtol=1e-9)
+    assert not np.allclose(one["mse"], pooled.loc[one.index, "mse"])
     for figure in ("heldout_patients", "prediction_errors", "parameters"):
         assert (out / "figures" / f"{figure}.png").is_file(), figure
     predictions = pd.read_csv(out / "predict" / "fold_0" / "predictions.tsv", sep="\t")

@@ -173,6 +173,13 @@ def fold_outputs(pattern):
     return expand(pattern, fold=FOLDS, allow_missing=True)
 
 
+def variable_set_outputs():
+    """``cv/summary_<name>.tsv`` of every set of ``evaluation.variable_sets``, named
+    ``summary_<name>`` (rule evaluate's outputs)."""
+    sets = config["evaluation"]["variable_sets"]
+    return {f"summary_{name}": f"{OUT}/cv/summary_{name}.tsv" for name in sets}
+
+
 def all_outputs():
     """Everything ``rule all`` builds for the configured run."""
     outputs = [

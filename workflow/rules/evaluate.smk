@@ -35,6 +35,7 @@ rule evaluate:
         metrics=fold_outputs(f"{OUT}/train/fold_{{fold}}/metrics.csv"),
         selection=fold_outputs(f"{OUT}/predict/fold_{{fold}}/selection.tsv"),
     output:
+        **variable_set_outputs(),
         summary=report(
             f"{OUT}/cv/summary.tsv",
             caption="../report/summary.rst",
@@ -62,6 +63,7 @@ rule evaluate:
         folds=FOLDS,
         divergence_factor=config["evaluation"]["divergence_factor"],
         early_stopping=config["train"]["early_stopping"]["inner_fraction"] > 0,
+        variable_sets=config["evaluation"]["variable_sets"],
     script:
         "../scripts/evaluate.py"
 

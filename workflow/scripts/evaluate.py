@@ -5,8 +5,9 @@ is scored on the same variables as it), ``cv/per_variable.tsv`` and
 ``cv/contrasts.tsv`` (pooled MSE ratios of method pairs with bootstrap
 intervals: what the history, the individual dynamics and the ODE add),
 ``cv/training.tsv`` (each fold's validation-loss course; a divergence is flagged in
-the summary and the log) and ``cv/selection.tsv`` (each fold's choice of predictor
-on its inner validation patients)."""
+the summary and the log), ``cv/selection.tsv`` (each fold's choice of predictor
+on its inner validation patients) and ``cv/summary_<name>.tsv`` per set of
+``evaluation.variable_sets`` (the summary over those measurements only)."""
 
 import logging
 
@@ -17,6 +18,7 @@ from odevae.evaluate.prediction.scores import (
     contrasts,
     summarise,
     training_sd,
+    variable_set_rows,
 )
 from odevae.evaluate.prediction.training_check import flag_diverged, validation_course
 from odevae.runner import run_script
@@ -28,6 +30,11 @@ def main(snakemake):
     pred = read_tsvs(
         [*snakemake.input.model, *snakemake.input.comparators], units="model"
     ).drop(columns=["time", "n_history", "units"])  # not scored: less memory
+    # evaluation.variable_sets checked before anything is scored or written
+    sets = {
+        name: variable_set_rows(pred, name, variables)
+        for name, variables in snakemake.params.variable_sets.items()
+    }
     scales = training_sd(
         Cohort.load(snakemake.input.cohort), read_tsv(snakemake.input.folds)
     )
@@ -66,6 +73,9 @@ def main(snakemake):
         )
     summary = flag_diverged(summary, course)
     summary_continuous = flag_diverged(summary_continuous, course)
+    for name, rows in sets.items():
+        table = flag_diverged(scored(rows)[0], course)
+        write_tsv(table, snakemake.output[f"summary_{name}"])
     selection = read_tsvs(snakemake.input.selection)
     for row in selection[selection["selected"]].itertuples():
         if row.scored_on == "none":

@@ -16,6 +16,7 @@ import pandas as pd
 
 from odevae.data.cohort import Cohort
 from odevae.data.folds import fold_members
+from odevae.errors import InputError
 from odevae.evaluate.prediction.targets import HORIZONS
 
 #: A scored target: one observation of one patient predicted at one horizon.
@@ -114,6 +115,22 @@ def _scored_rows(pred: pd.DataFrame, train_sd: pd.DataFrame) -> pd.DataFrame:
         rows[f"coverage_{k}sd"] = inside.where(has_sd)
     rows["brier"] = (diff**2).where(binary)
     return rows
+
+
+def variable_set_rows(
+    pred: pd.DataFrame, name: str, variables: list[str]
+) -> pd.DataFrame:
+    """The rows of ``pred`` of the measurements in the set ``name`` of
+    ``evaluation.variable_sets``; an :class:`InputError` naming the set when a
+    name is not one of the cohort's measurements."""
+    known = set(pred["variable"])
+    unknown = [v for v in variables if v not in known]
+    if unknown:
+        raise InputError(
+            f"{unknown} not among the cohort's measurements {sorted(known)}",
+            key=f"evaluation.variable_sets.{name}",
+        )
+    return pred[pred["variable"].isin(variables)]
 
 
 def continuous_rows(pred: pd.DataFrame) -> pd.DataFrame | None:
