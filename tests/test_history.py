@@ -276,6 +276,12 @@ def test_history_state_auto_corrects_where_the_measurements_are_the_state(
     assert has_state is corrects
     assert model.hparams.model["history_state"] is corrects  # stored resolved
     assert "model.history_state auto" in caplog.text
+    # without a history encoder there is nothing to correct, whatever the cohort
+    plain = build_model(
+        cohort, {**model_cfg, "history": "none"}, tiny_config["loss"], lr=1e-3
+    )
+    assert plain.core.history_encoder is None
+    assert plain.hparams.model["history_state"] is False
 
 
 @pytest.mark.parametrize("kind", ["initial_value", "statistical"])

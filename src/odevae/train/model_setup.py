@@ -30,8 +30,9 @@ def build_model(
     width = model_cfg["hidden_width"]
     identity = identity_autoencoder(model_cfg["autoencoder"], cohort.p, flags)
     setting = model_cfg.get("history_state", False)
-    state = corrects_state(setting, identity)  # stored resolved in the checkpoint
     history = model_cfg.get("history") == "gru" and loss_cfg.get("kind") != "vae"
+    # stored resolved in the checkpoint: true only where a history encoder corrects
+    state = history and corrects_state(setting, identity)
     if setting == "auto" and history:
         log.info(
             "model.history_state auto: the history encoder %s the forecast's latent "
