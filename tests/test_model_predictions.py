@@ -506,3 +506,34 @@ def test_the_selection_fits_the_combination_weight_on_the_scored_patients(
         rtol=1e-6,
     )
     assert not np.allclose(wide["odevae_combined"], wide["odevae_mixed"])
+
+
+def test_a_given_multivariate_fit_predicts_as_one_fitted_here(tiny_config, tmp_path):
+    """predict combines the multivariate mixed model that comparators fitted on the
+    same training patients (tuning: one inner fit per fold for every candidate):
+    the predictions and the inner selection equal those that fit it themselves."""
+    cohort = two_score_cohort(tiny_config, tmp_path)
+    torch.manual_seed(0)
+    model = build_model(cohort, tiny_config["model"], tiny_config["loss"], 1e-3)
+    model.eval()
+    fitted, scored = cohort.subset(np.arange(45)), cohort.subset(np.arange(45, 60))
+    fit = fit_multivariate_mixed(fitted)
+    assert fit is not None
+    pd.testing.assert_frame_equal(
+        model_predictions(model, fitted, scored, weight=0.3, multivariate=fit)[0],
+        model_predictions(model, fitted, scored, weight=0.3)[0],
+    )
+    pd.testing.assert_frame_equal(
+        select_predictor(model, fitted, scored, "inner", multivariate=fit),
+        select_predictor(model, fitted, scored, "inner"),
+    )
+    # the fit given is the one used: none given (none possible), odevae_combined
+    # is odevae_mixed, which it is not with the fit
+    for given, same in ((None, True), (fit, False)):
+        table = model_predictions(model, fitted, scored, multivariate=given)[0]
+        wide = table.pivot_table(
+            index=["horizon", "patient_id", "visit", "variable"],
+            columns="method",
+            values="predicted",
+        )
+        assert np.array_equal(wide["odevae_combined"], wide["odevae_mixed"]) == same

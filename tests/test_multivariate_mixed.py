@@ -1,7 +1,7 @@
 """The multivariate linear mixed model comparator on simulated cohorts."""
 
 import warnings
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
@@ -14,7 +14,9 @@ from odevae.evaluate.prediction.multivariate_mixed import (
     _gls,
     _moments,
     fit_multivariate_mixed,
+    load_fit,
     multivariate_mixed,
+    save_fit,
 )
 from odevae.evaluate.prediction.targets import prediction_targets
 from tests.test_comparators import make_cohort, pick
@@ -259,3 +261,26 @@ def test_a_large_cohort_is_fitted_on_a_seeded_subset():
     targets, _ = one_step(cohort)
     pred, _ = multivariate_mixed(fit, cohort, targets)
     assert np.isfinite(pred).all()
+
+
+def test_a_saved_fit_reads_back_exactly(tmp_path):
+    """Rule comparators saves the fit that rule predict combines: every field
+    reads back bit for bit (and its predictions with it), and no fit reads back
+    as none."""
+    cohort = correlated_cohort(60, seed=3)
+    fit = fit_multivariate_mixed(cohort)
+    save_fit(fit, tmp_path / "fit.npz")
+    loaded = load_fit(tmp_path / "fit.npz")
+    for field in fields(fit):
+        a, b = getattr(fit, field.name), getattr(loaded, field.name)
+        assert type(a) is type(b), field.name
+        np.testing.assert_array_equal(a, b, err_msg=field.name)
+    targets = prediction_targets(cohort)
+    for a, b in zip(
+        multivariate_mixed(fit, cohort, targets),
+        multivariate_mixed(loaded, cohort, targets),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    save_fit(None, tmp_path / "none.npz")
+    assert load_fit(tmp_path / "none.npz") is None

@@ -91,7 +91,8 @@ job("preprocess", input=data | {"drops": [], "notes": []},
 job("split", input={"cohort": "cohort.npz"}, output={"folds": "folds.tsv"},
     params={"k": 2, "seed": 1, "inner_fraction": 0.0})
 job("comparators", input={"cohort": "cohort.npz", "folds": "folds.tsv"},
-    output={"predictions": "predictions.tsv", "fits": "fits.tsv"},
+    output={"predictions": "predictions.tsv", "fits": "fits.tsv",
+            "multivariate": "multivariate_mixed.npz"},
     params={"transforms": {}, "mixed_model_max_patients": 2000, "seed": 1},
     fold=0)
 job("plot_cohort", input={"cohort": "cohort.npz"},
@@ -110,7 +111,8 @@ def test_light_jobs_run_without_torch(tiny_config, tmp_path):
         text=True,
     )
     assert done.returncode == 0, done.stderr
-    for name in ("predictions.tsv", "fits.tsv", "times.png", "measurements.png"):
+    made = ("predictions.tsv", "fits.tsv", "multivariate_mixed.npz", "times.png")
+    for name in (*made, "measurements.png"):
         assert (tmp_path / name).stat().st_size > 0
     loaded = done.stdout
     assert "'odevae.evaluate.prediction.comparators'" in loaded

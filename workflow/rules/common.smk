@@ -135,12 +135,15 @@ def tuned_models(wildcards):
 
 
 def predict_inputs(wildcards):
-    """The predict rule's inputs; with tuning, the chosen candidate's inner
-    selection too (rule choose), which predict then reuses."""
+    """The predict rule's inputs: the multivariate mixed model that rule
+    comparators fitted (odevae_combined combines it) and, with tuning, the chosen
+    candidate's inner selection (rule choose), which predict then reuses."""
+    fold = wildcards.fold
     inputs = {
-        "checkpoint": f"{OUT}/train/fold_{wildcards.fold}/model.ckpt",
+        "checkpoint": f"{OUT}/train/fold_{fold}/model.ckpt",
         "cohort": f"{OUT}/preprocessed/cohort.npz",
         "folds": f"{OUT}/folds.tsv",
+        "multivariate": f"{OUT}/comparators/fold_{fold}/multivariate_mixed.npz",
     }
     if tuning():
         inputs["selection"] = f"{OUT}/train/fold_{wildcards.fold}/selection.tsv"

@@ -9,6 +9,7 @@ rule comparators:
     output:
         predictions=f"{OUT}/comparators/fold_{{fold}}/predictions.tsv",
         fits=f"{OUT}/comparators/fold_{{fold}}/fits.tsv",
+        multivariate=f"{OUT}/comparators/fold_{{fold}}/multivariate_mixed.npz",
     log:
         f"{LOGS}/comparators/fold_{{fold}}.log",
     benchmark:

@@ -5,6 +5,7 @@ from odevae.data.cohort import Cohort
 from odevae.data.tables import read_tsv, write_tsv
 from odevae.data.transforms import resolve_transforms
 from odevae.evaluate.predict import predict_fold
+from odevae.evaluate.prediction.multivariate_mixed import load_fit
 from odevae.runner import run_script
 
 
@@ -21,6 +22,7 @@ def main(snakemake):
         selection=read_tsv(snakemake.input.selection)
         if "selection" in snakemake.input.keys()
         else None,
+        multivariate=load_fit(snakemake.input.multivariate),
     )
     for key, table in tables.items():
         write_tsv(table, snakemake.output[key])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from odevae.data.cohort import Cohort
 from odevae.data.tables import read_tsv, write_tsv
-from odevae.evaluate.prediction.selection import inner_selection
+from odevae.evaluate.prediction.selection import inner_multivariate, inner_selection
 from odevae.runner import run_script
 from odevae.train.training import train_fold
 
@@ -23,6 +23,9 @@ def main(snakemake):
     groups = None if truth is None else read_tsv(truth).set_index("patient_id")["group"]
     cap = snakemake.params.mixed_model_max_patients
     out = snakemake.output
+    # the inner selection's multivariate mixed model does not depend on the
+    # candidate: fitted once for the fold
+    multivariate = inner_multivariate(cohort, folds, fold, cap)
     # params.config holds every candidate; the job trains those it writes
     for checkpoint, selection_path in zip(out.checkpoints, out.selections, strict=True):
         name = Path(checkpoint).parent.name
@@ -36,7 +39,7 @@ def main(snakemake):
             groups=groups,
             progress_bar=snakemake.config["train"]["progress_bar"],
         )
-        selection = inner_selection(model, cohort, folds, fold, cap)
+        selection = inner_selection(model, cohort, folds, fold, cap, multivariate)
         write_tsv(selection.assign(fold=fold), selection_path)
         del model, selection
         gc.collect()  # one candidate's memory at a time (mem_mb is sized for one)

@@ -124,6 +124,7 @@ def predict_fold(
     *,
     mixed_model_max_patients: int = MIXED_MODEL_MAX_PATIENTS,
     selection: pd.DataFrame | None = None,
+    multivariate="fit",
 ) -> dict[str, pd.DataFrame]:
     """Load a fold's checkpoint and predict every patient, marked train or test.
 
@@ -144,6 +145,10 @@ def predict_fold(
     ``selection`` (tuning scored the same model on the same inner patients, rule
     ``choose`` keeps it) is used as it is instead, unless it has no ``weight``
     column (written by an older odevae): then it is scored again.
+    ``multivariate``: the multivariate mixed model of ``odevae_combined`` as rule
+    ``comparators`` fitted it on the fold's training patients
+    (:func:`~odevae.evaluate.prediction.multivariate_mixed.load_fit`), or ``"fit"``
+    to fit it here.
     """
     model = load_trained(checkpoint)
     train_ids, held_ids = fold_members(folds, fold)
@@ -203,6 +208,7 @@ def predict_fold(
         selected,
         cap,
         weight,
+        multivariate,
     )
     tables["selection"] = selection.assign(fold=fold)
     tables["predictions"] = in_both_units(heldout, transforms)

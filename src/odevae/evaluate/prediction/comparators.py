@@ -158,6 +158,7 @@ def comparator_predictions(
     test: Cohort,
     mixed_model_max_patients: int = MIXED_MODEL_MAX_PATIENTS,
     seed: int = 0,
+    multivariate="fit",
 ) -> tuple[pd.DataFrame, dict[str, dict[str, object]]]:
     """Every comparator's long table for ``prediction_targets(test)``, and fit info.
 
@@ -167,9 +168,17 @@ def comparator_predictions(
     ``mixed_model_slope`` (the fixed time coefficient; both None without a fit)
     and ``mixed_model_patients`` (the training patients it was fitted on: at most
     ``mixed_model_max_patients``, a subset drawn with ``seed`` above) to a value
-    per measurement name.
+    per measurement name. ``multivariate``: the multivariate mixed model's fit
+    (:class:`~odevae.evaluate.prediction.multivariate_mixed.MultivariateMixedFit`,
+    or None where none could be fitted) if already fitted on ``train`` with these
+    ``mixed_model_max_patients`` and ``seed``; ``"fit"``: fitted here.
     """
     from odevae.evaluate.prediction import multivariate_mixed as mv  # imports this
+
+    if isinstance(multivariate, str):
+        multivariate = mv.fit_multivariate_mixed(
+            train, max_patients=mixed_model_max_patients, seed=seed
+        )
 
     targets = prediction_targets(test)
     smooth = fit_smoother(train)
@@ -180,13 +189,7 @@ def comparator_predictions(
         "train_mean": train_mean(train, test, targets),
         "mixed_model": mixed_model(fits, test, targets),
         "mixed_model_population": mixed_model(fits, test, targets, population=True),
-        "mixed_multivariate": mv.multivariate_mixed(
-            mv.fit_multivariate_mixed(
-                train, max_patients=mixed_model_max_patients, seed=seed
-            ),
-            test,
-            targets,
-        ),
+        "mixed_multivariate": mv.multivariate_mixed(multivariate, test, targets),
     }
     tables = [long_table(test, targets, m, *out) for m, out in methods.items()]
     # the multivariate model predicts only the continuous measurements it fitted

@@ -129,12 +129,16 @@ def decoded_predictions(
     test: Cohort,
     max_patients: int = MIXED_MODEL_MAX_PATIENTS,
     weight: float = EQUAL_WEIGHT,
+    multivariate="fit",
 ) -> tuple[pd.DataFrame, dict, dict, torch.Tensor]:
     """The targets of ``test``, every method's latent prediction, its decoded mean
     and sd (targets × p, modelling units; ``mixed_multivariate`` too, the classical
     half of ``odevae_combined``, whose ``weight`` is that of ``odevae_mixed``), and
     the targets' own encoder means. ``train`` supplies the population parameters
-    and the residual and multivariate mixed models."""
+    and the residual and multivariate mixed models. ``multivariate``: the
+    multivariate mixed model already fitted on ``train``
+    (:class:`~odevae.evaluate.prediction.multivariate_mixed.MultivariateMixedFit`;
+    None: none could be fitted), or ``"fit"`` to fit it here."""
     targets, latent, encoded = latent_predictions(model, train, test)
     decoded = {method: decode(model, latent[method]) for method in latent}
     decoded["odevae_increment"] = increment(model, test, targets, decoded)
@@ -151,9 +155,9 @@ def decoded_predictions(
     decoded["vae_mixed"] = with_random_effects(
         offsets, *decoded["vae_roundtrip"], widen("vae_roundtrip")
     )
-    decoded["mixed_multivariate"] = multivariate_mixed(
-        fit_multivariate_mixed(train, max_patients=max_patients), test, targets
-    )
+    if isinstance(multivariate, str):
+        multivariate = fit_multivariate_mixed(train, max_patients=max_patients)
+    decoded["mixed_multivariate"] = multivariate_mixed(multivariate, test, targets)
     decoded["odevae_combined"] = combined(
         decoded["odevae_mixed"], decoded["mixed_multivariate"], weight
     )
@@ -171,10 +175,12 @@ def model_predictions(
     selected: str | None = None,
     max_patients: int = MIXED_MODEL_MAX_PATIENTS,
     weight: float = EQUAL_WEIGHT,
+    multivariate="fit",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The held-out patients' predictions of every method in :data:`METHODS`, and
     ``odevae_selected`` (a copy of the ``selected`` predictor) when given;
-    ``weight``: ``odevae_mixed``'s in ``odevae_combined``.
+    ``weight``: ``odevae_mixed``'s in ``odevae_combined``; ``multivariate`` as
+    :func:`decoded_predictions` takes it.
 
     Returns the long table in data space (:data:`~odevae.evaluate.prediction.targets.
     COLUMNS`) and, as the follow-up paper also scores, the latent-space table:
@@ -182,7 +188,7 @@ def model_predictions(
     own encoder mean (``vae_roundtrip`` is then LOCF in latent space).
     """
     targets, latent, decoded, encoded = decoded_predictions(
-        model, train, test, max_patients, weight
+        model, train, test, max_patients, weight, multivariate
     )
     methods = list(METHODS)
     if selected is not None:

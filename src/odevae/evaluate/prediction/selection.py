@@ -33,6 +33,7 @@ from odevae.evaluate.prediction.model import (
     combined,
     decoded_predictions,
 )
+from odevae.evaluate.prediction.multivariate_mixed import fit_multivariate_mixed
 from odevae.evaluate.prediction.scores import variable_sd
 from odevae.model.trained import CoreAccess
 
@@ -87,14 +88,19 @@ def select_predictor(
     scored: Cohort,
     scored_on: str,
     max_patients: int = MIXED_MODEL_MAX_PATIENTS,
+    multivariate="fit",
 ) -> pd.DataFrame:
     """Score every selectable predictor on ``scored`` one step ahead, with
     ``fitted`` (the patients the model was trained on) for the population
-    parameters, the residual mixed model and the SDs. Returns
+    parameters, the residual mixed model and the SDs (``multivariate``: the
+    multivariate mixed model fitted on ``fitted``, or ``"fit"``, as
+    :func:`~odevae.evaluate.prediction.model.decoded_predictions` takes it). Returns
     :data:`SELECTION_COLUMNS`, one row per predictor (``odevae_combined`` with
     its weight fitted on the same one-step targets); ``selected`` marks the
     lowest MSE (the first on ties)."""
-    targets, _, decoded, _ = decoded_predictions(model, fitted, scored, max_patients)
+    targets, _, decoded, _ = decoded_predictions(
+        model, fitted, scored, max_patients, multivariate=multivariate
+    )
     one_step = (targets["horizon"] == "one_step").to_numpy()
     sd = variable_sd(fitted)
     hybrid, classical = decoded["odevae_mixed"], decoded["mixed_multivariate"]
@@ -143,13 +149,34 @@ def inner_selection(
     folds: pd.DataFrame,
     fold: int,
     max_patients: int = MIXED_MODEL_MAX_PATIENTS,
+    multivariate="fit",
 ) -> pd.DataFrame:
     """:func:`select_predictor` on fold ``fold``'s inner split as the folds table
     gives it (the patients its training fitted on and validated on,
     :func:`~odevae.data.folds.fitted_and_validation`); :func:`no_selection`
-    without an inner split."""
+    without an inner split. ``multivariate``: :func:`inner_multivariate` of the
+    same arguments (it does not depend on the model: tuning fits it once per fold
+    for all its candidates), or ``"fit"`` to fit it here."""
     if not has_inner_split(folds, fold):
         return no_selection()
     patients = fitted_and_validation(folds, fold)
     fitted, scored = (cohort.subset(cohort.index_of(ids)) for ids in patients)
-    return select_predictor(model, fitted, scored, "inner_validation", max_patients)
+    return select_predictor(
+        model, fitted, scored, "inner_validation", max_patients, multivariate
+    )
+
+
+def inner_multivariate(
+    cohort: Cohort,
+    folds: pd.DataFrame,
+    fold: int,
+    max_patients: int = MIXED_MODEL_MAX_PATIENTS,
+):
+    """The multivariate mixed model that :func:`inner_selection` fits on fold
+    ``fold``'s inner training patients (None where none can be fitted, or without
+    an inner split)."""
+    if not has_inner_split(folds, fold):
+        return None
+    fitted, _ = fitted_and_validation(folds, fold)
+    train = cohort.subset(cohort.index_of(fitted))
+    return fit_multivariate_mixed(train, max_patients=max_patients)
