@@ -97,7 +97,17 @@ def test_whole_dag_runs_and_second_run_has_nothing_to_do(tiny_run):
         "mixed_model",
         "mixed_model_population",
     }
-    # mixed_multivariate needs 5 training patients per random effect: none here
+    # mixed_multivariate needs 5 training patients per random effect: none here;
+    # comparators tried the fit and saved that there is none, predict used that
+    # instead of trying again
+    for fold in (0, 1):
+        tried = "multivariate mixed model: 10 patients are too few"
+        assert tried in (out / "logs" / "comparators" / f"fold_{fold}.log").read_text()
+        predict_log = (out / "logs" / "predict" / f"fold_{fold}.log").read_text()
+        assert "multivariate mixed model:" not in predict_log
+        assert (
+            out / "comparators" / f"fold_{fold}" / "multivariate_mixed.npz"
+        ).is_file()
     for horizon in ("one_step", "from_first", "from_first_two"):
         rows = summary[summary["horizon"] == horizon]
         assert set(rows["method"]) == methods, horizon
