@@ -54,6 +54,9 @@ from odevae.evaluate.prediction.comparators import (  # noqa: E402
     comparator_predictions,
 )
 from odevae.evaluate.prediction.mixed import fit_mixed_models  # noqa: E402
+from odevae.evaluate.prediction.multivariate_mixed import (  # noqa: E402
+    fit_multivariate_mixed,
+)
 from odevae.train.training import train_fold  # noqa: E402
 
 SIZES = {
@@ -308,6 +311,25 @@ def main() -> None:
         f"{args.epochs} epoch(s), fold 0, {len(train_ids)} training patients",
     )
     epoch_s = stages.rows[-1]["seconds"] / args.epochs
+    train = cohort.subset(cohort.index_of(train_ids))
+    held = cohort.subset(cohort.index_of(held_ids))
+    cap = config["evaluation"]["mixed_model_max_patients"]
+    fitted = {}
+
+    def comparators():
+        # as rule comparators: the multivariate model's fit is kept for predict
+        fitted["multivariate"] = fit_multivariate_mixed(
+            train, max_patients=cap, seed=seed
+        )
+        return comparator_predictions(
+            train, held, cap, seed, multivariate=fitted["multivariate"]
+        )
+
+    stages.run(
+        "comparators",
+        comparators,
+        f"mixed models on at most {cap} training patients",
+    )
     stages.run(
         "predict",
         lambda: predict_fold(
@@ -317,15 +339,9 @@ def main() -> None:
             0,
             config["predict"]["grid_dt"],
             {},
+            multivariate=fitted["multivariate"],
         ),
-    )
-    train = cohort.subset(cohort.index_of(train_ids))
-    held = cohort.subset(cohort.index_of(held_ids))
-    cap = config["evaluation"]["mixed_model_max_patients"]
-    stages.run(
-        "comparators",
-        lambda: comparator_predictions(train, held, cap, seed),
-        f"mixed models on at most {cap} training patients",
+        "with the comparators' multivariate mixed model, as rule predict",
     )
     for patients in size["mixed"]:
         stages.run(

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from odevae.data.folds import fitted_and_validation, make_folds
 from odevae.data.preprocess import preprocess
 from odevae.data.simulate import simulate_cohort, write_cohort
 from odevae.evaluate.prediction import targets as targets_module
@@ -36,6 +37,8 @@ from odevae.evaluate.prediction.multivariate_mixed import (
 from odevae.evaluate.prediction.scores import variable_sd
 from odevae.evaluate.prediction.selection import (
     combination_weight,
+    inner_multivariate,
+    inner_selection,
     select_predictor,
     standardised_mse,
 )
@@ -537,3 +540,28 @@ def test_a_given_multivariate_fit_predicts_as_one_fitted_here(tiny_config, tmp_p
             values="predicted",
         )
         assert np.array_equal(wide["odevae_combined"], wide["odevae_mixed"]) == same
+
+
+def test_tunings_one_inner_fit_is_the_one_each_selection_would_make(
+    tiny_config, tmp_path
+):
+    """A tune job fits the inner multivariate mixed model once for its candidates:
+    on the inner training patients, as each candidate's selection would."""
+    cohort = two_score_cohort(tiny_config, tmp_path)
+    folds = make_folds(cohort.patient_ids, 2, 0, 0.25)
+    torch.manual_seed(0)
+    model = build_model(cohort, tiny_config["model"], tiny_config["loss"], 1e-3)
+    model.eval()
+    fit = inner_multivariate(cohort, folds, 1)
+    assert fit is not None
+    fitted, _ = fitted_and_validation(folds, 1)
+    expected = fit_multivariate_mixed(cohort.subset(cohort.index_of(fitted)))
+    np.testing.assert_array_equal(fit.psi, expected.psi)
+    pd.testing.assert_frame_equal(
+        inner_selection(model, cohort, folds, 1, multivariate=fit),
+        inner_selection(model, cohort, folds, 1),
+    )
+    # no inner split: nothing to fit
+    assert inner_multivariate(cohort, make_folds(cohort.patient_ids, 2, 0), 1) is None
+    with pytest.raises(ValueError, match="a fit, None or 'fit'"):
+        inner_selection(model, cohort, folds, 1, multivariate="fits.npz")

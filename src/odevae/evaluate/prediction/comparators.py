@@ -175,10 +175,9 @@ def comparator_predictions(
     """
     from odevae.evaluate.prediction import multivariate_mixed as mv  # imports this
 
-    if isinstance(multivariate, str):
-        multivariate = mv.fit_multivariate_mixed(
-            train, max_patients=mixed_model_max_patients, seed=seed
-        )
+    multivariate = mv.given_or_fitted(
+        multivariate, train, max_patients=mixed_model_max_patients, seed=seed
+    )
 
     targets = prediction_targets(test)
     smooth = fit_smoother(train)

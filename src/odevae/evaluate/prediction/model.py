@@ -81,7 +81,7 @@ from odevae.evaluate.prediction.hybrid import (
 from odevae.evaluate.prediction.latent import decode, latent_predictions
 from odevae.evaluate.prediction.mixed import MIXED_MODEL_MAX_PATIENTS
 from odevae.evaluate.prediction.multivariate_mixed import (
-    fit_multivariate_mixed,
+    given_or_fitted,
     multivariate_mixed,
 )
 from odevae.evaluate.prediction.targets import long_table
@@ -138,7 +138,9 @@ def decoded_predictions(
     and the residual and multivariate mixed models. ``multivariate``: the
     multivariate mixed model already fitted on ``train``
     (:class:`~odevae.evaluate.prediction.multivariate_mixed.MultivariateMixedFit`;
-    None: none could be fitted), or ``"fit"`` to fit it here."""
+    None: none could be fitted), or ``"fit"`` to fit it here (on a subset drawn
+    with seed 0 above ``max_patients``; rule ``comparators`` draws with the run's
+    seed + fold, and rule ``predict`` combines its fit)."""
     targets, latent, encoded = latent_predictions(model, train, test)
     decoded = {method: decode(model, latent[method]) for method in latent}
     decoded["odevae_increment"] = increment(model, test, targets, decoded)
@@ -155,8 +157,7 @@ def decoded_predictions(
     decoded["vae_mixed"] = with_random_effects(
         offsets, *decoded["vae_roundtrip"], widen("vae_roundtrip")
     )
-    if isinstance(multivariate, str):
-        multivariate = fit_multivariate_mixed(train, max_patients=max_patients)
+    multivariate = given_or_fitted(multivariate, train, max_patients=max_patients)
     decoded["mixed_multivariate"] = multivariate_mixed(multivariate, test, targets)
     decoded["odevae_combined"] = combined(
         decoded["odevae_mixed"], decoded["mixed_multivariate"], weight

@@ -302,6 +302,26 @@ def fit_multivariate_mixed(
     )  # fmt: skip
 
 
+#: The ``multivariate`` argument of the predictors that combine this model, meaning
+#: "fit it here on the training patients given" (a fit, or None for none possible,
+#: is used as it is).
+FIT_HERE = "fit"
+
+
+def given_or_fitted(
+    multivariate, train: Cohort, **kwargs
+) -> MultivariateMixedFit | None:
+    """``multivariate`` as given (a fit, or None), or :func:`fit_multivariate_mixed`
+    of ``train`` (with ``kwargs``) where it is :data:`FIT_HERE`."""
+    if isinstance(multivariate, str):
+        if multivariate != FIT_HERE:
+            raise ValueError(
+                f"multivariate: a fit, None or {FIT_HERE!r}, not {multivariate!r}"
+            )
+        return fit_multivariate_mixed(train, **kwargs)
+    return multivariate
+
+
 def save_fit(fit: MultivariateMixedFit | None, path: str | Path) -> None:
     """Write ``fit`` (None: no model could be fitted) to the ``.npz`` file ``path``;
     :func:`load_fit` reads it back bit for bit."""

@@ -155,8 +155,8 @@ def inner_selection(
     gives it (the patients its training fitted on and validated on,
     :func:`~odevae.data.folds.fitted_and_validation`); :func:`no_selection`
     without an inner split. ``multivariate``: :func:`inner_multivariate` of the
-    same arguments (it does not depend on the model: tuning fits it once per fold
-    for all its candidates), or ``"fit"`` to fit it here."""
+    same arguments (it does not depend on the model: a ``tune`` job fits it once
+    for all the candidates it trains), or ``"fit"`` to fit it here."""
     if not has_inner_split(folds, fold):
         return no_selection()
     patients = fitted_and_validation(folds, fold)
