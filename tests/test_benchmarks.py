@@ -96,8 +96,8 @@ def test_large_cohort_benchmark_tiny(tmp_path):
         "preprocess",
         "split",
         "train",
-        "predict",
         "comparators",
+        "predict",
         "mixed_fit_10",
         "mixed_fit_20",
     ]
