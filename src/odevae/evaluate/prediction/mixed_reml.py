@@ -77,6 +77,18 @@ class BatchedMixedLM(MixedLM):
     def get_fe_params(self, cov_re, vcomp, tol=1e-10):
         if not self._vectorised():
             return super().get_fe_params(cov_re, vcomp, tol)
+        # L-BFGS asks for the likelihood and then its gradient at the same point,
+        # and statsmodels profiles β out in each: the last result is reused when
+        # the covariance is the same, bit for bit
+        key = (cov_re.tobytes(), tol)
+        last = getattr(self, "_last_fe", None)
+        if last is not None and last[0] == key:
+            return last[1].copy(), last[2]
+        fe_params, singular = self._fe_params(cov_re, tol)
+        self._last_fe = (key, fe_params.copy(), singular)
+        return fe_params, singular
+
+    def _fe_params(self, cov_re, tol):
         w, v = np.linalg.eigh(cov_re)
         singular = bool(w.min() < tol)
         if singular:  # pseudo-inverse, as statsmodels
@@ -96,12 +108,26 @@ class BatchedMixedLM(MixedLM):
 
     def _per_patient(self, cov_re, fe_params) -> dict:
         """Per patient (g), with S = V⁻¹ = I − Z Q⁻¹ Z' and Q = G⁻¹ + Z'Z: Z'SZ,
-        Z'Sr, Z'SX (r = y − Xβ), log det Q; and the totals r'Sr, X'SX."""
+        Z'Sr, Z'SX (r = y − Xβ), log det Q; and the totals r'Sr, X'SX. The last
+        point's are reused for the same point (the likelihood's, then its
+        gradient's), singular-covariance count included."""
+        key = (cov_re.tobytes(), np.asarray(fe_params).tobytes())
+        last = getattr(self, "_last_per_patient", None)
+        if last is not None and last[0] == key:
+            self._cov_sing += last[2]
+            return last[1]
+        singular = 0
         try:
             cov_re_inv = np.linalg.inv(cov_re)
         except np.linalg.LinAlgError:
             cov_re_inv = np.linalg.pinv(cov_re)
-            self._cov_sing += 1
+            singular = 1
+        self._cov_sing += singular
+        per = self._patient_terms(cov_re_inv, fe_params)
+        self._last_per_patient = (key, per, singular)
+        return per
+
+    def _patient_terms(self, cov_re_inv, fe_params) -> dict:
         m = self._moments()
         k = self.k_fe
         resid = self.endog - self.exog @ fe_params
