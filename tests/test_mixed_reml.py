@@ -84,3 +84,29 @@ def test_skipping_the_standard_errors_leaves_the_fit_unchanged():
     np.testing.assert_array_equal(fast.cov_re, full.cov_re)
     assert fast.scale == full.scale
     assert np.isnan(fast.bse).all() and np.isfinite(full.bse).all()
+
+
+def test_a_point_evaluated_again_gives_what_a_fresh_model_gives():
+    """The gradient reuses the likelihood's terms at the same point only: any
+    order of points gives, bit for bit, what a model that never saw the others
+    gives (the singular-covariance count included)."""
+    rng = np.random.default_rng(3)
+    points = []
+    for _ in range(3):
+        root = rng.normal(size=(2, 2))
+        cov_re = root @ root.T * rng.uniform(0.01, 3)
+        params = MixedLMParams.from_components(np.zeros(3), cov_re=cov_re)
+        points.append(params.get_packed(use_sqrt=True, has_fe=False))
+    singular = MixedLMParams.from_components(np.zeros(3), cov_re=np.zeros((2, 2)))
+    points.append(singular.get_packed(use_sqrt=True, has_fe=False))
+    ours, _ = models()
+    for k in (0, 1, 0, 2, 3, 3, 1, 3):
+        fresh, _ = models()
+        assert ours.loglike(points[k]) == fresh.loglike(points[k])
+        np.testing.assert_array_equal(ours.score(points[k]), fresh.score(points[k]))
+        before = ours._cov_sing
+        ours.loglike(points[k])
+        again = ours._cov_sing - before
+        fresh_count = fresh._cov_sing
+        fresh.loglike(points[k])
+        assert again == fresh._cov_sing - fresh_count
