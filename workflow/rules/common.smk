@@ -146,7 +146,7 @@ def predict_inputs(wildcards):
         "multivariate": f"{OUT}/comparators/fold_{fold}/multivariate_mixed.npz",
     }
     if tuning():
-        inputs["selection"] = f"{OUT}/train/fold_{wildcards.fold}/selection.tsv"
+        inputs["selection"] = f"{OUT}/train/fold_{fold}/selection.tsv"
     return inputs
 
 

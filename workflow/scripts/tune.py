@@ -24,7 +24,7 @@ def main(snakemake):
     cap = snakemake.params.mixed_model_max_patients
     out = snakemake.output
     # the inner selection's multivariate mixed model does not depend on the
-    # candidate: fitted once for the fold
+    # candidate: fitted once for the candidates this job trains
     multivariate = inner_multivariate(cohort, folds, fold, cap)
     # params.config holds every candidate; the job trains those it writes
     for checkpoint, selection_path in zip(out.checkpoints, out.selections, strict=True):
