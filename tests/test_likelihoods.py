@@ -32,6 +32,31 @@ def test_bernoulli_term_is_the_log_loss_of_the_logit():
     torch.testing.assert_close(none, gaussian_nll(x, mean, logvar, observed))
 
 
+def test_one_likelihood_for_all_measurements_gives_the_flags_numbers_exactly():
+    """A cohort without (or with only) 0/1 measurements skips the other
+    likelihood: the same values and gradients, bit for bit, as the flags."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 2).clamp(0, 1).round()
+    observed = torch.rand(4, 3, 2) > 0.3
+    for flag in (False, True):
+        results = []
+        for binary in (flag, torch.tensor([flag, flag])):
+            mean = torch.randn(4, 3, 2, generator=torch.Generator().manual_seed(1))
+            logvar = torch.randn(4, 3, 2, generator=torch.Generator().manual_seed(2))
+            mean.requires_grad_(), logvar.requires_grad_()
+            nll = observation_nll(x, mean, logvar, observed, binary, per_visit=True)
+            (nll**2).sum().backward()
+            results.append((nll, mean.grad, logvar.grad))
+        for fast, flags in zip(*results, strict=True):
+            if fast is None:  # all 0/1: the log-variances get no gradient at all
+                fast = torch.zeros_like(flags)
+            assert torch.equal(fast, flags)
+    assert ODEVAE(p=2, q=1).core.likelihoods is False
+    assert ODEVAE(p=2, q=1, binary=[True, True]).core.likelihoods is True
+    mixed = ODEVAE(p=2, q=1, binary=[True, False]).core
+    assert torch.equal(mixed.likelihoods, torch.tensor([True, False]))
+
+
 def test_auto_detects_exactly_the_zero_one_measurements(tiny_cohort):
     values = tiny_cohort.values.copy()
     rng = np.random.default_rng(0)

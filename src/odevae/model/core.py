@@ -31,7 +31,7 @@ def visit_offsets(batch: dict) -> torch.Tensor:
     starts there (time 0 unless preprocessing counted time from an earlier row
     without measurements)."""
     times = batch["times"] - batch["times"][:, :1]
-    return torch.where(batch["visits"], times, torch.zeros_like(times))
+    return torch.where(batch["visits"], times, 0.0)
 
 
 def identity_autoencoder(setting: str, p: int, binary: list[bool]) -> bool:
@@ -132,6 +132,15 @@ class ODEVAECore(nn.Module):
         self.register_buffer("z_std", torch.ones(q))
         self.register_buffer("z_fill", torch.zeros(q))  # imputes missing covariates
         self.register_buffer("binary", torch.tensor(flags, dtype=torch.bool))
+        # True / False where every measurement is / none is 0/1, else None
+        self._all_binary = all(flags) if all(flags) or not any(flags) else None
+
+    @property
+    def likelihoods(self) -> torch.Tensor | bool:
+        """The ``binary`` flags as :func:`~odevae.model.loss.observation_nll` takes
+        them: False or True where every measurement has the same likelihood (so the
+        other is never computed), else the (p,) flags on the model's device."""
+        return self.binary if self._all_binary is None else self._all_binary
 
     @property
     def param_names(self) -> list[str]:
@@ -153,7 +162,7 @@ class ODEVAECore(nn.Module):
     def scale(self, batch: dict) -> dict:
         """Raw-unit batch → model units (missing entries stay 0, covariates imputed)."""
         values = (batch["values"] - self.x_mean) / self.x_std
-        values = torch.where(batch["observed"], values, torch.zeros_like(values))
+        values = torch.where(batch["observed"], values, 0.0)
         baseline = batch["baseline"]
         baseline = torch.where(torch.isnan(baseline), self.z_fill, baseline)
         baseline = (baseline - self.z_mean) / self.z_std

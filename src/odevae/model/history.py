@@ -78,14 +78,14 @@ class HistoryEncoder(nn.Module):
         mask = observed & visits[..., None]
         inputs = torch.cat(
             [
-                torch.where(mask, values, torch.zeros_like(values)),
+                torch.where(mask, values, 0.0),
                 mask.to(values.dtype),
                 times[..., None],
                 gap[..., None],
             ],
             dim=-1,
         )
-        inputs = torch.where(visits[..., None], inputs, torch.zeros_like(inputs))
+        inputs = torch.where(visits[..., None], inputs, 0.0)
         hidden, _ = self.gru(inputs)
         shift, logvar_shift = self.head(hidden).split(self.n_params, dim=-1)
         state = None if self.state_head is None else self.state_head(hidden)

@@ -25,7 +25,7 @@ def gaussian_nll(
     ``per_visit`` keeps the visit axis: (B, T).
     """
     nll = 0.5 * (LOG_2PI + logvar + (x - mean) ** 2 * torch.exp(-logvar))
-    nll = torch.where(observed, nll, torch.zeros_like(nll)).sum(-1)
+    nll = torch.where(observed, nll, 0.0).sum(-1)
     return nll if per_visit else nll.sum(1)
 
 
@@ -34,19 +34,26 @@ def observation_nll(
     mean: torch.Tensor,
     logvar: torch.Tensor,
     observed: torch.Tensor,
-    binary: torch.Tensor,
+    binary: torch.Tensor | bool,
     per_visit: bool = False,
 ) -> torch.Tensor:
     """Per-variable likelihoods: Gaussian −log N(x | mean, exp(logvar)), and for the
     0/1 variables flagged in ``binary`` (p,) Bernoulli with logit ``mean``
     (``logvar`` unused there). Summed over observed entries like
-    :func:`gaussian_nll`."""
-    gauss = 0.5 * (LOG_2PI + logvar + (x - mean) ** 2 * torch.exp(-logvar))
+    :func:`gaussian_nll`. ``binary`` False (no 0/1 variable) or True (all of them)
+    computes only the one likelihood: the same numbers as the all-False or all-True
+    flags, without the other likelihood's work on every entry."""
+    if binary is False:
+        return gaussian_nll(x, mean, logvar, observed, per_visit)
     bern = torch.nn.functional.binary_cross_entropy_with_logits(
         mean, x.clamp(0.0, 1.0), reduction="none"
     )
-    nll = torch.where(binary, bern, gauss)
-    nll = torch.where(observed, nll, torch.zeros_like(nll)).sum(-1)
+    if binary is True:
+        nll = bern
+    else:
+        gauss = 0.5 * (LOG_2PI + logvar + (x - mean) ** 2 * torch.exp(-logvar))
+        nll = torch.where(binary, bern, gauss)
+    nll = torch.where(observed, nll, 0.0).sum(-1)
     return nll if per_visit else nll.sum(1)
 
 
@@ -68,7 +75,7 @@ def kl_standard_normal(
     if free_bits > 0:
         kl = kl.clamp(min=free_bits)
     kl = kl.sum(-1)
-    kl = torch.where(visits, kl, torch.zeros_like(kl))
+    kl = torch.where(visits, kl, 0.0)
     return kl if per_visit else kl.sum(1)
 
 
@@ -79,7 +86,7 @@ def consistency_penalty(
     sq = ((mu_ode - mu_enc) ** 2).sum(-1)
     later = visits.clone()
     later[:, 0] = False
-    return torch.where(later, sq, torch.zeros_like(sq)).sum(1)
+    return torch.where(later, sq, 0.0).sum(1)
 
 
 # --- The follow-up paper's statistical (multi-start) loss ---------------------------
@@ -158,7 +165,7 @@ def combine_local_solutions(
         w = 1.0 / var.clamp(*VAR_CLAMP)
     else:
         w = torch.ones_like(local)
-    w = torch.where(K[..., None], w, torch.zeros_like(w))
+    w = torch.where(K[..., None], w, 0.0)
     total = w.sum(1)
     combined = (w * local).sum(1) / total.clamp(min=1e-12)
     own = torch.diagonal(local, dim1=1, dim2=2).permute(0, 2, 1)  # local[b, j, j]
@@ -172,7 +179,7 @@ def multistart_mu_penalty(
     dist = torch.linalg.vector_norm(local - mu_enc[:, None], dim=-1)  # (B, k, j)
     pairs = start_sets(visits, skip_own=True)
     T = visits.sum(1).to(local.dtype)
-    return torch.where(pairs, dist, torch.zeros_like(dist)).sum((1, 2)) / T**2
+    return torch.where(pairs, dist, 0.0).sum((1, 2)) / T**2
 
 
 def variance_penalty(
@@ -203,7 +210,7 @@ def variance_penalty(
     n_t = targets.sum(1, keepdim=True).clamp(min=1).to(local.dtype)
 
     def mean_j(x):  # (B, j, d) → (B, d)
-        return torch.where(targets[..., None], x, torch.zeros_like(x)).sum(1) / n_t
+        return torch.where(targets[..., None], x, 0.0).sum(1) / n_t
 
     if kind == "log_diff":
         pen = (mean_j(torch.log(V + offset)) - torch.log(E + offset)).sum(-1)
@@ -217,7 +224,7 @@ def variance_penalty(
             "sum_ratio"
         )
     valid = targets.any(1) & (n_visits >= 2)
-    return torch.where(valid, pen, torch.zeros_like(pen))
+    return torch.where(valid, pen, 0.0)
 
 
 def combine_history(

@@ -72,7 +72,12 @@ class Objective:
         x_mean, x_logvar = core.decode(z)
         observed = batch["observed"] & batch["visits"][..., None]
         nll = observation_nll(
-            batch["values"], x_mean, x_logvar, observed, core.binary, per_visit=True
+            batch["values"],
+            x_mean,
+            x_logvar,
+            observed,
+            core.likelihoods,
+            per_visit=True,
         )
         kl = kl_standard_normal(
             mu, logvar, batch["visits"], True, self.settings["free_bits"]
@@ -98,7 +103,12 @@ class Objective:
         x_mean, x_logvar = core.decode(z)
         observed = batch["observed"] & target[..., None]
         nll = observation_nll(
-            batch["values"], x_mean, x_logvar, observed, core.binary, per_visit=True
+            batch["values"],
+            x_mean,
+            x_logvar,
+            observed,
+            core.likelihoods,
+            per_visit=True,
         )
         return self.reduce(nll, visits)
 
@@ -139,7 +149,7 @@ class InitialValue(Objective):
         idx = torch.arange(len(cuts), device=cuts.device)
         last = cuts - 1
         dt = batch["times"] - batch["times"][idx, last][:, None]
-        dt = torch.where(target, dt, torch.zeros_like(dt))
+        dt = torch.where(target, dt, 0.0)
         return core.solve(out["mu_enc"][idx, last], out["theta"], dt)
 
 
