@@ -179,32 +179,93 @@ def _gls(xx, xy, xz, zy, c, sigma2):
     return np.linalg.solve(left, right).reshape(m, size)
 
 
-def _ecme(f, y, mask, psi, sigma2, shared, tol, max_iter):
-    """β, Ψ, σ², log likelihood, iterations and convergence of :func:`_posterior`'s
-    model by ECME from ``psi`` and ``sigma2``; see :func:`fit_multivariate_mixed`."""
-    ff, fy = _moments(f, y, mask)
-    counts = ff[..., 0, 0]
-    xx, xy = ff.sum(0), fy.sum(0)
-    xz, zy, gg = ff[..., :2].copy(), fy[..., :2], ff[..., :2, :2]
-    old = -np.inf
-    for iteration in range(1, max_iter + 1):
-        a, c = _covariance(ff, psi, sigma2)
-        beta = _gls(xx, xy, xz, zy, c, sigma2)
-        zr, rr = _residuals(f, y, mask, beta)
+class _ECME:
+    """One ECME evaluation of :func:`_posterior`'s model at (Ψ, σ²): β by GLS (the
+    conditional maximum), the log likelihood there, and the EM update of (Ψ, σ²)."""
+
+    def __init__(self, f, y, mask, shared):
+        self.f, self.y, self.mask, self.shared = f, y, mask, shared
+        self.ff, fy = _moments(f, y, mask)
+        self.counts = self.ff[..., 0, 0]
+        self.xx, self.xy = self.ff.sum(0), fy.sum(0)
+        self.xz, self.zy = self.ff[..., :2].copy(), fy[..., :2]
+        self.gg = self.ff[..., :2, :2]
+        self.evaluations = 0
+
+    def __call__(self, psi, sigma2):
+        """β, the log likelihood and the updated Ψ, σ² from ``psi``, ``sigma2``."""
+        self.evaluations += 1
+        gg, counts = self.gg, self.counts
+        a, c = _covariance(self.ff, psi, sigma2)
+        beta = _gls(self.xx, self.xy, self.xz, self.zy, c, sigma2)
+        zr, rr = _residuals(self.f, self.y, self.mask, beta)
         b, loglik = _posterior(counts, zr, rr, psi, sigma2, a, c)
-        loglik = float(loglik.sum())
-        if loglik - old < tol * counts.sum():
-            return beta, psi, sigma2, loglik, iteration, True
-        old = loglik
         bk = b.reshape(len(b), -1, 2)
-        ck = np.einsum("nkakb->nkab", c.reshape(len(c), -1, 2, fy.shape[1], 2))
+        ck = np.einsum("nkakb->nkab", c.reshape(len(c), -1, 2, gg.shape[1], 2))
         ss = rr - 2 * np.einsum("nka,nka->nk", bk, zr)
         ss = ss + np.einsum("nka,nkab,nkb->nk", bk, gg, bk)
         ss = (ss + np.einsum("nkab,nkba->nk", ck, gg)).sum(0)
         pooled = np.full_like(sigma2, ss.sum() / counts.sum())
-        sigma2 = np.maximum(pooled if shared else ss / counts.sum(0), 1e-10)
-        psi = (np.einsum("ni,nj->ij", b, b) + c.sum(0)) / len(b)
-    return beta, psi, sigma2, loglik, max_iter, False
+        new_sigma2 = np.maximum(pooled if self.shared else ss / counts.sum(0), 1e-10)
+        new_psi = (np.einsum("ni,nj->ij", b, b) + c.sum(0)) / len(b)
+        return beta, float(loglik.sum()), new_psi, new_sigma2
+
+
+def _valid(psi, sigma2) -> bool:
+    """Whether Ψ is a covariance (positive semi-definite) and every σ² positive."""
+    if not (sigma2 > 0).all() or not np.isfinite(psi).all():
+        return False
+    return np.linalg.eigvalsh(psi)[0] >= -1e-12 * max(np.abs(psi).max(), 1.0)
+
+
+def _ecme(f, y, mask, psi, sigma2, shared, tol, max_iter, accelerate=True):
+    """β, Ψ, σ², log likelihood, ECME evaluations and convergence of
+    :func:`_posterior`'s model from ``psi`` and ``sigma2``; see
+    :func:`fit_multivariate_mixed`.
+
+    Converged where one ECME step from the current point gains less than ``tol``
+    per value; that step's end point is returned. With ``accelerate`` (SQUAREM,
+    Varadhan & Roland 2008, scheme S3, with its monotone safeguard) each cycle
+    extrapolates two ECME steps from θ = (Ψ, σ²) along θ₀ − 2αr + α²v (r = θ₁ − θ₀,
+    v = θ₂ − 2θ₁ + θ₀, α = −‖r‖/‖v‖ ≤ −1) and keeps the extrapolation only where it
+    is a valid covariance and its likelihood is at least θ₁'s, halving α towards
+    −1 otherwise (α = −1 is the plain second step, θ₂, which ECME never makes
+    worse than θ₁). The same fixed point as plain ECME, in far fewer steps where
+    EM creeps (a fit of 10 measurements: 1,130 steps plain).
+    """
+    step = _ECME(f, y, mask, shared)
+    n_values = step.counts.sum()
+    _, loglik, next_psi, next_sigma2 = step(psi, sigma2)
+    while step.evaluations < max_iter:
+        beta, next_loglik, psi2, sigma2_2 = step(next_psi, next_sigma2)
+        if next_loglik - loglik < tol * n_values:
+            return beta, next_psi, next_sigma2, next_loglik, step.evaluations, True
+        if not accelerate:
+            loglik, next_psi, next_sigma2 = next_loglik, psi2, sigma2_2
+            continue
+        points = ((psi, sigma2), (next_psi, next_sigma2), (psi2, sigma2_2))
+        theta = [np.append(cov.ravel(), var) for cov, var in points]
+        r, v = theta[1] - theta[0], theta[2] - 2 * theta[1] + theta[0]
+        alpha = -np.sqrt((r @ r) / (v @ v)) if v @ v > 0 else -1.0
+        alpha = min(alpha, -1.0)
+        while True:
+            if alpha > -1.01:
+                alpha = -1.0
+            point = theta[0] - 2 * alpha * r + alpha**2 * v
+            new_psi = point[: psi.size].reshape(psi.shape)
+            new_psi, new_sigma2 = (new_psi + new_psi.T) / 2, point[psi.size :]
+            if alpha == -1.0:
+                new_psi, new_sigma2 = psi2, sigma2_2
+            if _valid(new_psi, new_sigma2) and step.evaluations < max_iter:
+                _, new_loglik, psi3, sigma2_3 = step(new_psi, new_sigma2)
+                if alpha == -1.0 or new_loglik >= next_loglik:
+                    break
+            elif alpha == -1.0 or step.evaluations >= max_iter:
+                return beta, next_psi, next_sigma2, next_loglik, max_iter, False
+            alpha = (alpha - 1.0) / 2
+        psi, sigma2, loglik = new_psi, new_sigma2, new_loglik
+        next_psi, next_sigma2 = psi3, sigma2_3
+    return beta, next_psi, next_sigma2, next_loglik, max_iter, False
 
 
 def _standardised(cohort: Cohort, fit_or_stats, variables):
@@ -228,6 +289,7 @@ def fit_multivariate_mixed(
     shared_residual: bool = False,
     max_patients: int = MIXED_MODEL_MAX_PATIENTS,
     seed: int = 0,
+    accelerate: bool = True,
 ) -> MultivariateMixedFit | None:
     """ML fit on the training patients, or on a random ``max_patients`` of them
     drawn with ``seed`` (as the univariate mixed models,
@@ -248,7 +310,11 @@ def fit_multivariate_mixed(
 
     Each step does not decrease the likelihood; the fit stops when an iteration
     gains less than ``tol`` per value in log likelihood (not converged, logged,
-    after ``max_iter``). Deterministic: no random start.
+    after ``max_iter`` iterations). ``accelerate`` extrapolates the iterations
+    (SQUAREM, :func:`_ecme`): on the Lotka–Volterra run's 10 measurements and 50
+    covariates 123 iterations instead of 1,130, ending nearer the maximum (plain
+    ECME creeps: it stops where one step gains little, not at the maximum).
+    Deterministic: no random start.
     """
     chosen = fitting_patients(train.n, max_patients, seed)
     if len(chosen) < train.n:
@@ -291,7 +357,7 @@ def fit_multivariate_mixed(
     gap = median_gap(train)
     psi = np.diag(np.tile([0.5, 0.5 / gap**2], m))
     beta, psi, sigma2, loglik, iterations, converged = _ecme(
-        f, y, mask, psi, np.full(m, 0.5), shared_residual, tol, max_iter
+        f, y, mask, psi, np.full(m, 0.5), shared_residual, tol, max_iter, accelerate
     )
     if not converged:
         log.warning("multivariate mixed model: not converged in %d steps", max_iter)
