@@ -7,6 +7,8 @@ constants (``fixed``) and the parameter net predicts the rest (``param_names``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -66,8 +68,18 @@ class LatentSystem(nn.Module):
         return full
 
     def vector_field(self, u: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """du/dt for states (N, d) and learned parameters (N, nθ)."""
-        raise NotImplementedError
+        """du/dt for states (N, d) and learned parameters (N, nθ). A system
+        defines this or :meth:`field`."""
+        if type(self).field is LatentSystem.field:
+            raise NotImplementedError(f"{type(self).__name__} has no vector field")
+        return self.field(theta)(u)
+
+    def field(self, theta: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """du/dt as a function of the states (N, d) alone, for the learned
+        parameters ``theta`` (N, nθ). A system that defines it computes what does
+        not depend on the state once, not at each of a solver's six evaluations
+        per step."""
+        return lambda u: self.vector_field(u, theta)
 
 
 class LinearSystem(LatentSystem):
@@ -107,9 +119,9 @@ class LinearSystem(LatentSystem):
         b = full[:, n_a:] if self.drift else full.new_zeros(full.shape[0], self.dim)
         return A, b
 
-    def vector_field(self, u: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    def field(self, theta: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         A, b = self.matrix_and_drift(theta)
-        return torch.einsum("nij,nj->ni", A, u) + b
+        return lambda u: torch.einsum("nij,nj->ni", A, u) + b
 
     def closed_form(
         self, x0: torch.Tensor, theta: torch.Tensor, t: torch.Tensor
@@ -182,12 +194,16 @@ class LotkaVolterra(LatentSystem):
             raise ValueError(f"Lotka-Volterra needs latent_dim 2, found {dim}")
         super().__init__(dim, all_param_names("lotka_volterra", dim), fixed)
 
-    def vector_field(self, u: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    def field(self, theta: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         alpha, beta, gamma, delta = self.expand(theta).unbind(-1)
-        u1, u2 = u.unbind(-1)
-        return torch.stack(
-            [alpha * u1 - beta * u1 * u2, gamma * u1 * u2 - delta * u2], -1
-        )
+
+        def du(u: torch.Tensor) -> torch.Tensor:
+            u1, u2 = u.unbind(-1)
+            return torch.stack(
+                [alpha * u1 - beta * u1 * u2, gamma * u1 * u2 - delta * u2], -1
+            )
+
+        return du
 
 
 class NeuralField(LatentSystem):
@@ -210,8 +226,9 @@ class NeuralField(LatentSystem):
         nn.init.normal_(self.net[2].weight, std=0.01)
         nn.init.zeros_(self.net[2].bias)
 
-    def vector_field(self, u: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([u, self.expand(theta)], -1))
+    def field(self, theta: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        full = self.expand(theta)
+        return lambda u: self.net(torch.cat([u, full], -1))
 
 
 def _linear(name: str):

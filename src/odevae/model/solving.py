@@ -21,20 +21,30 @@ if TYPE_CHECKING:
 
 
 class _BatchField(nn.Module):
-    """Vector field of a batch with fixed per-start parameters (for torchdiffeq)."""
+    """Vector field of a batch with fixed per-start parameters (for torchdiffeq).
 
-    def __init__(self, system: LatentSystem, theta: torch.Tensor) -> None:
+    With ``prepared`` the parameters' part of the field is computed once
+    (:meth:`~odevae.model.dynamics.LatentSystem.field`); the adjoint method, which
+    evaluates the field again under its own autograd, needs it from ``theta`` at
+    each evaluation."""
+
+    def __init__(
+        self, system: LatentSystem, theta: torch.Tensor, prepared: bool = True
+    ) -> None:
         super().__init__()
         self.system = system
         self.theta = theta
+        self.du = system.field(theta) if prepared else None
 
     def forward(self, t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        return self.system.vector_field(u, self.theta)
+        if self.du is None:
+            return self.system.vector_field(u, self.theta)
+        return self.du(u)
 
 
 def _integrate(system, x0, theta, grid, method, rtol, atol, adjoint):
     """States on ``grid`` (G,), starting at grid[0] = 0 → (N, G, d)."""
-    field = _BatchField(system, theta)
+    field = _BatchField(system, theta, prepared=not adjoint)
     if adjoint:
         params = (theta, *system.parameters())
         path = odeint_adjoint(
