@@ -10,9 +10,11 @@ from statsmodels.regression.mixed_linear_model import MixedLM
 from odevae.evaluate.prediction.comparators import fit_mixed_models, mixed_model
 from odevae.evaluate.prediction.mixed import fitting_patients
 from odevae.evaluate.prediction.multivariate_mixed import (
+    _ECME,
     _covariance,
     _gls,
     _moments,
+    _standardised,
     fit_multivariate_mixed,
     load_fit,
     multivariate_mixed,
@@ -267,6 +269,19 @@ def test_accelerated_ecme_ends_nearer_the_maximum_in_fewer_steps(seed, kwargs):
             np.abs(getattr(f, name) - getattr(best, name)).max() for f in (fast, plain)
         ]
         assert error[0] < error[1], name
+
+
+@pytest.mark.parametrize("accelerate", [True, False])
+def test_a_fit_stopped_early_returns_one_evaluated_point(accelerate):
+    """Stopped by ``max_iter``: β is the GLS estimate at the returned Ψ, σ², and
+    the log likelihood is theirs."""
+    cohort = correlated_cohort(40, seed=2, n_visits=3, rho=0.9)
+    fit = fit_multivariate_mixed(cohort, max_iter=7, accelerate=accelerate)
+    assert not fit.converged and fit.iterations == 7
+    data = _standardised(cohort, (fit.center, fit.scale, fit.covariates), [0, 1])
+    beta, loglik, *_ = _ECME(*data, shared=False)(fit.psi, fit.sigma2)
+    np.testing.assert_array_equal(beta, fit.beta)
+    assert loglik == fit.loglik
 
 
 def test_a_large_cohort_is_fitted_on_a_seeded_subset():

@@ -235,37 +235,38 @@ def _ecme(f, y, mask, psi, sigma2, shared, tol, max_iter, accelerate=True):
     """
     step = _ECME(f, y, mask, shared)
     n_values = step.counts.sum()
-    _, loglik, next_psi, next_sigma2 = step(psi, sigma2)
+    beta, loglik, next_psi, next_sigma2 = step(psi, sigma2)
+    last = (beta, psi, sigma2, loglik)  # the last point evaluated on the path
     while step.evaluations < max_iter:
         beta, next_loglik, psi2, sigma2_2 = step(next_psi, next_sigma2)
         if next_loglik - loglik < tol * n_values:
             return beta, next_psi, next_sigma2, next_loglik, step.evaluations, True
+        last = (beta, next_psi, next_sigma2, next_loglik)
         if not accelerate:
             loglik, next_psi, next_sigma2 = next_loglik, psi2, sigma2_2
             continue
         points = ((psi, sigma2), (next_psi, next_sigma2), (psi2, sigma2_2))
         theta = [np.append(cov.ravel(), var) for cov, var in points]
         r, v = theta[1] - theta[0], theta[2] - 2 * theta[1] + theta[0]
-        alpha = -np.sqrt((r @ r) / (v @ v)) if v @ v > 0 else -1.0
-        alpha = min(alpha, -1.0)
-        while True:
-            if alpha > -1.01:
-                alpha = -1.0
-            point = theta[0] - 2 * alpha * r + alpha**2 * v
-            new_psi = point[: psi.size].reshape(psi.shape)
-            new_psi, new_sigma2 = (new_psi + new_psi.T) / 2, point[psi.size :]
-            if alpha == -1.0:
-                new_psi, new_sigma2 = psi2, sigma2_2
-            if _valid(new_psi, new_sigma2) and step.evaluations < max_iter:
-                _, new_loglik, psi3, sigma2_3 = step(new_psi, new_sigma2)
+        alpha = min(-np.sqrt((r @ r) / (v @ v)) if v @ v > 0 else -1.0, -1.0)
+        while step.evaluations < max_iter:
+            if alpha > -1.01:  # α = −1 is the plain second step
+                alpha, new_psi, new_sigma2 = -1.0, psi2, sigma2_2
+            else:
+                point = theta[0] - 2 * alpha * r + alpha**2 * v
+                new_psi = point[: psi.size].reshape(psi.shape)
+                new_psi, new_sigma2 = (new_psi + new_psi.T) / 2, point[psi.size :]
+            if alpha == -1.0 or _valid(new_psi, new_sigma2):
+                beta, new_loglik, psi3, sigma2_3 = step(new_psi, new_sigma2)
                 if alpha == -1.0 or new_loglik >= next_loglik:
                     break
-            elif alpha == -1.0 or step.evaluations >= max_iter:
-                return beta, next_psi, next_sigma2, next_loglik, max_iter, False
             alpha = (alpha - 1.0) / 2
+        else:
+            break
+        last = (beta, new_psi, new_sigma2, new_loglik)
         psi, sigma2, loglik = new_psi, new_sigma2, new_loglik
         next_psi, next_sigma2 = psi3, sigma2_3
-    return beta, next_psi, next_sigma2, next_loglik, max_iter, False
+    return (*last, max_iter, False)
 
 
 def _standardised(cohort: Cohort, fit_or_stats, variables):
