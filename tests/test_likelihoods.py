@@ -55,6 +55,9 @@ def test_one_likelihood_for_all_measurements_gives_the_flags_numbers_exactly():
     assert ODEVAE(p=2, q=1, binary=[True, True]).core.likelihoods is True
     mixed = ODEVAE(p=2, q=1, binary=[True, False]).core
     assert torch.equal(mixed.likelihoods, torch.tensor([True, False]))
+    gaussian = ODEVAE(p=2, q=1).core
+    gaussian.load_state_dict(mixed.state_dict())  # the loaded flags decide
+    assert torch.equal(gaussian.likelihoods, torch.tensor([True, False]))
 
 
 def test_auto_detects_exactly_the_zero_one_measurements(tiny_cohort):

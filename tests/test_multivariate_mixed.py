@@ -12,9 +12,11 @@ from odevae.evaluate.prediction.mixed import fitting_patients
 from odevae.evaluate.prediction.multivariate_mixed import (
     _ECME,
     _covariance,
+    _ecme,
     _gls,
     _moments,
     _standardised,
+    _valid,
     fit_multivariate_mixed,
     load_fit,
     multivariate_mixed,
@@ -269,6 +271,42 @@ def test_accelerated_ecme_ends_nearer_the_maximum_in_fewer_steps(seed, kwargs):
             np.abs(getattr(f, name) - getattr(best, name)).max() for f in (fast, plain)
         ]
         assert error[0] < error[1], name
+
+
+class CreepingStep:
+    """A stand-in for ECME: Ψ's correlation moves towards 0.95 at rate 0.5 per
+    step and σ² towards 1 at rate 0.99; the likelihood is minus the squared
+    distance from there. Records every point it is evaluated at."""
+
+    counts = np.array([1.0])
+
+    def __init__(self):
+        self.evaluations, self.points = 0, []
+
+    def __call__(self, psi, sigma2):
+        self.evaluations += 1
+        self.points.append(psi.copy())
+        loglik = -2 * (psi[0, 1] - 0.95) ** 2 - (sigma2[0] - 1.0) ** 2
+        new_psi = psi.copy()
+        new_psi[0, 1] = new_psi[1, 0] = 0.95 + (psi[0, 1] - 0.95) * 0.5
+        return np.zeros(1), loglik, new_psi, 1.0 + (sigma2 - 1.0) * 0.99
+
+
+def test_squarem_never_evaluates_an_extrapolation_that_is_no_covariance():
+    """The slow σ² sets a long extrapolation that throws Ψ's correlation far past
+    1: such points are dropped before any evaluation, and the path still ends at
+    the maximum far sooner than plain steps do."""
+    fast, plain = CreepingStep(), CreepingStep()
+    start = (np.eye(2), np.array([1001.0]))
+    result = _ecme(fast, *start, tol=1e-12, max_iter=10_000)
+    slow = _ecme(plain, *start, tol=1e-12, max_iter=10_000, accelerate=False)
+    assert result[-1] and slow[-1] and fast.evaluations < plain.evaluations / 10
+    assert all(abs(psi[0, 1]) <= 1.0 for psi in fast.points)
+    assert abs(result[2][0] - 1.0) < 1e-4 and abs(result[1][0, 1] - 0.95) < 1e-4
+    assert _valid(np.eye(2), np.ones(2))
+    assert not _valid(np.array([[1.0, 2.0], [2.0, 1.0]]), np.ones(2))  # eigenvalue −1
+    assert not _valid(np.eye(2), np.array([1.0, 1e-12]))  # below ECME's floor
+    assert not _valid(np.eye(2), np.array([1.0, np.inf]))
 
 
 @pytest.mark.parametrize("accelerate", [True, False])

@@ -34,6 +34,17 @@ def visit_offsets(batch: dict) -> torch.Tensor:
     return torch.where(batch["visits"], times, 0.0)
 
 
+def _all_or_none(flags) -> bool | None:
+    """True / False where every measurement is / none is 0/1, else None."""
+    flags = [bool(f) for f in flags]
+    return all(flags) if all(flags) or not any(flags) else None
+
+
+def _binary_loaded(core, incompatible_keys) -> None:
+    """After a state dict is loaded: the likelihoods follow its ``binary`` flags."""
+    core._all_binary = _all_or_none(core.binary.tolist())
+
+
 def identity_autoencoder(setting: str, p: int, binary: list[bool]) -> bool:
     """``model.autoencoder``: identity, or auto for a single continuous score."""
     return setting == "identity" or (setting == "auto" and p == 1 and not any(binary))
@@ -132,8 +143,8 @@ class ODEVAECore(nn.Module):
         self.register_buffer("z_std", torch.ones(q))
         self.register_buffer("z_fill", torch.zeros(q))  # imputes missing covariates
         self.register_buffer("binary", torch.tensor(flags, dtype=torch.bool))
-        # True / False where every measurement is / none is 0/1, else None
-        self._all_binary = all(flags) if all(flags) or not any(flags) else None
+        self._all_binary = _all_or_none(flags)
+        self.register_load_state_dict_post_hook(_binary_loaded)
 
     @property
     def likelihoods(self) -> torch.Tensor | bool:

@@ -69,7 +69,8 @@ class LatentSystem(nn.Module):
 
     def vector_field(self, u: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """du/dt for states (N, d) and learned parameters (N, nθ). A system
-        defines this or :meth:`field`."""
+        defines this or :meth:`field` (the solvers call :meth:`field`: a subclass
+        of a system that defines :meth:`field` overrides that)."""
         if type(self).field is LatentSystem.field:
             raise NotImplementedError(f"{type(self).__name__} has no vector field")
         return self.field(theta)(u)

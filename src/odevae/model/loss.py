@@ -40,15 +40,16 @@ def observation_nll(
     """Per-variable likelihoods: Gaussian −log N(x | mean, exp(logvar)), and for the
     0/1 variables flagged in ``binary`` (p,) Bernoulli with logit ``mean``
     (``logvar`` unused there). Summed over observed entries like
-    :func:`gaussian_nll`. ``binary`` False (no 0/1 variable) or True (all of them)
-    computes only the one likelihood: the same numbers as the all-False or all-True
-    flags, without the other likelihood's work on every entry."""
-    if binary is False:
+    :func:`gaussian_nll`. ``binary`` as the Python bool False (no 0/1 variable) or
+    True (all of them) computes only the one likelihood: the same values as the
+    all-False or all-True flags, without the other likelihood's work on every
+    entry (and where all are 0/1, no gradient at all for ``logvar``)."""
+    if isinstance(binary, bool) and not binary:
         return gaussian_nll(x, mean, logvar, observed, per_visit)
     bern = torch.nn.functional.binary_cross_entropy_with_logits(
         mean, x.clamp(0.0, 1.0), reduction="none"
     )
-    if binary is True:
+    if isinstance(binary, bool):
         nll = bern
     else:
         gauss = 0.5 * (LOG_2PI + logvar + (x - mean) ** 2 * torch.exp(-logvar))

@@ -23,10 +23,10 @@ if TYPE_CHECKING:
 class _BatchField(nn.Module):
     """Vector field of a batch with fixed per-start parameters (for torchdiffeq).
 
-    With ``prepared`` the parameters' part of the field is computed once
-    (:meth:`~odevae.model.dynamics.LatentSystem.field`); the adjoint method, which
-    evaluates the field again under its own autograd, needs it from ``theta`` at
-    each evaluation."""
+    With ``prepared`` the parameters' part of the field is computed once per
+    integration (:meth:`~odevae.model.dynamics.LatentSystem.field`); the adjoint
+    method, which evaluates the field again under its own autograd, needs it from
+    ``theta`` at each evaluation."""
 
     def __init__(
         self, system: LatentSystem, theta: torch.Tensor, prepared: bool = True
@@ -38,7 +38,7 @@ class _BatchField(nn.Module):
 
     def forward(self, t: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         if self.du is None:
-            return self.system.vector_field(u, self.theta)
+            return self.system.field(self.theta)(u)
         return self.du(u)
 
 
