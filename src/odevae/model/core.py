@@ -15,6 +15,7 @@ from torch import nn
 
 from odevae.model.dynamics import make_system
 from odevae.model.history import HistoryEncoder, posterior, state_correction
+from odevae.model.loss import observation_nll
 from odevae.model.networks import (
     Decoder,
     Encoder,
@@ -190,6 +191,16 @@ class ODEVAECore(nn.Module):
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder mean and log-variance of latent states, in model units."""
         return self.decoder(z)
+
+    def visit_nll(
+        self, z: torch.Tensor, values: torch.Tensor, observed: torch.Tensor
+    ) -> torch.Tensor:
+        """NLL per visit (B, T) of the scaled ``values`` at their ``observed``
+        entries (B, T, p), decoded from the latent states ``z`` (B, T, d)."""
+        x_mean, x_logvar = self.decode(z)
+        return observation_nll(
+            values, x_mean, x_logvar, observed, self.likelihoods, per_visit=True
+        )
 
     def predictive(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent states → decoder mean and sd in modelling (unscaled) units; for a

@@ -43,7 +43,6 @@ from odevae.model.loss import (
     consistency_penalty,
     kl_standard_normal,
     multistart_mu_penalty,
-    observation_nll,
     variance_penalty,
 )
 
@@ -69,16 +68,8 @@ class Objective:
     def reconstruction(self, core: ODEVAECore, batch, mu, logvar, sample):
         """Per-visit NLL and KL (B, T) of z ~ N(mu, exp(logvar)) (or z = mu)."""
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample else mu
-        x_mean, x_logvar = core.decode(z)
         observed = batch["observed"] & batch["visits"][..., None]
-        nll = observation_nll(
-            batch["values"],
-            x_mean,
-            x_logvar,
-            observed,
-            core.likelihoods,
-            per_visit=True,
-        )
+        nll = core.visit_nll(z, batch["values"], observed)
         kl = kl_standard_normal(
             mu, logvar, batch["visits"], True, self.settings["free_bits"]
         )
@@ -100,16 +91,7 @@ class Objective:
         z = self.forecast_states(core, batch, out, cuts, target, local)
         if "state_shift" in out:  # model.history_state: the history's correction
             z = z + out["state_shift"][:, None, :]
-        x_mean, x_logvar = core.decode(z)
-        observed = batch["observed"] & target[..., None]
-        nll = observation_nll(
-            batch["values"],
-            x_mean,
-            x_logvar,
-            observed,
-            core.likelihoods,
-            per_visit=True,
-        )
+        nll = core.visit_nll(z, batch["values"], batch["observed"] & target[..., None])
         return self.reduce(nll, visits)
 
 
