@@ -166,7 +166,9 @@ def test_the_training_log_is_a_short_record_and_the_bar_stays_on_the_terminal(
     monkeypatch.setattr(tips, "filters", [])
     restarts = {"n": 2, "probe_epochs": 2}  # the probes' trainers log too
     train = {**tiny_config["train"], "epochs": 150, "restarts": restarts}
-    config = {**tiny_config, "train": train}
+    # more latent dimensions than the cohort's 4 measurements: built with 4
+    model = {**tiny_config["model"], "latent_dim": 9}
+    config = {**tiny_config, "train": train, "model": model}
     job = SimpleNamespace(log=[str(tmp_path / "fold_1.log")], threads=1)
     run_script(
         job, lambda _: train_fold(tiny_cohort, folds, 1, config, out, progress_bar=True)
@@ -175,7 +177,8 @@ def test_the_training_log_is_a_short_record_and_the_bar_stays_on_the_terminal(
     assert "\r" not in text and "it/s" not in text  # no progress bar redraws
     assert len(text.encode()) < 10_000
     assert "Epoch 149" in terminal.getvalue()  # the bar was drawn, elsewhere
-    assert "linear_diagonal, latent dim 2, initial_value loss" in text
+    assert "model.latent_dim 9 is more than the cohort's 4 measurement(s)" in text
+    assert "linear_diagonal, latent dim 4, initial_value loss" in text  # as built
     assert "10 training and 10 validation (the held-out fold) patients" in text
     final = pd.read_csv(out / "metrics.csv")["train/loss"].dropna().iloc[-1]
     assert f"trained 150 epochs; final train/loss {final:.6g}," in text

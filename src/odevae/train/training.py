@@ -235,7 +235,7 @@ def train_fold(
             "%s batches) for %s%d epochs, lr %g, seed %d, on %s",
             fold,
             model_cfg["system"],
-            model_cfg["latent_dim"],
+            model.hparams.model["latent_dim"],  # as built: at most p
             config["loss"]["kind"],
             train_cfg["batching"],
             "at most " if inner else "",
