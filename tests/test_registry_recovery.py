@@ -146,3 +146,20 @@ def test_only_surviving_patients_are_scored_and_too_few_axes_give_nan():
     assert one[["rate_spearman_a11", "rate_spearman_a22"]].isna().all().all()
     assert one["sign_agreement"].isna().all()
     assert one["accuracy_1nn"].notna().all()
+
+
+def test_folds_tuned_to_different_latent_dimensions_are_each_scored_on_their_own():
+    """A fold whose chosen candidate has a third latent axis (a33) leaves that
+    column empty in the other fold's rows: each fold is scored on its own rates
+    (matched among them) instead of failing on the empty column."""
+    truth = truth_table()
+    params = fold_params(truth, lambda t, split: (2.0 * t["a22"], 0.5 * t["a11"]))
+    rng = np.random.default_rng(1)
+    wide = params["fold"] == 1
+    params["a33"] = np.where(wide, rng.normal(0.0, 1.0, len(params)), np.nan)
+    table = rows(registry_recovery(params, truth))
+    assert table[["rate_spearman_a11", "rate_spearman_a22"]].to_numpy() == (
+        pytest.approx(1.0)
+    )
+    assert table.loc[["0", "1"], "sign_agreement"].tolist() == [1.0, 1.0]
+    assert table.loc[["0", "1"], "accuracy_1nn"].notna().all()

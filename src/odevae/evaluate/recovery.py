@@ -33,19 +33,22 @@ def group_recovery(
     (``train``/``test``) and the parameters. Classifiers are fitted on the training
     patients' parameters and true groups, and scored on the held-out patients:
     1-nearest-neighbour and a single threshold on one parameter (a depth-1 tree).
+    Each fold uses the parameters its model has (tuned folds may differ in latent
+    dimension, leaving the others' columns empty in that fold).
     """
     data = params.merge(truth[["patient_id", "group"]], on="patient_id", how="left")
     rows = []
     for fold, part in data.groupby("fold", sort=True):
         train = part[part["split"] == "train"]
         test = part[part["split"] == "test"]
+        names = [name for name in param_names if part[name].notna().all()]
         row = {"fold": fold, "n_train": len(train), "n_test": len(test)}
         for label, clf in (
             ("accuracy_1nn", KNeighborsClassifier(n_neighbors=1)),
             ("accuracy_threshold", DecisionTreeClassifier(max_depth=1, random_state=0)),
         ):
-            clf.fit(train[param_names].to_numpy(), train["group"].to_numpy())
-            pred = clf.predict(test[param_names].to_numpy())
+            clf.fit(train[names].to_numpy(), train["group"].to_numpy())
+            pred = clf.predict(test[names].to_numpy())
             row[label] = float(np.mean(pred == test["group"].to_numpy()))
         rows.append(row)
     return pd.DataFrame(rows)
