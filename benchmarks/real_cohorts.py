@@ -6,7 +6,7 @@ config alone as ``config/README.md`` shows (``tuning.candidates: auto``, the inn
 split, early stopping and the predictor all chosen on each fold's inner patients):
 
 * ``autism`` (HLMdiag::autism): 155 children with autism spectrum disorder, the
-  Vineland socialisation score at ages 2 to 13 (2-5 visits), log scale;
+  Vineland socialisation score at ages 2 to 13 (1-5 visits), log scale;
   covariates: expressive language at age 2, gender, race, diagnosis at age 2.
 * ``blackmore`` (carData::Blackmore): 231 girls, 138 of them hospitalised with
   an eating disorder, hours of exercise per week at irregular ages 8-18 (2-5
@@ -21,9 +21,9 @@ printed and written to ``results/real_cohorts/summary.tsv``: the pooled one-step
 and from-first-visit ratios to LOCF (95 % patient bootstrap interval) of
 ``odevae``, ``odevae_selected`` and the mixed model, what the history adds
 (``odevae``/``odevae_prior``), and ``odevae`` and the selected predictor against
-the mixed model.
+the mixed model (one step ahead and from the first visit).
 
-    python benchmarks/real_cohorts.py                  # all three (about 10 min)
+    python benchmarks/real_cohorts.py                  # all three (about 8 min)
     python benchmarks/real_cohorts.py --cohorts autism --cores 4
 """
 
@@ -167,16 +167,20 @@ def summarise(results: Path) -> dict:
             hit = pooled[(pooled["method"] == method) & (pooled["horizon"] == horizon)]
             row[f"{method} {horizon}"] = _interval(hit.iloc[0]) if len(hit) else "-"
     contrasts = read_tsv(results / "cv" / "contrasts.tsv")
-    for label, (method, reference) in CONTRASTS.items():
-        hit = contrasts[
-            (contrasts["horizon"] == "one_step")
-            & (contrasts["method"] == method)
-            & (contrasts["reference"] == reference)
-        ]
-        row[f"{label} one_step"] = _interval(hit.iloc[0]) if len(hit) else "-"
+    for horizon in ("one_step", "from_first"):
+        for label, (method, reference) in CONTRASTS.items():
+            hit = contrasts[
+                (contrasts["horizon"] == horizon)
+                & (contrasts["method"] == method)
+                & (contrasts["reference"] == reference)
+            ]
+            row[f"{label} {horizon}"] = _interval(hit.iloc[0]) if len(hit) else "-"
+    paths = (results / "tune").glob("fold_*/choice.tsv")
     choices = [
-        read_tsv(path).query("chosen.astype('str') == 'True'")["candidate"].iloc[0]
-        for path in sorted((results / "tune").glob("fold_*/choice.tsv"))
+        ", ".join(choice.loc[choice["chosen"].astype(bool), "candidate"])
+        for choice in map(
+            read_tsv, sorted(paths, key=lambda p: int(p.parent.name.split("_")[1]))
+        )
     ]
     row["candidates chosen"] = ", ".join(choices) or "-"
     return row

@@ -9,7 +9,8 @@ import pytest
 import yaml
 from snakemake.utils import update_config, validate
 
-from odevae.config_schema import resolve_auto
+from odevae.config_checks import check_config
+from odevae.config_schema import load_yaml, resolve_auto
 from odevae.data.ingest import ingest_table
 from odevae.data.tables import write_tsv
 from tests.conftest import ROOT
@@ -36,7 +37,9 @@ def as_the_workflow_reads(cohort, name, table, folder) -> dict:
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     update_config(config, cohort.config(name, folder / "visits.csv"))
     validate(config, SCHEMA)
-    return resolve_auto(config)
+    resolved = resolve_auto(config)
+    check_config(resolved, load_yaml(SCHEMA))
+    return resolved
 
 
 @pytest.mark.parametrize(
@@ -51,7 +54,11 @@ def test_long_cohorts_are_read_as_the_workflow_reads_a_table(
     assert table[cohort.id_column].nunique() == patients
     resolved = as_the_workflow_reads(cohort, name, table, tmp_path)
     # a real cohort: candidates, inner split and selection are the shipped defaults
-    assert resolved["tuning"]["candidates"]
+    shipped = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    assert (
+        resolved["tuning"]["candidates"]
+        == (shipped["tuning"]["real_cohort_candidates"])
+    )
     assert resolved["train"]["early_stopping"]["inner_fraction"] == 0.2
     long, covariates = ingest_table(resolved["table"], resolved["data"]["time_unit"])
     assert long["patient_id"].nunique() == patients
@@ -68,8 +75,10 @@ def test_a_wide_trial_is_melted_to_one_row_per_visit(real_cohorts, tmp_path):
     assert len(table) == 380  # 100 baselines, 97 + 73 + 58 + 52 follow-ups
     assert set(table["month"]) == {0, 2, 4, 6, 8}
     assert table.groupby("patient")["month"].min().eq(0).all()
-    assert table.groupby("patient")["treatment"].nunique().eq(1).all()
-    assert table.groupby("patient")["month"].is_monotonic_increasing.all()
+    first = table[table["patient"] == 1]  # the first row of the wide table
+    assert first["month"].tolist() == [0, 2, 4]
+    assert first["bdi"].tolist() == [29, 2, 2]
+    assert set(first["treatment"]) == {"TAU"} and set(first["drug"]) == {"No"}
     config = as_the_workflow_reads(cohort, "btheb", table, tmp_path)
     long, _ = ingest_table(config["table"], config["data"]["time_unit"])
     assert long["time"].max() == 8  # months
@@ -116,6 +125,7 @@ def test_summary_row_reads_pooled_ratios_contrasts_and_choices(real_cohorts, tmp
     assert row["mixed_model one_step"] == "0.600 (0.500-0.700)"
     assert row["odevae_selected one_step"] == "-"  # not in this run
     assert row["odevae/odevae_prior one_step"] == "0.750 (0.650-0.850)"
+    assert row["odevae/odevae_prior from_first"] == "0.500 (0.400-0.600)"
     assert row["selected/mixed_model one_step"] == "-"
     assert row["odevae/mixed_model one_step"] == "-"
     assert row["candidates chosen"] == "history, papers"

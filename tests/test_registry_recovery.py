@@ -149,17 +149,29 @@ def test_only_surviving_patients_are_scored_and_too_few_axes_give_nan():
 
 
 def test_folds_tuned_to_different_latent_dimensions_are_each_scored_on_their_own():
-    """A fold whose chosen candidate has a third latent axis (a33) leaves that
-    column empty in the other fold's rows: each fold is scored on its own rates
-    (matched among them) instead of failing on the empty column."""
+    """Fold 1's chosen candidate has a third latent axis (a33), empty in fold 0's
+    rows. Fold 1 is scored with it: there only a33 carries the groups and true
+    a11. Fold 0 is matched among its own two rates, both reversed, and not to the
+    empty column, which an all-NaN correlation would have won."""
     truth = truth_table()
-    params = fold_params(truth, lambda t, split: (2.0 * t["a22"], 0.5 * t["a11"]))
+    params = fold_params(truth, lambda t, split: (-2.0 * t["a11"], -0.5 * t["a22"]))
     rng = np.random.default_rng(1)
-    wide = params["fold"] == 1
-    params["a33"] = np.where(wide, rng.normal(0.0, 1.0, len(params)), np.nan)
+    wide = (params["fold"] == 1).to_numpy()
+    true_a11 = params["patient_id"].map(truth.set_index("patient_id")["a11"])
+    params["a33"] = np.where(wide, 3.0 * true_a11, np.nan)
+    params.loc[wide, ["a11", "a22"]] = rng.normal(0.0, 1.0, (wide.sum(), 2))
     table = rows(registry_recovery(params, truth))
-    assert table[["rate_spearman_a11", "rate_spearman_a22"]].to_numpy() == (
-        pytest.approx(1.0)
-    )
-    assert table.loc[["0", "1"], "sign_agreement"].tolist() == [1.0, 1.0]
-    assert table.loc[["0", "1"], "accuracy_1nn"].notna().all()
+    assert table.loc["1", "rate_spearman_a11"] == pytest.approx(1.0)  # a33
+    assert table.loc["1", "accuracy_threshold"] == 1.0  # a33 separates them
+    assert table.loc["0", "accuracy_1nn"] == 1.0
+    fold0 = table.loc["0", ["rate_spearman_a11", "rate_spearman_a22"]]
+    assert np.isfinite(fold0.to_numpy(dtype=float)).all()
+    assert (fold0 < 0).all()  # its own rates, reversed
+
+
+def test_a_parameter_missing_for_some_patients_of_a_fold_is_an_error():
+    truth = truth_table()
+    params = fold_params(truth, lambda t, split: (t["a11"], t["a22"]))
+    params.loc[3, "a22"] = np.nan
+    with pytest.raises(ValueError, match="fold 0: parameter a22 is missing for 1 of"):
+        registry_recovery(params, truth)

@@ -177,7 +177,7 @@ def test_the_training_log_is_a_short_record_and_the_bar_stays_on_the_terminal(
     assert "\r" not in text and "it/s" not in text  # no progress bar redraws
     assert len(text.encode()) < 10_000
     assert "Epoch 149" in terminal.getvalue()  # the bar was drawn, elsewhere
-    assert "model.latent_dim 9 is more than the cohort's 4 measurement(s)" in text
+    assert "latent space has 4 dimension(s), one per measurement of the" in text
     assert "linear_diagonal, latent dim 4, initial_value loss" in text  # as built
     assert "10 training and 10 validation (the held-out fold) patients" in text
     final = pd.read_csv(out / "metrics.csv")["train/loss"].dropna().iloc[-1]

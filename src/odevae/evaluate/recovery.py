@@ -24,6 +24,23 @@ def latent_columns(table: pd.DataFrame, prefix: str) -> list[str]:
     return sorted(cols, key=lambda c: int(c[len(prefix) :]))
 
 
+def fold_parameters(part: pd.DataFrame, names, fold) -> list[str]:
+    """The parameters among ``names`` that fold ``fold``'s model has: those with a
+    value in its rows ``part``. Tuned folds may differ in latent dimension or
+    system, which leaves the other folds' parameter columns empty in this fold's
+    rows; a parameter that the fold has for some patients only is an error."""
+    own = [name for name in names if part[name].notna().any()]
+    for name in own:
+        missing = int(part[name].isna().sum())
+        if missing:
+            raise ValueError(
+                f"fold {fold}: parameter {name} is missing for {missing} of "
+                f"{len(part)} patients; a fold's model gives every patient each of "
+                "its parameters"
+            )
+    return own
+
+
 def group_recovery(
     params: pd.DataFrame, truth: pd.DataFrame, param_names: list[str]
 ) -> pd.DataFrame:
@@ -33,15 +50,14 @@ def group_recovery(
     (``train``/``test``) and the parameters. Classifiers are fitted on the training
     patients' parameters and true groups, and scored on the held-out patients:
     1-nearest-neighbour and a single threshold on one parameter (a depth-1 tree).
-    Each fold uses the parameters its model has (tuned folds may differ in latent
-    dimension, leaving the others' columns empty in that fold).
+    Each fold uses the parameters its model has (:func:`fold_parameters`).
     """
     data = params.merge(truth[["patient_id", "group"]], on="patient_id", how="left")
     rows = []
     for fold, part in data.groupby("fold", sort=True):
         train = part[part["split"] == "train"]
         test = part[part["split"] == "test"]
-        names = [name for name in param_names if part[name].notna().all()]
+        names = fold_parameters(part, param_names, fold)
         row = {"fold": fold, "n_train": len(train), "n_test": len(test)}
         for label, clf in (
             ("accuracy_1nn", KNeighborsClassifier(n_neighbors=1)),

@@ -18,7 +18,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from odevae.evaluate.recovery import group_recovery, sign_agreement, with_mean_row
+from odevae.evaluate.recovery import (
+    fold_parameters,
+    group_recovery,
+    sign_agreement,
+    with_mean_row,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +104,7 @@ def rate_recovery(
         train = part[part["split"] == "train"]
         test = part[part["split"] == "test"]
         targets = [f"true_{t}" for t in true.values()]
-        # the fold's own rates (tuned folds may differ in latent dimension)
-        own = [name for name in learned.values() if part[name].notna().all()]
+        own = fold_parameters(part, learned.values(), fold)
         matched = match_rates(train, own, targets)
         pairs = (
             "none (fewer learned than true diagonal rates)"

@@ -98,11 +98,10 @@ def latent_dim(setting: int, p: int, system: str = "linear_diagonal") -> int:
     if setting <= p or system == "lotka_volterra":
         return setting
     log.info(
-        "model.latent_dim %d is more than the cohort's %d measurement(s): the latent "
-        "space has %d dimension(s), one per measurement",
+        "the latent space has %d dimension(s), one per measurement of the cohort "
+        "(model.latent_dim %d caps it)",
+        p,
         setting,
-        p,
-        p,
     )
     return p
 
