@@ -28,6 +28,7 @@ from odevae.evaluate.prediction.model import (
     SELECTABLE,
     combined,
     decoded_predictions,
+    ensemble_mean,
     model_predictions,
 )
 from odevae.evaluate.prediction.multivariate_mixed import (
@@ -565,3 +566,69 @@ def test_tunings_one_inner_fit_is_the_one_each_selection_would_make(
     assert inner_multivariate(cohort, make_folds(cohort.patient_ids, 2, 0), 1) is None
     with pytest.raises(ValueError, match="a fit, None or 'fit'"):
         inner_selection(model, cohort, folds, 1, multivariate="fits.npz")
+
+
+def second_model(tiny_cohort, tiny_config, seed=1):
+    """Another model of the same cohort (other initial weights)."""
+    torch.manual_seed(seed)
+    model = build_model(tiny_cohort, tiny_config["model"], tiny_config["loss"], 1e-3)
+    return model.eval()
+
+
+def test_an_ensemble_predicts_the_mixture_of_its_members(tiny_cohort, tiny_config):
+    """tuning.ensemble: every decoded predictor is the mean of the members', its
+    sd that of their equal mixture; latent predictions are the first member's; the
+    multivariate fit is shared. An ensemble of one is the model itself."""
+    train, test = split(tiny_cohort)
+    first, other = (second_model(tiny_cohort, tiny_config, s) for s in (0, 1))
+    fit = fit_multivariate_mixed(train)
+    singles = [
+        decoded_predictions(m, train, test, multivariate=fit) for m in (first, other)
+    ]
+    targets, latent, decoded, encoded = decoded_predictions(
+        [first, other], train, test, multivariate=fit
+    )
+    pd.testing.assert_frame_equal(targets, singles[0][0])
+    assert torch.equal(encoded, singles[0][3])
+    assert all(torch.equal(latent[m], singles[0][1][m]) for m in latent)
+    for method, (mean, sd) in decoded.items():
+        (m1, s1), (m2, s2) = singles[0][2][method], singles[1][2][method]
+        np.testing.assert_allclose(mean, (m1 + m2) / 2, equal_nan=True)
+        mixture = np.sqrt((s1**2 + s2**2) / 2 + ((m1 - m2) / 2) ** 2)
+        np.testing.assert_allclose(sd, mixture, equal_nan=True)
+    assert not np.allclose(decoded["odevae"][0], singles[0][2]["odevae"][0])
+    alone = decoded_predictions([first], train, test, multivariate=fit)
+    for method, (mean, sd) in alone[2].items():
+        np.testing.assert_array_equal(mean, singles[0][2][method][0])
+        np.testing.assert_array_equal(sd, singles[0][2][method][1])
+    mean, sd = ensemble_mean([(np.array([1.0, 3.0]), np.array([1.0, 0.0]))] * 3)
+    np.testing.assert_allclose(mean, [1.0, 3.0])
+    np.testing.assert_allclose(sd, [1.0, 0.0])
+    with pytest.raises(ValueError, match="at least one model"):
+        decoded_predictions([], train, test)
+
+
+def test_no_ensemble_prediction_reads_the_target_visit_or_later(
+    tiny_cohort, tiny_config
+):
+    """The perturbation test of one model, for an ensemble of two."""
+    train, test = split(tiny_cohort)
+    members = [second_model(tiny_cohort, tiny_config, s) for s in (0, 1)]
+    before, _ = model_predictions(members, train, test)
+    row = int(np.argmax(test.visits.sum(1)))
+    cut = int(test.visits[row].sum()) - 2
+    values = test.values.copy()
+    values[row, cut:] += 5.0
+    after, _ = model_predictions(
+        members, train, dataclasses.replace(test, values=values)
+    )
+    pid = test.patient_ids[row]
+    keep = (before["patient_id"] == pid) & (before["n_history"] <= cut)
+    assert keep.sum() > 0
+    pd.testing.assert_series_equal(
+        before.loc[keep, "predicted"], after.loc[keep, "predicted"]
+    )
+    moved = (after["patient_id"] == pid) & (after["n_history"] > cut)
+    assert not np.allclose(
+        before.loc[moved, "predicted"], after.loc[moved, "predicted"]
+    )

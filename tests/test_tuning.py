@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -12,7 +13,7 @@ import yaml
 from odevae.data.folds import make_folds
 from odevae.errors import InputError
 from odevae.evaluate.prediction.selection import inner_selection
-from odevae.evaluate.tuning import choose_candidate
+from odevae.evaluate.tuning import choose_candidate, ensemble_members
 from odevae.model.trained import load_trained
 from odevae.train.training import train_fold
 from tests.conftest import TINY, merge, snakemake
@@ -42,6 +43,27 @@ def test_the_candidate_whose_selected_predictor_scores_lowest_is_chosen():
     assert choice["predictor"].tolist() == ["odevae", "odevae_mixed"]
     assert choice["mse"].tolist() == [0.9, 0.7]
     assert choice["chosen"].tolist() == [False, True]
+
+
+def test_the_ensemble_is_the_best_candidates_in_order():
+    """tuning.ensemble: the k lowest inner scores, ranked (ties in the candidates'
+    order, a score that is not a number last); all where fewer candidates."""
+    tables = {
+        name: selection("odevae", mse)
+        for name, mse in [("a", 0.8), ("b", float("nan")), ("c", 0.7), ("d", 0.8)]
+    }
+    choice = choose_candidate(tables, "odevae", ensemble=2)
+    assert choice["rank"].tolist() == [2, 4, 1, 3]
+    assert choice["chosen"].tolist() == [False, False, True, False]
+    assert choice["ensemble"].tolist() == [True, False, True, False]
+    paths = ["a.ckpt", "b.ckpt", "c.ckpt", "d.ckpt"]
+    assert ensemble_members(choice, paths) == ["c.ckpt", "a.ckpt"]
+    everyone = choose_candidate(tables, "odevae", ensemble=9)
+    assert ensemble_members(everyone, paths) == ["c.ckpt", "a.ckpt", "d.ckpt", "b.ckpt"]
+    one = choose_candidate(tables, "odevae", ensemble=1)
+    assert ensemble_members(one, paths) == ["c.ckpt"]
+    with pytest.raises(InputError, match="tuning.ensemble"):
+        choose_candidate(tables, "odevae", ensemble=0)
 
 
 def test_a_named_predictor_chooses_the_setting_where_it_scores_lowest():
@@ -76,7 +98,8 @@ def test_tunings_inner_selection_is_what_prediction_would_compute(
 
 @pytest.mark.workflow
 def test_each_fold_trains_every_candidate_and_keeps_the_inner_best(workdir):
-    config = merge(TINY, INNER | {"tuning": {"candidates": CANDIDATES}})
+    tuned = {"tuning": {"candidates": CANDIDATES, "ensemble": 1}}
+    config = merge(TINY, INNER | tuned)
     (workdir / "tune.yaml").write_text(yaml.safe_dump(config))
     target = "results/tiny/predict/fold_1/predictions.tsv"
     snakemake(workdir, target, "--configfile", "tune.yaml")
@@ -109,17 +132,39 @@ def test_each_fold_trains_every_candidate_and_keeps_the_inner_best(workdir):
         workdir, target, "--configfile", "tune.yaml", "jobs.yaml", "-n"
     )
     assert "Nothing to be done" in switched.stdout + switched.stderr, switched.stdout
+    # and with an ensemble of the two (tuning.ensemble 2, the default), predict
+    # averages both models and chooses odevae_selected for the average
     apart = merge(config, {"name": "apart", "tuning": {"jobs": "candidate"}})
+    apart["tuning"].pop("ensemble")
     (workdir / "apart.yaml").write_text(yaml.safe_dump(apart))
     snakemake(
-        workdir, "results/apart/train/fold_1/model.ckpt", "--configfile", "apart.yaml"
+        workdir,
+        "results/apart/predict/fold_1/predictions.tsv",
+        "--configfile",
+        "apart.yaml",
     )
     again = workdir / "results" / "apart"
     logs = sorted(p.name for p in (again / "logs" / "tune" / "fold_1").iterdir())
     assert logs == sorted(f"{name}.log" for name in CANDIDATES)
-    assert (out / "tune/fold_1/choice.tsv").read_bytes() == (
-        again / "tune/fold_1/choice.tsv"
-    ).read_bytes()
+    pair = pd.read_csv(again / "tune/fold_1/choice.tsv", sep="\t")
+    assert choice["ensemble"].tolist() == choice["chosen"].tolist()
+    assert pair["ensemble"].all()
+    pd.testing.assert_frame_equal(
+        choice.drop(columns="ensemble"), pair.drop(columns="ensemble")
+    )
+    log = (again / "logs/predict/fold_1.log").read_text()
+    assert "the mean of an ensemble of 2 models" in log
+    rescored = pd.read_csv(again / "predict/fold_1/selection.tsv", sep="\t")
+    assert (rescored["scored_on"] == "inner_validation").all()
+    assert not rescored["mse"].equals(used["mse"])
+    both, alone = (
+        pd.read_csv(d / "predict/fold_1/predictions.tsv", sep="\t")
+        for d in (again, out)
+    )
+    own = both["method"] == "odevae"
+    assert not np.allclose(both.loc[own, "predicted"], alone.loc[own, "predicted"])
+    keys = ["patient_id", "visit", "horizon", "method"]
+    pd.testing.assert_frame_equal(both[keys], alone[keys])
     for name in CANDIDATES:
         tuned = f"tune/fold_1/{name}"
         for file in ("metrics.csv", "selection.tsv"):

@@ -137,7 +137,8 @@ def tuned_models(wildcards):
 def predict_inputs(wildcards):
     """The predict rule's inputs: the multivariate mixed model that rule
     comparators fitted (odevae_combined combines it) and, with tuning, the chosen
-    candidate's inner selection (rule choose), which predict then reuses."""
+    candidate's inner selection (rule choose), which predict then reuses, and
+    every candidate's model with the choice that names the ensemble's members."""
     fold = wildcards.fold
     inputs = {
         "checkpoint": f"{OUT}/train/fold_{fold}/model.ckpt",
@@ -147,6 +148,8 @@ def predict_inputs(wildcards):
     }
     if tuning():
         inputs["selection"] = f"{OUT}/train/fold_{fold}/selection.tsv"
+        inputs["choice"] = f"{OUT}/tune/fold_{fold}/choice.tsv"
+        inputs["candidates"] = tuned_models(wildcards)["checkpoints"]
     return inputs
 
 

@@ -81,6 +81,7 @@ else:
         params:
             candidates=list(config["tuning"]["candidates"]),
             predictor=config["tuning"]["predictor"],
+            ensemble=config["tuning"]["ensemble"],
         script:
             "../scripts/choose.py"
 

@@ -14,7 +14,9 @@ log = logging.getLogger("odevae.choose")
 def main(snakemake):
     names = snakemake.params.candidates
     tables = dict(zip(names, map(read_tsv, snakemake.input.selections), strict=True))
-    choice = choose_candidate(tables, snakemake.params.predictor)
+    choice = choose_candidate(
+        tables, snakemake.params.predictor, snakemake.params.ensemble
+    )
     k = int(choice["chosen"].to_numpy().argmax())
     plural = {"checkpoint": "checkpoints", "selection": "selections"}
     for key in ("checkpoint", "metrics", "hparams", "selection"):
@@ -31,6 +33,15 @@ def main(snakemake):
         choice["mse"][k],
         ", ".join(f"{n} {m:.4g}" for n, m in zip(names, choice["mse"], strict=True)),
     )
+    members = choice[choice["ensemble"]].sort_values("rank")["candidate"]
+    if len(members) > 1:
+        log.info(
+            "fold %s: predictions averaged over the %d best candidates "
+            "(tuning.ensemble): %s",
+            snakemake.wildcards.fold,
+            len(members),
+            ", ".join(members),
+        )
 
 
 run_script(snakemake, main)

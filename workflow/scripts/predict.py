@@ -6,13 +6,18 @@ from odevae.data.tables import read_tsv, write_tsv
 from odevae.data.transforms import resolve_transforms
 from odevae.evaluate.predict import predict_fold
 from odevae.evaluate.prediction.multivariate_mixed import load_fit
+from odevae.evaluate.tuning import ensemble_members
 from odevae.runner import run_script
 
 
 def main(snakemake):
     cohort = Cohort.load(snakemake.input.cohort)
+    checkpoints = [snakemake.input.checkpoint]
+    if "choice" in snakemake.input.keys():  # tuning: the ensemble's members
+        choice = read_tsv(snakemake.input.choice)
+        checkpoints = ensemble_members(choice, list(snakemake.input.candidates))
     tables = predict_fold(
-        snakemake.input.checkpoint,
+        checkpoints,
         cohort,
         read_tsv(snakemake.input.folds),
         int(snakemake.wildcards.fold),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -115,7 +116,7 @@ def predict(
 
 
 def predict_fold(
-    checkpoint: str,
+    checkpoint: str | Sequence[str],
     cohort: Cohort,
     folds: pd.DataFrame,
     fold: int,
@@ -127,6 +128,13 @@ def predict_fold(
     multivariate="fit",
 ) -> dict[str, pd.DataFrame]:
     """Load a fold's checkpoint and predict every patient, marked train or test.
+
+    ``checkpoint``: one checkpoint, or a list of them, best first: an ensemble
+    (``tuning.ensemble``), whose predictions in data space are the members' mean
+    (:func:`~odevae.evaluate.prediction.model.decoded_predictions`); the
+    parameters, latent states, trajectories and latent-space predictions are the
+    first member's, and the inner selection is scored again for the ensemble (a
+    given ``selection`` is one candidate's).
 
     The trajectory grid runs from 0 in steps of ``grid_dt`` (a number, or ``auto``:
     :func:`resolve_grid_dt`) until it covers the cohort's last visit. Returns the
@@ -150,7 +158,17 @@ def predict_fold(
     (:func:`~odevae.evaluate.prediction.multivariate_mixed.load_fit`), or ``"fit"``
     to fit it here.
     """
-    model = load_trained(checkpoint)
+    paths = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
+    members = [load_trained(path) for path in paths]
+    model = members[0]
+    if len(members) > 1:
+        selection = None  # tuning scored one candidate, not the ensemble
+        log.info(
+            "fold %d: the predictions are the mean of an ensemble of %d models: %s",
+            fold,
+            len(members),
+            ", ".join(paths),
+        )
     train_ids, held_ids = fold_members(folds, fold)
     grid_dt = resolve_grid_dt(grid_dt, cohort, train_ids)
     t_max = float(cohort.times[cohort.visits].max())
@@ -186,7 +204,7 @@ def predict_fold(
     train = cohort.subset(cohort.index_of(train_ids))
     cap = mixed_model_max_patients
     if selection is None or "weight" not in selection:
-        selection = inner_selection(model, cohort, folds, fold, cap)
+        selection = inner_selection(members, cohort, folds, fold, cap)
     selection = selection[SELECTION_COLUMNS]
     selected = selection.loc[selection["selected"], "predictor"].item()
     weight = selection.set_index("predictor")["weight"].get("odevae_combined")
@@ -202,7 +220,7 @@ def predict_fold(
     else:
         log.info("fold %d: odevae_combined weighs odevae_mixed %.3g", fold, weight)
     heldout, latent = model_predictions(
-        model,
+        members,
         train,
         cohort.subset(cohort.index_of(held_ids)),
         selected,

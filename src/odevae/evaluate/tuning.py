@@ -1,8 +1,9 @@
 """Tuning (config ``tuning.candidates``): the fold's model is the candidate setting
 whose predictor named by ``tuning.predictor`` (``odevae`` as shipped, or
 ``selected``: each candidate's selected predictor) scores best on the fold's
-inner validation patients. Torch-free: rule ``choose`` only reads the candidates'
-score tables."""
+inner validation patients, and its predictions are averaged with those of the
+next best (``tuning.ensemble`` candidates in all). Torch-free: rule ``choose``
+only reads the candidates' score tables."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from odevae.errors import InputError
 
 
 def choose_candidate(
-    selections: dict[str, pd.DataFrame], predictor: str = "selected"
+    selections: dict[str, pd.DataFrame], predictor: str = "selected", ensemble: int = 1
 ) -> pd.DataFrame:
     """Tuning: per candidate setting (in order), its selected predictor (or the
     named ``predictor``) and that predictor's inner-validation MSE; ``chosen``
-    marks the lowest (the first on ties)."""
+    marks the lowest (the first on ties), ``rank`` orders them (1: the lowest; ties
+    in the candidates' order, an MSE that is not a number last) and ``ensemble``
+    marks the ``ensemble`` lowest (all where there are fewer candidates)."""
     rows = []
     for name, table in selections.items():
         if predictor == "selected":
@@ -34,6 +37,26 @@ def choose_candidate(
         rows.append(
             {"candidate": name, "predictor": best["predictor"], "mse": best["mse"]}
         )
+    if ensemble < 1:
+        raise InputError(
+            f"an ensemble of {ensemble} candidates: expected at least 1",
+            key="tuning.ensemble",
+        )
     choice = pd.DataFrame(rows)
-    choice["chosen"] = np.arange(len(choice)) == choice["mse"].to_numpy().argmin()
+    mse = choice["mse"].to_numpy(dtype=float)
+    order = np.argsort(np.where(np.isnan(mse), np.inf, mse), kind="stable")
+    rank = np.empty(len(choice), dtype=int)
+    rank[order] = np.arange(1, len(choice) + 1)
+    choice["chosen"] = rank == 1
+    choice["rank"] = rank
+    choice["ensemble"] = rank <= ensemble
     return choice
+
+
+def ensemble_members(choice: pd.DataFrame, checkpoints: list[str]) -> list[str]:
+    """The checkpoints (one per row of ``choice``, in its order) of the candidates
+    that ``choice`` marks ``ensemble``, best first."""
+    if len(checkpoints) != len(choice):
+        raise ValueError(f"{len(checkpoints)} checkpoints for {len(choice)} candidates")
+    members = choice[choice["ensemble"].astype(bool)].sort_values("rank")
+    return [checkpoints[i] for i in members.index]

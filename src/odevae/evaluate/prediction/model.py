@@ -60,12 +60,22 @@ standard deviation:
   (:mod:`~odevae.evaluate.prediction.selection`); the held-out fold plays no part in the
   choice.
 
+With tuning, a fold's model can be an **ensemble** of the candidates best on the
+inner validation patients (``tuning.ensemble``): every predictor above is then the
+mean of the members' predictions (:func:`ensemble_mean`; the random effects of
+``odevae_mixed`` and ``vae_mixed`` fitted on each member's own residuals), with the
+sd of the equal mixture of the members' predictive distributions. Latent spaces of
+different models are not comparable, so the latent-space predictions are the first
+(best) member's.
+
 Only the history visits are ever encoded for a target (the encoder is per visit, the
 parameters come from baseline covariates and the history encoder is causal), so
 nothing at or after visit j enters its prediction.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -122,9 +132,34 @@ def combined(
     )
 
 
+def ensemble_mean(
+    members: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The equal mixture of the members' predictive distributions, each a (mean,
+    sd) pair of arrays: its mean (the members' mean) and its sd, √(mean of sd² +
+    mean squared deviation of the members' means from it). One member is returned
+    as it is."""
+    if len(members) == 1:
+        return members[0]
+    means = np.stack([mean for mean, _ in members])
+    mean = means.mean(axis=0)
+    variance = np.stack([sd**2 for _, sd in members]).mean(axis=0)
+    spread = ((means - mean) ** 2).mean(axis=0)
+    return mean, np.sqrt(variance + spread)
+
+
+def as_members(model: CoreAccess | Sequence[CoreAccess]) -> list[CoreAccess]:
+    """A fold's model as a list of ensemble members (one model: a list of one)."""
+    if isinstance(model, Sequence):
+        if not model:
+            raise ValueError("an ensemble needs at least one model")
+        return list(model)
+    return [model]
+
+
 @torch.no_grad()
 def decoded_predictions(
-    model: CoreAccess,
+    model: CoreAccess | Sequence[CoreAccess],
     train: Cohort,
     test: Cohort,
     max_patients: int = MIXED_MODEL_MAX_PATIENTS,
@@ -140,7 +175,36 @@ def decoded_predictions(
     (:class:`~odevae.evaluate.prediction.multivariate_mixed.MultivariateMixedFit`;
     None: none could be fitted), or ``"fit"`` to fit it here (on a subset drawn
     with seed 0 above ``max_patients``; rule ``comparators`` draws with the run's
-    seed + fold, and rule ``predict`` combines its fit)."""
+    seed + fold, and rule ``predict`` combines its fit).
+
+    ``model`` may be a list of models, an ensemble: each decoded prediction is
+    then :func:`ensemble_mean` of the members' (the multivariate model fitted once
+    for all), and the latent predictions and encoder means are the first
+    member's."""
+    members = as_members(model)
+    if len(members) == 1:
+        return _decoded_one(members[0], train, test, max_patients, weight, multivariate)
+    multivariate = given_or_fitted(multivariate, train, max_patients=max_patients)
+    each = [
+        _decoded_one(member, train, test, max_patients, weight, multivariate)
+        for member in members
+    ]
+    targets, latent, _, encoded = each[0]
+    decoded = {
+        method: ensemble_mean([out[2][method] for out in each]) for method in each[0][2]
+    }
+    return targets, latent, decoded, encoded
+
+
+def _decoded_one(
+    model: CoreAccess,
+    train: Cohort,
+    test: Cohort,
+    max_patients: int,
+    weight: float,
+    multivariate,
+) -> tuple[pd.DataFrame, dict, dict, torch.Tensor]:
+    """:func:`decoded_predictions` of one model."""
     targets, latent, encoded = latent_predictions(model, train, test)
     decoded = {method: decode(model, latent[method]) for method in latent}
     decoded["odevae_increment"] = increment(model, test, targets, decoded)
@@ -170,7 +234,7 @@ def decoded_predictions(
 
 @torch.no_grad()
 def model_predictions(
-    model: CoreAccess,
+    model: CoreAccess | Sequence[CoreAccess],
     train: Cohort,
     test: Cohort,
     selected: str | None = None,
@@ -180,8 +244,8 @@ def model_predictions(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The held-out patients' predictions of every method in :data:`METHODS`, and
     ``odevae_selected`` (a copy of the ``selected`` predictor) when given;
-    ``weight``: ``odevae_mixed``'s in ``odevae_combined``; ``multivariate`` as
-    :func:`decoded_predictions` takes it.
+    ``weight``: ``odevae_mixed``'s in ``odevae_combined``; ``model`` (one, or an
+    ensemble) and ``multivariate`` as :func:`decoded_predictions` takes them.
 
     Returns the long table in data space (:data:`~odevae.evaluate.prediction.targets.
     COLUMNS`) and, as the follow-up paper also scores, the latent-space table:

@@ -21,6 +21,8 @@ it), which is why tuning scores candidates by ``odevae`` by default.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -83,7 +85,7 @@ def combination_weight(
 
 
 def select_predictor(
-    model: CoreAccess,
+    model: CoreAccess | Sequence[CoreAccess],
     fitted: Cohort,
     scored: Cohort,
     scored_on: str,
@@ -94,7 +96,8 @@ def select_predictor(
     ``fitted`` (the patients the model was trained on) for the population
     parameters, the residual mixed model and the SDs (``multivariate``: the
     multivariate mixed model fitted on ``fitted``, or ``"fit"``, as
-    :func:`~odevae.evaluate.prediction.model.decoded_predictions` takes it). Returns
+    :func:`~odevae.evaluate.prediction.model.decoded_predictions` takes it, and so
+    ``model``: one model or an ensemble of them). Returns
     :data:`SELECTION_COLUMNS`, one row per predictor (``odevae_combined`` with
     its weight fitted on the same one-step targets); ``selected`` marks the
     lowest MSE (the first on ties)."""
@@ -144,7 +147,7 @@ def no_selection() -> pd.DataFrame:
 
 
 def inner_selection(
-    model: CoreAccess,
+    model: CoreAccess | Sequence[CoreAccess],
     cohort: Cohort,
     folds: pd.DataFrame,
     fold: int,
