@@ -29,7 +29,7 @@ and from-first-visit ratios to LOCF (95 % patient bootstrap interval) of
 (``odevae``/``odevae_prior``), and ``odevae`` and the selected predictor against
 the mixed model (one step ahead and from the first visit).
 
-    python benchmarks/real_cohorts.py                  # all four (about 20 min)
+    python benchmarks/real_cohorts.py                  # all four (about 20-25 min)
     python benchmarks/real_cohorts.py --cohorts autism --cores 4
 """
 
