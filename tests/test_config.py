@@ -163,6 +163,18 @@ def test_every_cross_key_check_runs_from_one_call(default_config):
         ({"simulation": {"p": 5}}, "simulation.p"),
         ({"model": {"latent_dim": 3}}, "model.latent_dim"),
         ({"data": {"source": "table"}}, "table.visits"),
+        (  # a set of measurements the table does not have, before any job
+            {
+                "data": {"source": "table"},
+                "table": {
+                    "visits": "v.csv",
+                    "time_unit": "days",
+                    "measurements": ["bili"],
+                },
+                "evaluation": {"variable_sets": {"labs": ["bili", "albumin"]}},
+            },
+            "evaluation.variable_sets.labs",
+        ),
     ):
         bad = merge(default_config, override)
         validate(bad, SCHEMA)

@@ -30,6 +30,7 @@ def check_config(config: dict, schema: dict) -> None:
     """Every cross-key check of a schema-validated ``config`` (``schema``: the
     loaded schema, for the tuning candidates' configs)."""
     check_source(config)
+    check_variable_sets(config)
     check_trained(config)
     check_tuning(config, schema)
     if config["data"]["source"] == "simulate":
@@ -63,6 +64,24 @@ def check_source(config: dict) -> None:
                 f"config key '{key}' is required when data.source is {source}, "
                 f"found null{hint}",
                 key,
+            )
+
+
+def check_variable_sets(config: dict) -> None:
+    """Each set of ``evaluation.variable_sets`` names measurements of the cohort,
+    where the config names them all (a table whose ``table.measurements`` are exact
+    names, no globs); otherwise rule ``evaluate`` checks them against the data."""
+    if config["data"]["source"] != "table":
+        return
+    measurements = config["table"]["measurements"]
+    if not measurements or any(set(m) & set("*?[") for m in measurements):
+        return
+    for name, variables in config["evaluation"]["variable_sets"].items():
+        unknown = [v for v in variables if v not in measurements]
+        if unknown:
+            raise InputError(
+                f"{unknown} not among table.measurements {measurements}",
+                key=f"evaluation.variable_sets.{name}",
             )
 
 
