@@ -5,7 +5,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, merge
 
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -181,3 +181,24 @@ def test_every_cross_key_check_runs_from_one_call(default_config):
         with pytest.raises(InputError) as err:
             check_config(resolve_auto(bad), schema)
         assert err.value.key == key and f"'{key}'" in str(err.value)
+
+
+def test_variable_sets_are_checked_where_the_config_names_every_measurement(
+    default_config,
+):
+    """A table config with globs (or none) among its measurements leaves the
+    check to rule evaluate, which sees the data's columns."""
+    from odevae.config_checks import check_variable_sets
+
+    for measurements in (["x*"], ["bili", "lab_?"], []):
+        config = merge(
+            default_config,
+            {
+                "data": {"source": "table"},
+                "table": {"measurements": measurements},
+                "evaluation": {"variable_sets": {"labs": ["albumin"]}},
+            },
+        )
+        check_variable_sets(config)
+    config["table"]["measurements"] = ["albumin", "bili"]
+    check_variable_sets(config)

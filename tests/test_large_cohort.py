@@ -267,6 +267,9 @@ def test_prediction_jobs_keep_the_defaults_until_the_visits_need_more():
     }
     sized = evaluation_resources(CohortSize(150_000, 2_000_000, 300.0))
     assert sized["mem_mb"] == 21000 and sized["runtime"] > 30
+    # predict with two models averaged (tuning.ensemble) predicts everyone twice
+    pair = evaluation_resources(CohortSize(150_000, 2_000_000, 300.0), models=2)
+    assert pair["mem_mb"] == 41000 and pair["runtime"] >= 2 * sized["runtime"] - 1
 
 
 def test_a_15000_patient_fold_trains_with_batches_of_128_in_the_minimum_time():

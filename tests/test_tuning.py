@@ -56,12 +56,17 @@ def test_the_ensemble_is_the_best_candidates_in_order():
     assert choice["rank"].tolist() == [2, 4, 1, 3]
     assert choice["chosen"].tolist() == [False, False, True, False]
     assert choice["ensemble"].tolist() == [True, False, True, False]
-    paths = ["a.ckpt", "b.ckpt", "c.ckpt", "d.ckpt"]
-    assert ensemble_members(choice, paths) == ["c.ckpt", "a.ckpt"]
+    paths = [f"tune/fold_0/{name}/model.ckpt" for name in "dcba"]  # any order
+    path = {name: f"tune/fold_0/{name}/model.ckpt" for name in "abcd"}
+    assert ensemble_members(choice, paths) == [path["c"], path["a"]]
+    # a candidate without a finite score never joins an ensemble
     everyone = choose_candidate(tables, "odevae", ensemble=9)
-    assert ensemble_members(everyone, paths) == ["c.ckpt", "a.ckpt", "d.ckpt", "b.ckpt"]
+    assert everyone["ensemble"].tolist() == [True, False, True, True]
+    assert ensemble_members(everyone, paths) == [path["c"], path["a"], path["d"]]
     one = choose_candidate(tables, "odevae", ensemble=1)
-    assert ensemble_members(one, paths) == ["c.ckpt"]
+    assert ensemble_members(one, paths) == [path["c"]]
+    with pytest.raises(ValueError, match="no checkpoint of candidate"):
+        ensemble_members(choice, paths[:2])
     with pytest.raises(InputError, match="tuning.ensemble"):
         choose_candidate(tables, "odevae", ensemble=0)
 
@@ -156,6 +161,7 @@ def test_each_fold_trains_every_candidate_and_keeps_the_inner_best(workdir):
     assert "the mean of an ensemble of 2 models" in log
     rescored = pd.read_csv(again / "predict/fold_1/selection.tsv", sep="\t")
     assert (rescored["scored_on"] == "inner_validation").all()
+    assert rescored["n_patients"].tolist() == used["n_patients"].tolist()
     assert not rescored["mse"].equals(used["mse"])
     both, alone = (
         pd.read_csv(d / "predict/fold_1/predictions.tsv", sep="\t")

@@ -140,15 +140,15 @@ EVALUATION_MB_PER_VISIT, EVALUATION_SECONDS_PER_VISIT = 0.01, 1e-3
 DEFAULT_MB, DEFAULT_MINUTES = 1000, 10
 
 
-def evaluation_resources(size: CohortSize) -> dict[str, int]:
+def evaluation_resources(size: CohortSize, models: int = 1) -> dict[str, int]:
     """``runtime`` (minutes) and ``mem_mb`` of one attempt of a fold's ``predict``
     or ``comparators`` job: the profile's defaults (10 minutes, 1000 MB) until
     the cohort's visits need more (every patient is predicted; a large cohort's
-    prediction tables have millions of rows)."""
-    mb = EVALUATION_MB_PER_VISIT * size.visits
+    prediction tables have millions of rows); ``models``: the models ``predict``
+    averages (``tuning.ensemble``), each predicting every patient."""
+    mb = EVALUATION_MB_PER_VISIT * size.visits * models
+    seconds = EVALUATION_SECONDS_PER_VISIT * size.visits * models
     return {
-        "runtime": max(
-            DEFAULT_MINUTES, math.ceil(EVALUATION_SECONDS_PER_VISIT * size.visits / 60)
-        ),
+        "runtime": max(DEFAULT_MINUTES, math.ceil(seconds / 60)),
         "mem_mb": DEFAULT_MB + 100 * math.floor(mb / 100),
     }

@@ -126,6 +126,14 @@ def candidate_configs(wildcards):
     return {name: training_config(wildcards, name) for name in names}
 
 
+def ensemble_size():
+    """How many models a fold's predict averages (tuning.ensemble, at most the
+    number of candidates; 1 without tuning)."""
+    if not tuning():
+        return 1
+    return min(config["tuning"]["ensemble"], len(config["tuning"]["candidates"]))
+
+
 def tuned_models(wildcards):
     """Every tuning candidate's model and inner-validation scores of one fold."""
     return {

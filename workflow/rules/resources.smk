@@ -17,14 +17,15 @@ def sized_by_cohort(name, jobs=1):
     return resource
 
 
-def sized_for_evaluation(name):
+def sized_for_evaluation(name, models=1):
     """A fold's ``predict`` or ``comparators`` resource ``name`` sized from the
-    cohort's visits (:func:`odevae.resources.evaluation_resources`; the profile's
-    defaults for every shipped preset), times the attempt."""
+    cohort's visits and the ``models`` it predicts with
+    (:func:`odevae.resources.evaluation_resources`; the profile's defaults for
+    every shipped preset), times the attempt."""
 
     def resource(wildcards, attempt):
         size = training_size(f"{OUT}/preprocessed/cohort.npz", config)
-        return attempt * evaluation_resources(size)[name]
+        return attempt * evaluation_resources(size, models)[name]
 
     return resource
 

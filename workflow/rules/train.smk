@@ -103,8 +103,8 @@ rule predict:
     conda:
         "../envs/odevae.yaml"
     resources:
-        mem_mb=sized_for_evaluation("mem_mb"),
-        runtime=sized_for_evaluation("runtime"),
+        mem_mb=sized_for_evaluation("mem_mb", ensemble_size()),
+        runtime=sized_for_evaluation("runtime", ensemble_size()),
     params:
         grid_dt=config["predict"]["grid_dt"],
         transforms=measurement_transforms(),

@@ -7,6 +7,8 @@ only reads the candidates' score tables."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -20,7 +22,8 @@ def choose_candidate(
     named ``predictor``) and that predictor's inner-validation MSE; ``chosen``
     marks the lowest (the first on ties), ``rank`` orders them (1: the lowest; ties
     in the candidates' order, an MSE that is not a number last) and ``ensemble``
-    marks the ``ensemble`` lowest (all where there are fewer candidates)."""
+    marks the ``ensemble`` lowest (all where there are fewer candidates), never a
+    candidate whose MSE is not a number unless it is the only one."""
     rows = []
     for name, table in selections.items():
         if predictor == "selected":
@@ -49,14 +52,17 @@ def choose_candidate(
     rank[order] = np.arange(1, len(choice) + 1)
     choice["chosen"] = rank == 1
     choice["rank"] = rank
-    choice["ensemble"] = rank <= ensemble
+    choice["ensemble"] = (rank == 1) | ((rank <= ensemble) & np.isfinite(mse))
     return choice
 
 
 def ensemble_members(choice: pd.DataFrame, checkpoints: list[str]) -> list[str]:
-    """The checkpoints (one per row of ``choice``, in its order) of the candidates
-    that ``choice`` marks ``ensemble``, best first."""
-    if len(checkpoints) != len(choice):
-        raise ValueError(f"{len(checkpoints)} checkpoints for {len(choice)} candidates")
+    """The checkpoints of the candidates that ``choice`` marks ``ensemble``, best
+    first; a candidate's checkpoint is the one in the folder of its name
+    (``tune/fold_<k>/<candidate>/model.ckpt``)."""
+    by_name = {Path(path).parent.name: path for path in checkpoints}
     members = choice[choice["ensemble"].astype(bool)].sort_values("rank")
-    return [checkpoints[i] for i in members.index]
+    missing = [name for name in members["candidate"] if name not in by_name]
+    if missing:
+        raise ValueError(f"no checkpoint of candidate(s) {missing} in {checkpoints}")
+    return [by_name[name] for name in members["candidate"]]
