@@ -196,15 +196,13 @@ class LotkaVolterra(LatentSystem):
         super().__init__(dim, all_param_names("lotka_volterra", dim), fixed)
 
     def field(self, theta: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        # du = u ⊙ (rate + coupling ⊙ (u2, u1)): rate (α, −δ), coupling (−β, γ);
+        # four operators per evaluation instead of ten (a solver evaluates the
+        # field six times per step, forward and backward)
         alpha, beta, gamma, delta = self.expand(theta).unbind(-1)
-
-        def du(u: torch.Tensor) -> torch.Tensor:
-            u1, u2 = u.unbind(-1)
-            return torch.stack(
-                [alpha * u1 - beta * u1 * u2, gamma * u1 * u2 - delta * u2], -1
-            )
-
-        return du
+        rate = torch.stack([alpha, -delta], -1)
+        coupling = torch.stack([-beta, gamma], -1)
+        return lambda u: u * (rate + coupling * u.flip(-1))
 
 
 class NeuralField(LatentSystem):
