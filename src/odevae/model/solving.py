@@ -54,7 +54,9 @@ class _BatchField(nn.Module):
 
 #: torchdiffeq's solvers that step adaptively and interpolate inside a step.
 ADAPTIVE_RK = {
-    name for name, cls in SOLVERS.items() if issubclass(cls, RKAdaptiveStepsizeODESolver)
+    name
+    for name, solver in SOLVERS.items()
+    if issubclass(solver, RKAdaptiveStepsizeODESolver)
 }
 
 
