@@ -74,14 +74,37 @@ def _interpolate(coefficients, t0, t1, t: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def dense_odeint(func, y0, t, *, rtol, atol, method):
-    """``torchdiffeq.odeint(func, y0, t, ...)`` for an adaptive Runge-Kutta
+class _AutonomousField:
+    """An autonomous field as torchdiffeq's adaptive solvers call it,
+    ``(t, y, perturb=...)``, with their step callbacks. torchdiffeq wraps a field
+    to move t just off a step's end (for fields that jump in time) and, backward
+    in time, to negate t and the field; a field that ignores t needs only the
+    negation (``mul`` −1, the same product as torchdiffeq's): the same values
+    in fewer operators per evaluation."""
+
+    def __init__(self, field, mul: float) -> None:
+        self.field, self.mul = field, mul
+
+    def __call__(self, t, y, perturb=None):
+        du = self.field(t, y)
+        return du if self.mul == 1.0 else self.mul * du
+
+    def callback_step(self, t0, y0, dt) -> None:
+        pass
+
+    callback_accept_step = callback_reject_step = callback_step
+
+
+def dense_odeint(field, y0, t, *, rtol, atol, method):
+    """``torchdiffeq.odeint(field, y0, t, ...)`` for an autonomous ``field`` (its
+    value does not depend on t, as no system here does), an adaptive Runge-Kutta
     ``method`` (:data:`ADAPTIVE_RK`) and a tensor ``y0``, with the times that fall
     inside one accepted step interpolated together: the same steps and the same
     values, bit for bit, in far fewer operators when ``t`` is long."""
-    _, func, y0, t, rtol, atol, method, options, _, _ = _check_inputs(
-        func, y0, t, rtol, atol, method, None, None, SOLVERS
+    _, _, y0, t, rtol, atol, method, options, _, backward = _check_inputs(
+        field, y0, t, rtol, atol, method, None, None, SOLVERS
     )
+    func = _AutonomousField(field, -1.0 if backward else 1.0)
     solver = SOLVERS[method](func=func, y0=y0, rtol=rtol, atol=atol, **options)
     t = t.to(solver.dtype)
     solver._before_integrate(t)
