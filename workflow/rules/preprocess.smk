@@ -20,6 +20,7 @@ rule preprocess:
         f"{LOGS}/preprocess/preprocess.log",
     benchmark:
         f"{OUT}/benchmarks/preprocess.tsv"
+    priority: PRIORITY_READY
     conda:
         "../envs/odevae.yaml"
     params:
@@ -39,6 +40,7 @@ rule split:
         f"{LOGS}/split/split.log",
     benchmark:
         f"{OUT}/benchmarks/split.tsv"
+    priority: PRIORITY_READY
     conda:
         "../envs/odevae.yaml"
     params:

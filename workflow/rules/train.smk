@@ -16,6 +16,7 @@ if not tuning():
             f"{LOGS}/train/fold_{{fold}}.log",
         benchmark:
             f"{OUT}/benchmarks/train/fold_{{fold}}.tsv"
+        priority: PRIORITY_LONG
         conda:
             "../envs/odevae.yaml"
         threads: 1
@@ -47,6 +48,7 @@ else:
             f"{LOGS}/tune/{TUNE_JOB}.log",
         benchmark:
             f"{OUT}/benchmarks/tune/{TUNE_JOB}.tsv"
+        priority: PRIORITY_LONG
         conda:
             "../envs/odevae.yaml"
         threads: 1
