@@ -76,12 +76,6 @@ OUT = f"{RUN}/seed{{seed}}" if config["sweep"]["seeds"] else RUN
 LOGS = f"{OUT}/logs"
 FOLDS = list(range(config["cv"]["folds"]))
 
-# Job priorities, for runs of many jobs (snakemake paper, sweeps): first the cheap
-# jobs that make a cohort ready, so that its long jobs can start, then the long
-# ones (training, the cost benchmark) before the short ones that fill the gaps;
-# every other job 0. Measured: docs/paper.md.
-PRIORITY_READY, PRIORITY_LONG = 3, 2
-
 # Jobs import the odevae library of this checkout, also in --use-conda environments.
 # (Set here, not required from the user: hence no envvars directive.)
 os.environ.update(

@@ -113,7 +113,6 @@ rule paper_cost:
         "results/paper/logs/paper_cost.log",
     benchmark:
         "results/paper/benchmarks/paper_cost.tsv"
-    priority: PRIORITY_LONG
     conda:
         "../envs/odevae.yaml"
     threads: 1

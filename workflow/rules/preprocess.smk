@@ -20,7 +20,6 @@ rule preprocess:
         f"{LOGS}/preprocess/preprocess.log",
     benchmark:
         f"{OUT}/benchmarks/preprocess.tsv"
-    priority: PRIORITY_READY
     conda:
         "../envs/odevae.yaml"
     params:
@@ -40,7 +39,6 @@ rule split:
         f"{LOGS}/split/split.log",
     benchmark:
         f"{OUT}/benchmarks/split.tsv"
-    priority: PRIORITY_READY
     conda:
         "../envs/odevae.yaml"
     params:

@@ -14,7 +14,6 @@ if simulated():
             f"{LOGS}/simulate/simulate.log",
         benchmark:
             f"{OUT}/benchmarks/simulate.tsv"
-        priority: PRIORITY_READY
         conda:
             "../envs/odevae.yaml"
         params:
@@ -36,7 +35,6 @@ if not config["paper"]["module"]:  # one rule makes it, also under snakemake pap
             "results/logs/fetch_pbcseq/fetch_pbcseq.log",  # shared by every run
         benchmark:
             "results/benchmarks/fetch_pbcseq.tsv"
-        priority: PRIORITY_READY
         conda:
             "../envs/odevae.yaml"
         script:
@@ -57,7 +55,6 @@ if config["data"]["source"] == "table":
             f"{LOGS}/ingest_table/ingest_table.log",
         benchmark:
             f"{OUT}/benchmarks/ingest_table.tsv"
-        priority: PRIORITY_READY
         conda:
             "../envs/odevae.yaml"
         params:
@@ -83,7 +80,6 @@ if registry_source():
             f"{LOGS}/ingest_registry/ingest_registry.log",
         benchmark:
             f"{OUT}/benchmarks/ingest_registry.tsv"
-        priority: PRIORITY_READY
         conda:
             "../envs/odevae.yaml"
         params:
@@ -104,7 +100,6 @@ rule simulate_registry:
         f"{LOGS}/simulate_registry/simulate_registry.log",
     benchmark:
         f"{OUT}/benchmarks/simulate_registry.tsv"
-    priority: PRIORITY_READY
     conda:
         "../envs/odevae.yaml"
     params:

@@ -16,7 +16,6 @@ if not tuning():
             f"{LOGS}/train/fold_{{fold}}.log",
         benchmark:
             f"{OUT}/benchmarks/train/fold_{{fold}}.tsv"
-        priority: PRIORITY_LONG
         conda:
             "../envs/odevae.yaml"
         threads: 1
@@ -48,7 +47,6 @@ else:
             f"{LOGS}/tune/{TUNE_JOB}.log",
         benchmark:
             f"{OUT}/benchmarks/tune/{TUNE_JOB}.tsv"
-        priority: PRIORITY_LONG
         conda:
             "../envs/odevae.yaml"
         threads: 1
