@@ -211,13 +211,24 @@ def summarise(results: Path) -> dict:
             row[f"{label} {horizon}"] = _interval(hit.iloc[0]) if len(hit) else "-"
     paths = (results / "tune").glob("fold_*/choice.tsv")
     choices = [
-        ", ".join(choice.loc[choice["chosen"].astype(bool), "candidate"])
+        _fold_models(choice)
         for choice in map(
             read_tsv, sorted(paths, key=lambda p: int(p.parent.name.split("_")[1]))
         )
     ]
     row["candidates chosen"] = ", ".join(choices) or "-"
     return row
+
+
+def _fold_models(choice: pd.DataFrame) -> str:
+    """A fold's model from its ``choice.tsv``: the chosen candidate, or the
+    members its predictions average (``tuning.ensemble``), best first, joined by
+    ``+``."""
+    if "ensemble" in choice:
+        members = choice[choice["ensemble"].astype(bool)].sort_values("rank")
+        if len(members):
+            return "+".join(members["candidate"])
+    return "+".join(choice.loc[choice["chosen"].astype(bool), "candidate"])
 
 
 def run(name: str, cohort: RealCohort, cores: int, out: Path) -> dict:

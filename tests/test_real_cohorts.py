@@ -130,6 +130,19 @@ def test_summary_row_reads_pooled_ratios_contrasts_and_choices(real_cohorts, tmp
     assert row["selected/mixed_model one_step"] == "-"
     assert row["odevae/mixed_model one_step"] == "-"
     assert row["candidates chosen"] == "history, papers"
+    # with an ensemble: each fold's members, best first
+    for fold, ranks in enumerate([[2, 1], [1, 2]]):
+        choice = pd.DataFrame(
+            {
+                "candidate": ["papers", "history"],
+                "chosen": [r == 1 for r in ranks],
+                "rank": ranks,
+                "ensemble": [True, True],
+            }
+        )
+        write_tsv(choice, tmp_path / "tune" / f"fold_{fold}" / "choice.tsv")
+    row = real_cohorts.summarise(tmp_path)
+    assert row["candidates chosen"] == "history+papers, papers+history"
 
 
 def test_a_wide_table_of_several_measurements_keeps_each_visits_columns(
