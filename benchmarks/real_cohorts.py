@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from odevae.data.ingest import fetch_rdataset  # noqa: E402
 from odevae.data.tables import read_tsv, write_tsv  # noqa: E402
+from odevae.evaluate.tuning import ensemble_names  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -224,10 +225,8 @@ def _fold_models(choice: pd.DataFrame) -> str:
     """A fold's model from its ``choice.tsv``: the chosen candidate, or the
     members its predictions average (``tuning.ensemble``), best first, joined by
     ``+``."""
-    if "ensemble" in choice:
-        members = choice[choice["ensemble"].astype(bool)].sort_values("rank")
-        if len(members):
-            return "+".join(members["candidate"])
+    if "ensemble" in choice and choice["ensemble"].astype(bool).any():
+        return "+".join(ensemble_names(choice))
     return "+".join(choice.loc[choice["chosen"].astype(bool), "candidate"])
 
 

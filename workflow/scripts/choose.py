@@ -5,7 +5,7 @@ import logging
 import shutil
 
 from odevae.data.tables import read_tsv, write_tsv
-from odevae.evaluate.tuning import choose_candidate
+from odevae.evaluate.tuning import choose_candidate, ensemble_names
 from odevae.runner import run_script
 
 log = logging.getLogger("odevae.choose")
@@ -33,7 +33,7 @@ def main(snakemake):
         choice["mse"][k],
         ", ".join(f"{n} {m:.4g}" for n, m in zip(names, choice["mse"], strict=True)),
     )
-    members = choice[choice["ensemble"]].sort_values("rank")["candidate"]
+    members = ensemble_names(choice)
     if len(members) > 1:
         log.info(
             "fold %s: predictions averaged over the %d best candidates "

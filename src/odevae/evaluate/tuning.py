@@ -56,13 +56,20 @@ def choose_candidate(
     return choice
 
 
+def ensemble_names(choice: pd.DataFrame) -> list[str]:
+    """The candidates that a fold's ``choice`` table marks ``ensemble``, best
+    first."""
+    members = choice[choice["ensemble"].astype(bool)].sort_values("rank")
+    return list(members["candidate"])
+
+
 def ensemble_members(choice: pd.DataFrame, checkpoints: list[str]) -> list[str]:
     """The checkpoints of the candidates that ``choice`` marks ``ensemble``, best
     first; a candidate's checkpoint is the one in the folder of its name
     (``tune/fold_<k>/<candidate>/model.ckpt``)."""
     by_name = {Path(path).parent.name: path for path in checkpoints}
-    members = choice[choice["ensemble"].astype(bool)].sort_values("rank")
-    missing = [name for name in members["candidate"] if name not in by_name]
+    names = ensemble_names(choice)
+    missing = [name for name in names if name not in by_name]
     if missing:
         raise ValueError(f"no checkpoint of candidate(s) {missing} in {checkpoints}")
-    return [by_name[name] for name in members["candidate"]]
+    return [by_name[name] for name in names]
