@@ -318,13 +318,13 @@ def test_a_field_prepared_once_per_solve_gives_the_same_solution_and_gradients(n
         assert torch.equal(prepared, each_step)
 
 
-@pytest.mark.parametrize("method", ["dopri5", "bosh3", "adaptive_heun"])
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "adaptive_heun", "dopri8"])
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 def test_dense_output_is_torchdiffeqs_solution_bit_for_bit(method, sign):
     """Interpolating all the times inside one step at once takes torchdiffeq's
     steps and gives its values bit for bit, forward and backward in time; the
     gradients differ only by the order in which float32 sums them."""
-    assert {"dopri5", "bosh3", "adaptive_heun"} <= ADAPTIVE_RK
+    assert {"dopri5", "bosh3", "adaptive_heun", "dopri8"} <= ADAPTIVE_RK
     torch.manual_seed(0)
     system = make_system("lotka_volterra", 2)
     theta = (0.3 * torch.randn(30, system.n_params)).requires_grad_()
@@ -361,3 +361,5 @@ def test_solve_uses_the_dense_output_for_adaptive_solvers_only(monkeypatch):
     for method in ("dopri5", "rk4"):
         solve(system, x0, theta, t, method)
     assert calls == ["dopri5", "dopri5"]  # once forward, once backward in time
+    solve(system, x0, theta, t, "dopri5", adjoint=True)  # torchdiffeq's adjoint
+    assert calls == ["dopri5", "dopri5"]

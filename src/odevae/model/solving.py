@@ -101,6 +101,8 @@ def dense_odeint(field, y0, t, *, rtol, atol, method):
     ``method`` (:data:`ADAPTIVE_RK`) and a tensor ``y0``, with the times that fall
     inside one accepted step interpolated together: the same steps and the same
     values, bit for bit, in far fewer operators when ``t`` is long."""
+    if not torch.is_tensor(y0):  # torchdiffeq's tuple states are not handled here
+        raise TypeError(f"dense_odeint needs a tensor y0, not {type(y0).__name__}")
     _, _, y0, t, rtol, atol, method, options, _, backward = _check_inputs(
         field, y0, t, rtol, atol, method, None, None, SOLVERS
     )
