@@ -109,7 +109,7 @@ from odevae.data.preprocess import preprocess
 from odevae.data.simulate import simulate_cohort, write_cohort
 from odevae.evaluate.recovery import group_recovery
 from odevae.model.module import ODEVAE
-from odevae.train.batches import DeviceCohort, ShuffledBatches
+from odevae.train.batches import DeviceCohort, OnePass, ShuffledBatches
 from odevae.train.training import make_trainer
 
 matplotlib.use("Agg")
@@ -288,6 +288,12 @@ def _batches(cohort: Cohort, batch_size: int, seed: int) -> ShuffledBatches:
     return ShuffledBatches(DeviceCohort(tensors), batch_size, generator)
 
 
+def _passes(cohort: Cohort, batch_size: int, seed: int) -> OnePass:
+    """The workflow's training loader: each pass of :func:`_batches` one Lightning
+    step (the module takes the pass's optimiser steps)."""
+    return OnePass(_batches(cohort, batch_size, seed))
+
+
 def _loader(cohort: Cohort, batch_size: int, seed: int) -> DataLoader:
     """The former path: a DataLoader collating every batch (same batches)."""
     return DataLoader(
@@ -313,7 +319,7 @@ def train_batched(task: dict, cohort: Cohort, groups: np.ndarray) -> dict:
         with Meter() as meter:
             model = ODEVAE(**kwargs)
             trainer = make_trainer(tmp, epochs, accelerator="cpu")
-            trainer.fit(model, train_dataloaders=_batches(cohort, bs, seed))
+            trainer.fit(model, train_dataloaders=_passes(cohort, bs, seed))
     out |= {"s": meter.seconds, "peak_mb": meter.peak_mb}
     out |= assess(model, cohort, groups)
     # The same module and batches without Lightning.
@@ -722,10 +728,10 @@ def profile_training(args: argparse.Namespace) -> None:
     kwargs = model_kwargs(cohort, "linear_diagonal", "closed_form", args.lr)
     bs = auto_batch_size(n)
     print(f"\nn = {n}, p = {cohort.p}, q = {cohort.q}, batch {bs}, {epochs} epochs")
-    _fit_seconds(cohort, kwargs, _batches(cohort, bs, args.seed), 1, args.seed)
+    _fit_seconds(cohort, kwargs, _passes(cohort, bs, args.seed), 1, args.seed)
     rows = []
     for repeat in range(args.repeats):
-        for path, make in (("loader", _loader), ("device", _batches)):
+        for path, make in (("loader", _loader), ("device", _passes)):
             seconds, loss = _fit_seconds(
                 cohort, kwargs, make(cohort, bs, args.seed), epochs, args.seed
             )

@@ -56,7 +56,7 @@ from odevae.config_schema import resolve_auto
 from odevae.data.batching import CohortDataset
 from odevae.data.folds import make_folds
 from odevae.model.module import ODEVAE
-from odevae.train.batches import DeviceCohort, ShuffledBatches
+from odevae.train.batches import DeviceCohort, OnePass, ShuffledBatches
 from odevae.train.device import choose_accelerator
 from odevae.train.scale import batch_plan
 from odevae.train.training import make_trainer, train_fold
@@ -107,7 +107,7 @@ def train_cell(tensors, kwargs, n, batch, epochs, device, seed) -> dict:
             torch.cuda.reset_peak_memory_stats(device)
         model = ODEVAE(**kwargs)
         trainer = make_trainer(tmp, epochs, accelerator=accelerator)
-        trainer.fit(model, train_dataloaders=batches)
+        trainer.fit(model, train_dataloaders=OnePass(batches))
         _sync(device)
     peak = meter.peak_mb
     if device.type == "cuda":

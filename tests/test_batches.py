@@ -178,7 +178,7 @@ def test_similarity_batches_equal_the_collated_sampler(tiny_cohort, tiny_config)
     old = as_lightning_reads(
         DataLoader(data.dataset, batch_sampler=sampler, collate_fn=collate_weighted)
     )
-    new = as_lightning_reads(data.train_dataloader())
+    new = as_lightning_reads(data.train_dataloader().batches)
     assert len(new) == len(old) == len(train_ids)
     for a, b in zip(new, old, strict=True):
         assert_same_batch(a, b)
@@ -187,7 +187,9 @@ def test_similarity_batches_equal_the_collated_sampler(tiny_cohort, tiny_config)
 def test_batches_on_the_device_skip_lightnings_transfer(tiny_cohort):
     folds = make_folds(tiny_cohort.patient_ids, 2, seed=0)
     data = CohortDataModule(tiny_cohort, *fold_members(folds, 0), batch_size=4)
-    batch = next(iter(data.train_dataloader()))
+    one_pass = next(iter(data.train_dataloader()))
+    assert data.transfer_batch_to_device(one_pass, torch.device("cpu"), 0) is one_pass
+    batch = next(iter(one_pass))
     assert data.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
     moved = data.transfer_batch_to_device(batch, torch.device("meta"), 0)
     assert all(value.device.type == "meta" for value in moved.values())

@@ -123,7 +123,9 @@ def test_an_epoch_is_every_patients_weighted_batch_once(
     purity = data.rebuild(model)
     assert 0 <= purity <= 1
     orders = []
-    loader = data.train_dataloader()  # one per fit; iterated once per epoch
+    # one per fit; each pass (an epoch) is one item, the pass's batches
+    assert len(data.train_dataloader()) == 1
+    loader = data.train_dataloader().batches
     for _ in range(2):
         batches = list(loader)
         assert len(batches) == len(train_ids)
@@ -137,18 +139,18 @@ def test_an_epoch_is_every_patients_weighted_batch_once(
         orders.append(own)
     assert orders[0] != orders[1]  # reshuffled every epoch
     # every fit (each restart's probe, the training) starts from the same order
-    again = [int(b["index"][0]) for b in data.train_dataloader()]
+    again = [int(b["index"][0]) for b in data.train_dataloader().batches]
     assert again == orders[0]
     before = data.batches.batches.copy()
     torch.manual_seed(1)
     data.rebuild(build_model(tiny_cohort, cfg["model"], cfg["loss"], 1e-3))
     assert not np.array_equal(data.batches.batches, before)
-    for batch in data.train_dataloader():
+    for batch in data.train_dataloader().batches:
         i = int(batch["index"][0])
         assert batch["index"].tolist() == data.batches.batches[i].tolist()
     again = SimilarityDataModule(tiny_cohort, train_ids, val_ids, seed=3, neighbours=3)
     again.rebuild(model)
-    assert [int(b["index"][0]) for b in again.train_dataloader()] == orders[0]
+    assert [int(b["index"][0]) for b in again.train_dataloader().batches] == orders[0]
 
 
 def test_too_many_neighbours_name_the_key(tiny_cohort, folds, sim_config, tmp_path):

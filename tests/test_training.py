@@ -5,17 +5,21 @@ import re
 import sys
 from types import SimpleNamespace
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from odevae.data.folds import make_folds
+from odevae.data.folds import fold_members, make_folds
 from odevae.errors import InputError
 from odevae.evaluate.predict import predict_fold
+from odevae.model.module import ODEVAE
 from odevae.runner import run_script
+from odevae.train.data import CohortDataModule
+from odevae.train.model_setup import build_model
 from odevae.train.restarts import candidate_seeds
-from odevae.train.training import train_fold
+from odevae.train.training import make_trainer, train_fold
 
 
 @pytest.fixture
@@ -53,6 +57,52 @@ def test_training_is_reproducible(tiny_cohort, folds, tiny_config, tmp_path):
     a = pd.read_csv(tmp_path / "a" / "metrics.csv")
     b = pd.read_csv(tmp_path / "b" / "metrics.csv")
     pd.testing.assert_frame_equal(a, b)
+
+
+class _AutomaticODEVAE(ODEVAE):
+    """The module under Lightning's automatic optimisation: one batch per step."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.automatic_optimization = True
+
+    def training_step(self, batch, batch_idx):
+        return self._shared_step(batch, "train")
+
+
+class _PerBatch(CohortDataModule):
+    """The same batches, one Lightning step each."""
+
+    def train_dataloader(self):
+        return super().train_dataloader().batches
+
+
+def test_a_pass_as_one_step_trains_as_lightnings_automatic_optimisation(
+    tiny_cohort, folds, tiny_config, tmp_path
+):
+    """The module takes a pass's optimiser steps in one Lightning step: the losses
+    of every epoch and the trained weights are those of automatic optimisation on
+    the same batches, and global_step still counts optimiser steps."""
+    train_ids, val_ids = fold_members(folds, 0)
+    trained = {}
+    for name, module, data in (
+        ("pass", ODEVAE, CohortDataModule),
+        ("automatic", _AutomaticODEVAE, _PerBatch),
+    ):
+        L.seed_everything(3, verbose=False)
+        model = build_model(
+            tiny_cohort, tiny_config["model"], tiny_config["loss"], 1e-2
+        )
+        model = module(**model.hparams)
+        trainer = make_trainer(tmp_path / name, 4, accelerator="cpu")
+        trainer.fit(model, datamodule=data(tiny_cohort, train_ids, val_ids, 4, 3))
+        metrics = pd.read_csv(tmp_path / name / "metrics.csv")
+        trained[name] = (model, trainer.global_step, metrics.drop(columns="step"))
+    (ours, steps, metrics), (auto, auto_steps, auto_metrics) = trained.values()
+    assert steps == auto_steps == 4 * -(-len(train_ids) // 4)
+    pd.testing.assert_frame_equal(metrics, auto_metrics)
+    for a, b in zip(ours.parameters(), auto.parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_training_reduces_the_loss(tiny_cohort, folds, tiny_config, out):

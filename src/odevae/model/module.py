@@ -30,7 +30,9 @@ class ODEVAE(CoreAccess, L.LightningModule):
     is :class:`~odevae.model.trained.CoreAccess`. A batch is a dict of tensors:
     ``times`` (B, T), ``values`` (B, T, p), ``observed`` (B, T, p) bool,
     ``visits`` (B, T) bool and ``baseline`` (B, q); raw-unit batches are scaled
-    by :meth:`scale` (identity unless :meth:`set_scaling` was called). Prediction
+    by :meth:`scale` (identity unless :meth:`set_scaling` was called). Training
+    takes a pass over the training patients per Lightning step
+    (:meth:`training_step`). Prediction
     loads a checkpoint without Lightning (:func:`~odevae.model.trained.
     load_trained`).
     """
@@ -45,6 +47,9 @@ class ODEVAE(CoreAccess, L.LightningModule):
         self.objective = make_objective(hparams["loss"])
         self.core = build_core(hparams)
         self._sums: dict = {}  # per stage: running sums of the epoch's loss terms
+        # optimiser steps are taken in training_step: a pass over the training
+        # patients is one Lightning step (see training_step)
+        self.automatic_optimization = False
         self.register_load_state_dict_pre_hook(legacy_state_keys)
 
     # --- training ---------------------------------------------------------------
@@ -78,8 +83,26 @@ class ODEVAE(CoreAccess, L.LightningModule):
         for key, total in sums.items():
             self.log(f"{stage}/{key}", total / n, prog_bar=key == "loss")
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train")
+    def training_step(self, batches, batch_idx: int) -> torch.Tensor:
+        """One optimiser step per batch of ``batches`` (a pass over the training
+        patients, :class:`~odevae.train.batches.OnePass`, or a single batch dict);
+        returns the sum of their losses (non-finite if any one was).
+
+        The steps are Lightning's automatic optimisation written out (zero the
+        gradients, backward, Adam step; no clipping or accumulation), so their
+        numbers are the same; run inside one Lightning step they skip its per-step
+        hooks and bookkeeping, which cost more than a small batch's forward and
+        backward. ``trainer.global_step`` still counts optimiser steps.
+        """
+        optimizer = self.optimizers()
+        total = None
+        for batch in [batches] if isinstance(batches, dict) else batches:
+            optimizer.zero_grad()
+            loss = self._shared_step(batch, "train")
+            self.manual_backward(loss)
+            optimizer.step()
+            total = loss.detach() if total is None else total + loss.detach()
+        return total
 
     def validation_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self._shared_step(batch, "val")

@@ -98,6 +98,22 @@ class ShuffledBatches:
             )
 
 
+class OnePass:
+    """A training loader whose one item per pass is the pass's batches (``batches``,
+    iterated lazily): :meth:`~odevae.model.module.ODEVAE.training_step` takes the
+    pass's optimiser steps in one Lightning step."""
+
+    def __init__(self, batches) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return int(len(self.batches) > 0)
+
+    def __iter__(self) -> Iterator:
+        if len(self.batches):
+            yield self.batches
+
+
 class SingleBatch:
     """One fixed batch per pass (validation: every patient at once); no batch
     for a cohort without patients."""

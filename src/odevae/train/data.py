@@ -16,6 +16,7 @@ from odevae.errors import InputError
 from odevae.train.batches import (
     BucketedBatches,
     DeviceCohort,
+    OnePass,
     ShuffledBatches,
     SingleBatch,
     SortedBatches,
@@ -133,15 +134,21 @@ class CohortDataModule(L.LightningDataModule):
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
         """Batches are sliced on the device already: passed through without
-        Lightning's walk over the batch (a per-step cost on small batches)."""
-        if isinstance(batch, dict) and batch["index"].device == device:
+        Lightning's walk over the batch (a per-step cost on small batches), as is
+        a training pass (its batches are sliced on the device as it runs)."""
+        if isinstance(batch, OnePass) or (
+            isinstance(batch, dict) and batch["index"].device == device
+        ):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    def train_dataloader(self) -> ShuffledBatches | BucketedBatches:
+    def train_dataloader(self) -> OnePass:
+        """Each pass over the training patients as one item
+        (:class:`~odevae.train.batches.OnePass`) of seeded shuffled (or bucketed)
+        batches."""
         generator = torch.Generator().manual_seed(self.seed)
         kind = BucketedBatches if self.bucketed else ShuffledBatches
-        return kind(self.on_device("train"), self.batch_size, generator)
+        return OnePass(kind(self.on_device("train"), self.batch_size, generator))
 
     def val_dataloader(self) -> SingleBatch | SortedBatches:
         if self.bucketed:

@@ -33,7 +33,7 @@ from odevae.model.neighbours import (
     neighbour_batches,
     trajectory_distances,
 )
-from odevae.train.batches import DeviceCohort, _loader_seed
+from odevae.train.batches import DeviceCohort, OnePass, _loader_seed
 from odevae.train.data import CohortDataModule
 
 
@@ -123,10 +123,10 @@ class SimilarityDataModule(CohortDataModule):
         if groups is not None:
             self.groups = np.array([groups[pid] for pid in self.train.patient_ids])
 
-    def train_dataloader(self) -> NeighbourBatches:
+    def train_dataloader(self) -> OnePass:
         # each fit (a restart's probe, the training) draws the same batch order
         self.batches.generator.manual_seed(self.seed)
-        return NeighbourBatches(self.on_device("train"), self.batches)
+        return OnePass(NeighbourBatches(self.on_device("train"), self.batches))
 
     def rebuild(self, model) -> float | None:
         """Batches and weights from ``model``'s current trajectories.
