@@ -18,6 +18,9 @@ if not tuning():
             f"{OUT}/benchmarks/train/fold_{{fold}}.tsv"
         conda:
             "../envs/odevae.yaml"
+        # training is the longest path (train -> predict -> evaluate -> figures):
+        # started first, the light jobs fill the other cores around it
+        priority: 2
         threads: 1
         resources:
             **gpu_request(),
@@ -49,6 +52,7 @@ else:
             f"{OUT}/benchmarks/tune/{TUNE_JOB}.tsv"
         conda:
             "../envs/odevae.yaml"
+        priority: 2
         threads: 1
         resources:
             **gpu_request(),
@@ -102,6 +106,7 @@ rule predict:
         f"{OUT}/benchmarks/predict/fold_{{fold}}.tsv"
     conda:
         "../envs/odevae.yaml"
+    priority: 1
     resources:
         mem_mb=sized_for_evaluation("mem_mb", ensemble_size()),
         runtime=sized_for_evaluation("runtime", ensemble_size()),
