@@ -16,11 +16,11 @@ if not tuning():
             f"{LOGS}/train/fold_{{fold}}.log",
         benchmark:
             f"{OUT}/benchmarks/train/fold_{{fold}}.tsv"
-        conda:
-            "../envs/odevae.yaml"
         # training is the longest path (train -> predict -> evaluate -> figures):
         # started first, the light jobs fill the other cores around it
         priority: 2
+        conda:
+            "../envs/odevae.yaml"
         threads: 1
         resources:
             **gpu_request(),
@@ -50,9 +50,9 @@ else:
             f"{LOGS}/tune/{TUNE_JOB}.log",
         benchmark:
             f"{OUT}/benchmarks/tune/{TUNE_JOB}.tsv"
+        priority: 2
         conda:
             "../envs/odevae.yaml"
-        priority: 2
         threads: 1
         resources:
             **gpu_request(),
@@ -104,9 +104,9 @@ rule predict:
         f"{LOGS}/predict/fold_{{fold}}.log",
     benchmark:
         f"{OUT}/benchmarks/predict/fold_{{fold}}.tsv"
+    priority: 1
     conda:
         "../envs/odevae.yaml"
-    priority: 1
     resources:
         mem_mb=sized_for_evaluation("mem_mb", ensemble_size()),
         runtime=sized_for_evaluation("runtime", ensemble_size()),
