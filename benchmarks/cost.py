@@ -71,8 +71,9 @@ anything else, the threads spin against each other: n = 5000 took 62 s instead o
 
 ``--step N`` profiles training at n = N (35 epochs, the n table's settings) instead
 of the tables: the whole Trainer training fed by the former ``DataLoader`` +
-``collate`` path and by the device-resident batches, alternated ``--repeats``
-times (seconds, ratio, final loss: equal batches give equal losses); the plain
+``collate`` path and by the device-resident batches (either way a pass is one
+Lightning step, as the workflow trains), alternated ``--repeats`` times
+(seconds, ratio, final loss: equal batches give equal losses); the plain
 loop's time per step split into batch, forward + loss, backward and optimiser
 (the rest of the Trainer's time is Lightning's); and one step's operator count and
 its most expensive operators (``torch.profiler``).
@@ -731,10 +732,9 @@ def profile_training(args: argparse.Namespace) -> None:
     _fit_seconds(cohort, kwargs, _passes(cohort, bs, args.seed), 1, args.seed)
     rows = []
     for repeat in range(args.repeats):
-        for path, make in (("loader", _loader), ("device", _passes)):
-            seconds, loss = _fit_seconds(
-                cohort, kwargs, make(cohort, bs, args.seed), epochs, args.seed
-            )
+        for path, make in (("loader", _loader), ("device", _batches)):
+            loader = OnePass(make(cohort, bs, args.seed))  # a pass per step, both
+            seconds, loss = _fit_seconds(cohort, kwargs, loader, epochs, args.seed)
             rows.append({"repeat": repeat, "path": path, "s": seconds, "loss": loss})
     runs = pd.DataFrame(rows)
     print("Trainer training, former DataLoader + collate vs device batches:")

@@ -188,8 +188,12 @@ def test_batches_on_the_device_skip_lightnings_transfer(tiny_cohort):
     folds = make_folds(tiny_cohort.patient_ids, 2, seed=0)
     data = CohortDataModule(tiny_cohort, *fold_members(folds, 0), batch_size=4)
     one_pass = next(iter(data.train_dataloader()))
-    assert data.transfer_batch_to_device(one_pass, torch.device("cpu"), 0) is one_pass
-    batch = next(iter(one_pass))
+    with pytest.raises(TypeError):  # nothing for Lightning to walk
+        iter(one_pass)
+    for device in ("cpu", "meta"):
+        moved = data.transfer_batch_to_device(one_pass, torch.device(device), 0)
+        assert moved is one_pass
+    batch = next(iter(one_pass.batches))
     assert data.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
     moved = data.transfer_batch_to_device(batch, torch.device("meta"), 0)
     assert all(value.device.type == "meta" for value in moved.values())

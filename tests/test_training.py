@@ -19,6 +19,7 @@ from odevae.runner import run_script
 from odevae.train.data import CohortDataModule
 from odevae.train.model_setup import build_model
 from odevae.train.restarts import candidate_seeds
+from odevae.train.similarity import RebuildSimilarityBatches, SimilarityDataModule
 from odevae.train.training import make_trainer, train_fold
 
 
@@ -77,32 +78,52 @@ class _PerBatch(CohortDataModule):
         return super().train_dataloader().batches
 
 
+class _PerBatchSimilarity(SimilarityDataModule):
+    def train_dataloader(self):
+        return super().train_dataloader().batches
+
+
+@pytest.mark.parametrize("kind", ["shuffled", "bucketed", "similarity", "history"])
 def test_a_pass_as_one_step_trains_as_lightnings_automatic_optimisation(
-    tiny_cohort, folds, tiny_config, tmp_path
+    kind, tiny_cohort, folds, tiny_config, tmp_path
 ):
     """The module takes a pass's optimiser steps in one Lightning step: the losses
     of every epoch and the trained weights are those of automatic optimisation on
-    the same batches, and global_step still counts optimiser steps."""
+    the same batches (shuffled, bucketed, similarity batches rebuilt every epoch,
+    a history encoder's random cuts), and global_step still counts optimiser
+    steps."""
     train_ids, val_ids = fold_members(folds, 0)
+    model_cfg = tiny_config["model"] | ({"history": "gru"} if kind == "history" else {})
     trained = {}
-    for name, module, data in (
-        ("pass", ODEVAE, CohortDataModule),
-        ("automatic", _AutomaticODEVAE, _PerBatch),
-    ):
+    for name, module in (("pass", ODEVAE), ("automatic", _AutomaticODEVAE)):
+        per_batch = module is _AutomaticODEVAE
+        if kind == "similarity":
+            similarity = _PerBatchSimilarity if per_batch else SimilarityDataModule
+            data = similarity(tiny_cohort, train_ids, val_ids, seed=3, neighbours=3)
+            callbacks = [RebuildSimilarityBatches(data)]
+        else:
+            cohort_data = _PerBatch if per_batch else CohortDataModule
+            data = cohort_data(
+                tiny_cohort, train_ids, val_ids, 4, 3, bucketed=kind == "bucketed"
+            )
+            callbacks = []
         L.seed_everything(3, verbose=False)
-        model = build_model(
-            tiny_cohort, tiny_config["model"], tiny_config["loss"], 1e-2
-        )
-        model = module(**model.hparams)
-        trainer = make_trainer(tmp_path / name, 4, accelerator="cpu")
-        trainer.fit(model, datamodule=data(tiny_cohort, train_ids, val_ids, 4, 3))
+        hparams = build_model(tiny_cohort, model_cfg, tiny_config["loss"], 1e-2).hparams
+        model = module(**hparams)
+        trainer = make_trainer(tmp_path / name, 4, "cpu", callbacks=callbacks)
+        trainer.fit(model, datamodule=data)
         metrics = pd.read_csv(tmp_path / name / "metrics.csv")
         trained[name] = (model, trainer.global_step, metrics.drop(columns="step"))
     (ours, steps, metrics), (auto, auto_steps, auto_metrics) = trained.values()
-    assert steps == auto_steps == 4 * -(-len(train_ids) // 4)
+    assert steps == auto_steps == 4 * len(data.train_dataloader())  # batches
     pd.testing.assert_frame_equal(metrics, auto_metrics)
     for a, b in zip(ours.parameters(), auto.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_fast_dev_run_takes_one_step_of_a_pass(tiny_cohort, folds, tiny_config, out):
+    model = train_fold(tiny_cohort, folds, 0, tiny_config, out, fast_dev_run=True)
+    assert model.trainer.global_step == 1
 
 
 def test_training_reduces_the_loss(tiny_cohort, folds, tiny_config, out):
@@ -193,6 +214,23 @@ def test_a_non_finite_loss_stops_training_with_the_fold_and_causes(
     with pytest.raises(InputError, match=r"fold 1, epoch 0: the training loss is"):
         train_fold(tiny_cohort, folds, 1, config, out)
     assert not (out / "model.ckpt").exists()
+
+
+def test_no_step_is_taken_from_a_non_finite_loss(
+    tiny_cohort, folds, tiny_config, tmp_path
+):
+    """Inside a pass, training halts at the first non-finite loss, before its
+    backward and optimiser step: the weights stay finite and the fit ends."""
+    train_ids, val_ids = fold_members(folds, 1)
+    L.seed_everything(0, verbose=False)
+    model = build_model(tiny_cohort, tiny_config["model"], tiny_config["loss"], 1e10)
+    trainer = make_trainer(tmp_path / "nan", 5, accelerator="cpu")
+    data = CohortDataModule(tiny_cohort, train_ids, val_ids, 2, 0)
+    trainer.fit(model, datamodule=data)
+    steps_per_pass = -(-len(train_ids) // 2)
+    assert trainer.global_step < 5 * steps_per_pass
+    assert not np.isfinite(trainer.callback_metrics["train/loss"].item())
+    assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 class FakeTerminal(io.StringIO):

@@ -5,6 +5,8 @@ sections."""
 
 from __future__ import annotations
 
+from itertools import islice
+
 import lightning as L
 import torch
 
@@ -85,20 +87,37 @@ class ODEVAE(CoreAccess, L.LightningModule):
 
     def training_step(self, batches, batch_idx: int) -> torch.Tensor:
         """One optimiser step per batch of ``batches`` (a pass over the training
-        patients, :class:`~odevae.train.batches.OnePass`, or a single batch dict);
-        returns the sum of their losses (non-finite if any one was).
+        patients, :class:`~odevae.train.batches.Pass`, or a single batch dict);
+        returns the sum of their losses. Under ``fast_dev_run`` (n) only the
+        pass's first n batches.
 
-        The steps are Lightning's automatic optimisation written out (zero the
-        gradients, backward, Adam step; no clipping or accumulation), so their
-        numbers are the same; run inside one Lightning step they skip its per-step
-        hooks and bookkeeping, which cost more than a small batch's forward and
-        backward. ``trainer.global_step`` still counts optimiser steps.
+        The steps are what Lightning's automatic optimisation does with this
+        module (zero the gradients, backward through the precision plugin, the
+        Lightning-wrapped Adam step; no clipping or accumulation), so their
+        numbers are the same. Run inside one Lightning step, they skip the loop's
+        per-batch work (the ``on_train_batch_*``, ``optimizer_zero_grad`` and
+        ``optimizer_step`` hooks among it), which costs more than a small batch's
+        forward and backward. ``trainer.global_step`` still counts optimiser
+        steps. A non-finite loss ends the pass and the training before its step
+        is taken, and is returned
+        (:class:`~odevae.train.callbacks.StopOnNonFinite` turns it into the
+        workflow's error); the check is one host synchronisation per step, as the
+        callback's was.
         """
         optimizer = self.optimizers()
+        if isinstance(batches, dict):
+            batches = [batches]
+        else:
+            batches = batches.batches
+            if self.trainer.fast_dev_run:
+                batches = islice(batches, int(self.trainer.fast_dev_run))
         total = None
-        for batch in [batches] if isinstance(batches, dict) else batches:
+        for batch in batches:
             optimizer.zero_grad()
             loss = self._shared_step(batch, "train")
+            if not torch.isfinite(loss):
+                self.trainer.should_stop = True
+                return loss.detach()
             self.manual_backward(loss)
             optimizer.step()
             total = loss.detach() if total is None else total + loss.detach()

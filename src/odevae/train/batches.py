@@ -98,9 +98,19 @@ class ShuffledBatches:
             )
 
 
+class Pass:
+    """One pass over the training patients: ``batches``, sliced as they are
+    iterated. Not itself iterable, so Lightning never walks it (to move it to a
+    device or to infer a batch size), which would draw the pass's random
+    numbers twice."""
+
+    def __init__(self, batches) -> None:
+        self.batches = batches
+
+
 class OnePass:
-    """A training loader whose one item per pass is the pass's batches (``batches``,
-    iterated lazily): :meth:`~odevae.model.module.ODEVAE.training_step` takes the
+    """A training loader whose one item per pass is the pass (:class:`Pass` of
+    ``batches``): :meth:`~odevae.model.module.ODEVAE.training_step` takes the
     pass's optimiser steps in one Lightning step."""
 
     def __init__(self, batches) -> None:
@@ -109,9 +119,9 @@ class OnePass:
     def __len__(self) -> int:
         return int(len(self.batches) > 0)
 
-    def __iter__(self) -> Iterator:
+    def __iter__(self) -> Iterator[Pass]:
         if len(self.batches):
-            yield self.batches
+            yield Pass(self.batches)
 
 
 class SingleBatch:

@@ -17,6 +17,7 @@ from odevae.train.batches import (
     BucketedBatches,
     DeviceCohort,
     OnePass,
+    Pass,
     ShuffledBatches,
     SingleBatch,
     SortedBatches,
@@ -136,7 +137,7 @@ class CohortDataModule(L.LightningDataModule):
         """Batches are sliced on the device already: passed through without
         Lightning's walk over the batch (a per-step cost on small batches), as is
         a training pass (its batches are sliced on the device as it runs)."""
-        if isinstance(batch, OnePass) or (
+        if isinstance(batch, Pass) or (
             isinstance(batch, dict) and batch["index"].device == device
         ):
             return batch
