@@ -289,12 +289,6 @@ def _batches(cohort: Cohort, batch_size: int, seed: int) -> ShuffledBatches:
     return ShuffledBatches(DeviceCohort(tensors), batch_size, generator)
 
 
-def _passes(cohort: Cohort, batch_size: int, seed: int) -> OnePass:
-    """The workflow's training loader: each pass of :func:`_batches` one Lightning
-    step (the module takes the pass's optimiser steps)."""
-    return OnePass(_batches(cohort, batch_size, seed))
-
-
 def _loader(cohort: Cohort, batch_size: int, seed: int) -> DataLoader:
     """The former path: a DataLoader collating every batch (same batches)."""
     return DataLoader(
@@ -320,7 +314,7 @@ def train_batched(task: dict, cohort: Cohort, groups: np.ndarray) -> dict:
         with Meter() as meter:
             model = ODEVAE(**kwargs)
             trainer = make_trainer(tmp, epochs, accelerator="cpu")
-            trainer.fit(model, train_dataloaders=_passes(cohort, bs, seed))
+            trainer.fit(model, train_dataloaders=OnePass(_batches(cohort, bs, seed)))
     out |= {"s": meter.seconds, "peak_mb": meter.peak_mb}
     out |= assess(model, cohort, groups)
     # The same module and batches without Lightning.
@@ -729,11 +723,12 @@ def profile_training(args: argparse.Namespace) -> None:
     kwargs = model_kwargs(cohort, "linear_diagonal", "closed_form", args.lr)
     bs = auto_batch_size(n)
     print(f"\nn = {n}, p = {cohort.p}, q = {cohort.q}, batch {bs}, {epochs} epochs")
-    _fit_seconds(cohort, kwargs, _passes(cohort, bs, args.seed), 1, args.seed)
+    loader = OnePass(_batches(cohort, bs, args.seed))  # a pass per Lightning step
+    _fit_seconds(cohort, kwargs, loader, 1, args.seed)
     rows = []
     for repeat in range(args.repeats):
         for path, make in (("loader", _loader), ("device", _batches)):
-            loader = OnePass(make(cohort, bs, args.seed))  # a pass per step, both
+            loader = OnePass(make(cohort, bs, args.seed))
             seconds, loss = _fit_seconds(cohort, kwargs, loader, epochs, args.seed)
             rows.append({"repeat": repeat, "path": path, "s": seconds, "loss": loss})
     runs = pd.DataFrame(rows)

@@ -87,9 +87,8 @@ class ODEVAE(CoreAccess, L.LightningModule):
 
     def training_step(self, batches, batch_idx: int) -> torch.Tensor:
         """One optimiser step per batch of ``batches`` (a pass over the training
-        patients, :class:`~odevae.train.batches.Pass`, or a single batch dict);
-        returns the sum of their losses. Under ``fast_dev_run`` (n) only the
-        pass's first n batches.
+        patients, :class:`~odevae.train.batches.Pass`); returns the sum of their
+        losses. Under ``fast_dev_run`` (n) only the pass's first n batches.
 
         The steps are what Lightning's automatic optimisation does with this
         module (zero the gradients, backward through the precision plugin, the
@@ -105,12 +104,9 @@ class ODEVAE(CoreAccess, L.LightningModule):
         callback's was.
         """
         optimizer = self.optimizers()
-        if isinstance(batches, dict):
-            batches = [batches]
-        else:
-            batches = batches.batches
-            if self.trainer.fast_dev_run:
-                batches = islice(batches, int(self.trainer.fast_dev_run))
+        batches = batches.batches
+        if self.trainer.fast_dev_run:
+            batches = islice(batches, int(self.trainer.fast_dev_run))
         total = None
         for batch in batches:
             optimizer.zero_grad()
