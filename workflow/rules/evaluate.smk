@@ -14,6 +14,7 @@ rule comparators:
         f"{LOGS}/comparators/fold_{{fold}}.log",
     benchmark:
         f"{OUT}/benchmarks/comparators/fold_{{fold}}.tsv"
+    priority: 1
     conda:
         "../envs/odevae.yaml"
     resources:
@@ -55,6 +56,7 @@ rule evaluate:
         f"{LOGS}/evaluate/evaluate.log",
     benchmark:
         f"{OUT}/benchmarks/evaluate.tsv"
+    priority: 1
     conda:
         "../envs/odevae.yaml"
     params:

@@ -149,6 +149,7 @@ rule plot_predictions:
         f"{LOGS}/plot_predictions/plot_predictions.log",
     benchmark:
         f"{OUT}/benchmarks/plot_predictions.tsv"
+    priority: 1
     conda:
         "../envs/odevae.yaml"
     params:
