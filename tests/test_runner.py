@@ -1,5 +1,7 @@
 import logging
+import subprocess
 import sys
+import textwrap
 from types import SimpleNamespace
 
 import pytest
@@ -56,3 +58,56 @@ def test_threads_follow_the_rule_where_the_script_loaded_torch(tmp_path):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def _job_script(tmp_path, body: str):
+    """A script laid out as Snakemake runs a rule's script: ``snakemake`` bound in
+    ``__main__``, then the script's code; an atexit marker shows finalisation."""
+    script = tmp_path / "job.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import atexit, pathlib
+            from types import SimpleNamespace
+            from odevae.runner import run_script
+            snakemake = SimpleNamespace(log=[{str(tmp_path / "job.log")!r}], threads=1)
+            atexit.register(pathlib.Path({str(tmp_path / "finalised")!r}).touch)
+            """
+        )
+        + textwrap.dedent(body)
+    )
+    return subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path
+    )
+
+
+def test_a_job_process_ends_at_once_with_its_outputs_and_log_written(tmp_path):
+    result = _job_script(
+        tmp_path,
+        """
+        def main(snakemake):
+            pathlib.Path("out.txt").write_text("done")
+            print("written")
+        run_script(snakemake, main)
+        pathlib.Path("after").touch()
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.txt").read_text() == "done"
+    assert "written" in (tmp_path / "job.log").read_text()
+    # Python's finalisation was skipped, and so was anything after the call
+    assert not (tmp_path / "finalised").exists()
+    assert not (tmp_path / "after").exists()
+
+
+def test_a_failing_job_process_still_fails(tmp_path):
+    result = _job_script(
+        tmp_path,
+        """
+        def main(snakemake):
+            raise RuntimeError("broken")
+        run_script(snakemake, main)
+        """,
+    )
+    assert result.returncode == 1
+    assert "RuntimeError: broken" in result.stderr
