@@ -177,6 +177,7 @@ rule plot_parameters:
     conda:
         "../envs/odevae.yaml"
     params:
+        seed=run_seed,
         dpi=config["figures"]["dpi"],
     script:
         "../scripts/plot_parameters.py"

@@ -11,7 +11,9 @@ def main(snakemake):
     use_figure_style()
     truth = getattr(snakemake.input, "truth_patients", None)
     groups = None if truth is None else read_tsv(truth).set_index("patient_id")["group"]
-    figure = plot_parameters(read_tsvs(snakemake.input.params), groups)
+    figure = plot_parameters(
+        read_tsvs(snakemake.input.params), groups, snakemake.params.seed
+    )
     figure.savefig(snakemake.output.figure, dpi=snakemake.params.dpi)
 
 

@@ -22,7 +22,7 @@ def main(snakemake):
     plot_heldout_patients(pred, patients, params.time_unit).savefig(
         snakemake.output.patients, dpi=params.dpi
     )
-    plot_errors(read_tsv(snakemake.input.summary)).savefig(
+    plot_errors(read_tsv(snakemake.input.summary), params.seed).savefig(
         snakemake.output.errors, dpi=params.dpi
     )
 

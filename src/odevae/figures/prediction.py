@@ -3,6 +3,8 @@ horizon, and the learned ODE parameters per patient."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -16,6 +18,19 @@ SHOWN = {
     "mixed_model": "tab:green",
 }
 HORIZON_STYLE = {"one_step": "o", "from_first": "-"}
+
+
+@contextlib.contextmanager
+def seeded_jitter(seed: int):
+    """seaborn's strip plots jitter their points with numpy's global random state
+    and take no seed: seeded with ``seed`` here, and the caller's state restored
+    after, so that a figure is the same on every run."""
+    state = np.random.get_state()  # noqa: NPY002 (seaborn's own state)
+    np.random.seed(seed)  # noqa: NPY002
+    try:
+        yield
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
 
 
 def pick_heldout_patients(pred: pd.DataFrame, count: int, seed: int) -> list[str]:
@@ -113,8 +128,9 @@ def plot_heldout_patients(
     return fig
 
 
-def plot_errors(summary: pd.DataFrame) -> plt.Figure:
-    """Standardised MSE by method and horizon: one point per fold, and the mean."""
+def plot_errors(summary: pd.DataFrame, seed: int = 0) -> plt.Figure:
+    """Standardised MSE by method and horizon: one point per fold (jittered as
+    ``seed`` draws), and the mean."""
     folds = summary[summary["fold"].astype(str).str.isdigit()].copy()
     horizons = list(dict.fromkeys(folds["horizon"]))
     methods = list(dict.fromkeys(folds["method"]))
@@ -127,9 +143,16 @@ def plot_errors(summary: pd.DataFrame) -> plt.Figure:
     )
     for ax, horizon in zip(axes[0], horizons, strict=True):
         part = folds[folds["horizon"] == horizon]
-        sns.stripplot(
-            data=part, y="method", x="mse", order=methods, ax=ax, color="0.4", size=4
-        )
+        with seeded_jitter(seed):
+            sns.stripplot(
+                data=part,
+                y="method",
+                x="mse",
+                order=methods,
+                ax=ax,
+                color="0.4",
+                size=4,
+            )
         sns.pointplot(
             data=part,
             y="method",
@@ -161,7 +184,9 @@ def _natural(label: str) -> list:
 MAX_PAIRWISE_PARAMETERS = 4
 
 
-def plot_parameters(params: pd.DataFrame, groups: pd.Series | None) -> plt.Figure:
+def plot_parameters(
+    params: pd.DataFrame, groups: pd.Series | None, seed: int = 0
+) -> plt.Figure:
     """The learned ODE parameters of every held-out patient (each fold's model on
     its own held-out patients), coloured by the true group where one exists, else
     by fold: a pairwise scatter for up to :data:`MAX_PAIRWISE_PARAMETERS`
@@ -177,24 +202,26 @@ def plot_parameters(params: pd.DataFrame, groups: pd.Series | None) -> plt.Figur
     order = sorted(held["colour"].unique(), key=_natural)
     if len(names) == 1:
         fig, ax = plt.subplots(figsize=(5, 3))
-        sns.stripplot(data=held, x=names[0], y="colour", order=order, ax=ax)
+        with seeded_jitter(seed):
+            sns.stripplot(data=held, x=names[0], y="colour", order=order, ax=ax)
         return fig
     if len(names) > MAX_PAIRWISE_PARAMETERS:
         long = held.melt(
             id_vars="colour", value_vars=names, var_name="parameter"
         ).dropna(subset=["value"])
         fig, ax = plt.subplots(figsize=(6, 0.4 * len(names) + 1.2))
-        sns.stripplot(
-            data=long,
-            x="value",
-            y="parameter",
-            order=names,
-            hue="colour",
-            hue_order=order,
-            dodge=True,
-            s=3,
-            ax=ax,
-        )
+        with seeded_jitter(seed):
+            sns.stripplot(
+                data=long,
+                x="value",
+                y="parameter",
+                order=names,
+                hue="colour",
+                hue_order=order,
+                dodge=True,
+                s=3,
+                ax=ax,
+            )
         ax.set(xlabel="learned value", ylabel="")
         ax.get_legend().set_title(None)
         return fig
