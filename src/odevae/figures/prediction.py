@@ -142,23 +142,17 @@ def plot_errors(summary: pd.DataFrame, seed: int = 0) -> plt.Figure:
         squeeze=False,
     )
     for ax, horizon in zip(axes[0], horizons, strict=True):
-        part = folds[folds["horizon"] == horizon]
+        where = {
+            "data": folds[folds["horizon"] == horizon],
+            "y": "method",
+            "x": "mse",
+            "order": methods,
+            "ax": ax,
+        }
         with seeded_jitter(seed):
-            sns.stripplot(
-                data=part,
-                y="method",
-                x="mse",
-                order=methods,
-                ax=ax,
-                color="0.4",
-                size=4,
-            )
+            sns.stripplot(**where, color="0.4", size=4)
         sns.pointplot(
-            data=part,
-            y="method",
-            x="mse",
-            order=methods,
-            ax=ax,
+            **where,
             color="tab:red",
             errorbar=None,
             markers="|",
