@@ -26,7 +26,7 @@ def seeded_jitter(seed: int):
     and take no seed: seeded with ``seed`` here, and the caller's state restored
     after, so that a figure is the same on every run."""
     state = np.random.get_state()  # noqa: NPY002 (seaborn's own state)
-    np.random.seed(seed)  # noqa: NPY002
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (its seeds are 32-bit)
     try:
         yield
     finally:
