@@ -44,6 +44,7 @@ def test_cost_benchmark_quick(tmp_path):
         assert np.isfinite(values).all(), name
         assert (table["ref_s"] > 0).all() and (table["batched_s"] > 0).all()
     n_table = pd.read_csv(tmp_path / "cost_n.tsv", sep="\t")
+    assert set(n_table["ref_solver"]) == {"torchdiffeq"}  # the original's way
     # both reference modes are exercised: a full run and an extrapolated one
     assert set(n_table["ref_timing"]) == {"measured", "extrapolated"}
     measured = n_table[n_table["ref_timing"] == "measured"]

@@ -9,13 +9,7 @@ from odevae.errors import InputError
 from odevae.model.dynamics import EXP_RATIO_SERIES, SYSTEMS, make_system
 from odevae.model.module import ODEVAE
 from odevae.model.settings import hyperparameters
-from odevae.model.solving import (
-    ADAPTIVE_RK,
-    _BatchField,
-    dense_odeint,
-    solve,
-    solve_from_every_visit,
-)
+from odevae.model.solving import _BatchField, solve, solve_from_every_visit
 from odevae.model.systems import (
     LINEAR,
     SYSTEM_NAMES,
@@ -316,50 +310,3 @@ def test_a_field_prepared_once_per_solve_gives_the_same_solution_and_gradients(n
         results.append([path, theta.grad, x0.grad, *weights])
     for prepared, each_step in zip(*results, strict=True):
         assert torch.equal(prepared, each_step)
-
-
-@pytest.mark.parametrize("method", ["dopri5", "bosh3", "adaptive_heun", "dopri8"])
-@pytest.mark.parametrize("sign", [1.0, -1.0])
-def test_dense_output_is_torchdiffeqs_solution_bit_for_bit(method, sign):
-    """Interpolating all the times inside one step at once takes torchdiffeq's
-    steps and gives its values bit for bit, forward and backward in time; the
-    gradients differ only by the order in which float32 sums them."""
-    assert {"dopri5", "bosh3", "adaptive_heun", "dopri8"} <= ADAPTIVE_RK
-    torch.manual_seed(0)
-    system = make_system("lotka_volterra", 2)
-    theta = (0.3 * torch.randn(30, system.n_params)).requires_grad_()
-    x0 = (torch.rand(30, 2) + 0.5).requires_grad_()
-    # a batch's union of visit times: many, several inside one step
-    grid = sign * torch.unique(torch.randint(0, 101, (200,)).float() / 10)
-    grid = torch.cat([grid.new_zeros(1), grid[grid != 0]])
-    paths, grads = [], []
-    for solver in (odeint, dense_odeint):
-        field = _BatchField(system, theta)
-        path = solver(field, x0, grid, rtol=1e-3, atol=1e-6, method=method)
-        paths.append(path)
-        grads.append(torch.autograd.grad(path.square().sum(), (theta, x0)))
-    assert paths[0].shape == (len(grid), 30, 2)
-    assert torch.equal(paths[0], paths[1])
-    for reference, dense in zip(*grads, strict=True):
-        torch.testing.assert_close(dense, reference, rtol=1e-5, atol=1e-5)
-
-
-def test_solve_uses_the_dense_output_for_adaptive_solvers_only(monkeypatch):
-    """``solve`` with an adaptive Runge-Kutta method goes through
-    :func:`dense_odeint`; a fixed-grid method through torchdiffeq's odeint."""
-    import odevae.model.solving as solving
-
-    calls = []
-    monkeypatch.setattr(
-        solving,
-        "dense_odeint",
-        lambda *a, **k: calls.append(k["method"]) or dense_odeint(*a, **k),
-    )
-    system = make_system("lotka_volterra", 2)
-    theta, x0 = torch.zeros(3, 2), torch.ones(3, 2)
-    t = torch.tensor([[0.0, 0.5, -1.0]]).expand(3, -1)
-    for method in ("dopri5", "rk4"):
-        solve(system, x0, theta, t, method)
-    assert calls == ["dopri5", "dopri5"]  # once forward, once backward in time
-    solve(system, x0, theta, t, "dopri5", adjoint=True)  # torchdiffeq's adjoint
-    assert calls == ["dopri5", "dopri5"]

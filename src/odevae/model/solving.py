@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
-from torchdiffeq._impl.misc import _check_inputs
-from torchdiffeq._impl.odeint import SOLVERS
-from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver
+
+from odevae.model.runge_kutta import ADAPTIVE_RK, adaptive_solve
 
 if TYPE_CHECKING:
     from odevae.model.dynamics import LatentSystem
@@ -52,75 +51,6 @@ class _BatchField(nn.Module):
         return self.du(u)
 
 
-#: torchdiffeq's solvers that step adaptively and interpolate inside a step.
-ADAPTIVE_RK = {
-    name
-    for name, solver in SOLVERS.items()
-    if issubclass(solver, RKAdaptiveStepsizeODESolver)
-}
-
-
-def _interpolate(coefficients, t0, t1, t: torch.Tensor) -> torch.Tensor:
-    """torchdiffeq's ``_interp_evaluate`` at every time of ``t`` (K,) in [t0, t1]
-    at once → (K, *state): the same elementwise operations in the same order, so
-    the same values bit for bit."""
-    x = ((t - t0) / (t1 - t0)).to(coefficients[0].dtype)
-    x = x.reshape(-1, *([1] * coefficients[0].dim()))
-    total = coefficients[0] + x * coefficients[1]
-    x_power = x
-    for coefficient in coefficients[2:]:
-        x_power = x_power * x
-        total = total + x_power * coefficient
-    return total
-
-
-class _AutonomousField:
-    """An autonomous field as torchdiffeq's adaptive solvers call it,
-    ``(t, y, perturb=...)``, with their step callbacks. torchdiffeq wraps a field
-    to move t just off a step's end (for fields that jump in time) and, backward
-    in time, to negate t and the field; a field that ignores t needs only the
-    negation (``mul`` −1, the same product as torchdiffeq's): the same values
-    in fewer operators per evaluation."""
-
-    def __init__(self, field, mul: float) -> None:
-        self.field, self.mul = field, mul
-
-    def __call__(self, t, y, perturb=None):
-        du = self.field(t, y)
-        return du if self.mul == 1.0 else self.mul * du
-
-    def callback_step(self, t0, y0, dt) -> None:
-        pass
-
-    callback_accept_step = callback_reject_step = callback_step
-
-
-def dense_odeint(field, y0, t, *, rtol, atol, method):
-    """``torchdiffeq.odeint(field, y0, t, ...)`` for an autonomous ``field`` (its
-    value does not depend on t, as no system here does), an adaptive Runge-Kutta
-    ``method`` (:data:`ADAPTIVE_RK`) and a tensor ``y0``, with the times that fall
-    inside one accepted step interpolated together: the same steps and the same
-    values, bit for bit, in far fewer operators when ``t`` is long."""
-    if not torch.is_tensor(y0):  # torchdiffeq's tuple states are not handled here
-        raise TypeError(f"dense_odeint needs a tensor y0, not {type(y0).__name__}")
-    _, _, y0, t, rtol, atol, method, options, _, backward = _check_inputs(
-        field, y0, t, rtol, atol, method, None, None, SOLVERS
-    )
-    func = _AutonomousField(field, -1.0 if backward else 1.0)
-    solver = SOLVERS[method](func=func, y0=y0, rtol=rtol, atol=atol, **options)
-    t = t.to(solver.dtype)
-    solver._before_integrate(t)
-    pieces, i = [y0[None]], 1
-    while i < len(t):
-        while t[i] > solver.rk_state.t1:  # torchdiffeq's own _advance
-            solver.rk_state = solver._adaptive_step(solver.rk_state)
-        state = solver.rk_state
-        j = int(torch.searchsorted(t, state.t1, right=True))  # every t[i:j] <= t1
-        pieces.append(_interpolate(state.interp_coeff, state.t0, state.t1, t[i:j]))
-        i = j
-    return torch.cat(pieces)
-
-
 def _integrate(system, x0, theta, grid, method, rtol, atol, adjoint):
     """States on ``grid`` (G,), starting at grid[0] = 0 → (N, G, d)."""
     field = _BatchField(system, theta, prepared=not adjoint)
@@ -130,7 +60,8 @@ def _integrate(system, x0, theta, grid, method, rtol, atol, adjoint):
             field, x0, grid, rtol=rtol, atol=atol, method=method, adjoint_params=params
         )
     elif method in ADAPTIVE_RK:
-        path = dense_odeint(field, x0, grid, rtol=rtol, atol=atol, method=method)
+        du = field.du
+        path = adaptive_solve(du, x0, grid, rtol=rtol, atol=atol, method_name=method)
     else:
         path = odeint(field, x0, grid, rtol=rtol, atol=atol, method=method)
     return path.permute(1, 0, 2)
