@@ -7,12 +7,11 @@ systems in closed form (elementwise exponentials for a diagonal A, with or witho
 drift; otherwise a batched matrix exponential), any system with a torchdiffeq
 solver on the union of the offsets (forward and backward in time separately).
 
-torchdiffeq's adaptive Runge-Kutta solvers (``dopri5`` and its kin) step through
-an integration and interpolate each requested time inside the step that covers it,
-one time after another: a batch's union of visit times is about a hundred times,
-each a dozen small operators forward and backward, more than the steps themselves.
-:func:`_integrate` takes the same steps and interpolates all the times inside one
-step at once (:func:`dense_odeint`): the same values bit for bit.
+An adaptive Runge-Kutta method (``dopri5`` and its kin) is integrated by
+:func:`~odevae.model.runge_kutta.adaptive_solve`: torchdiffeq's method and step-size
+control in a fraction of its operators, every time inside a step read off the
+step's polynomial at once. Fixed-grid methods and the adjoint go through
+torchdiffeq.
 """
 
 from __future__ import annotations
