@@ -28,7 +28,7 @@ Lotka-Volterra (BJ 5.3, n = 200, 5 epochs both ways). Each row reports:
   alone). It uses the same ODEVAE networks and loss (a batch of one patient), so
   the comparison is of the training scheme and solver, not of different maths.
   The n sweep runs it in full up to n·epochs = 3500 steps (n ≤ 100); elsewhere
-  only the first 1000 steps are timed and the seconds scaled linearly to n·epochs
+  only the first 500 steps are timed and the seconds scaled linearly to n·epochs
   steps (``ref_timing`` = ``extrapolated``; loss and
   recovery then stay empty). ``speedup`` = ref_s / batched_s (``speedup_plain``
   against the plain loop).
@@ -163,7 +163,7 @@ FULL = {
     "epochs": 35,
     "lv": {"n": 200, "epochs": 5},
     "ref_max_steps": 3500,  # n = 100 × 35 epochs: measured in full
-    "ref_steps": 1000,
+    "ref_steps": 500,
 }
 QUICK = {
     "n": [20, 40],

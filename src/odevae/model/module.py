@@ -10,6 +10,7 @@ from itertools import islice
 import lightning as L
 import torch
 
+from odevae.model.flat_adam import FlatAdam
 from odevae.model.objectives import loss_terms, make_objective
 from odevae.model.settings import hyperparameters
 from odevae.model.trained import CoreAccess, build_core, legacy_state_keys
@@ -135,5 +136,6 @@ class ODEVAE(CoreAccess, L.LightningModule):
         self._log_epoch("test")
 
     def configure_optimizers(self):
-        # foreach: one kernel per op over all parameters (fewer, larger CPU calls)
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, foreach=True)
+        # torch's Adam on all parameters as one flat tensor: the same numbers in
+        # one operator per stage of the update (odevae.model.flat_adam)
+        return FlatAdam(self.parameters(), lr=self.hparams.lr, foreach=True)
