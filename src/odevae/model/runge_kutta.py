@@ -184,7 +184,7 @@ def adaptive_solve(
             error = torch.as_tensor(m.error * step, **like) @ stacked
             tol = atol + rtol * torch.maximum(y0.abs(), y1.abs()).reshape(-1)
             ratio = _rms(error / tol)
-        if not math.isfinite(ratio):
+        if math.isnan(ratio):  # an infinite ratio is a rejected step, as in torchdiffeq
             raise FloatingPointError(
                 f"the ODE solver's state is not finite after t = {sign * t0:g}"
             )
