@@ -33,15 +33,22 @@ def _batch(sign: float):
     return system, theta, x0, grid
 
 
+#: Relative agreement with torchdiffeq (values, gradients), a few times the largest
+#: difference measured on this batch. fehlberg2 takes few, long steps (about 25
+#: here), in which the rounding and torchdiffeq's first-step gradient weigh more.
+AGREEMENT = {"fehlberg2": (3e-4, 2e-3)}
+DEFAULT_AGREEMENT = (5e-5, 3e-5)
+
+
 @pytest.mark.parametrize("name", sorted(ADAPTIVE_RK))
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 def test_the_solution_is_torchdiffeqs_with_the_same_steps(name, sign):
-    """Every adaptive method, forward and backward in time: values and gradients
-    equal to torchdiffeq's up to float32 rounding (the same sums in another
-    order), far inside the tolerance. The steps are the same where the error
-    estimate stands above float32's rounding; a step whose estimate is rounding
-    noise (dopri8's first) may be sized differently, so the evaluations agree to
-    a few steps."""
+    """Every adaptive method, forward and backward in time: the same steps
+    (as many field evaluations), and values and gradients equal to torchdiffeq's
+    up to float32 rounding (the same sums in another order), far inside the
+    solver's tolerance. One exception to the steps: dopri8's first error estimate
+    here is rounding noise, so backward in time its steps are sized differently
+    and only the values' agreement holds."""
     system, theta, x0, grid = _batch(sign)
     paths, grads, calls = [], [], []
     for solver in ("torchdiffeq", "odevae"):
@@ -55,13 +62,18 @@ def test_the_solution_is_torchdiffeqs_with_the_same_steps(name, sign):
         paths.append(path)
         calls.append(field.calls)
         grads.append(torch.autograd.grad(path.square().sum(), (theta, x0)))
-    assert calls[0] > 20 and abs(calls[0] - calls[1]) <= calls[0] // 5
+    assert calls[0] > 20
+    if (name, sign) == ("dopri8", -1.0):
+        assert abs(calls[0] - calls[1]) <= calls[0] // 5
+    else:
+        assert calls[1] == calls[0]
     assert paths[1].shape == (len(grid), 30, 2)
+    values, gradients = AGREEMENT.get(name, DEFAULT_AGREEMENT)
     scale = float(paths[0].detach().abs().max())
-    torch.testing.assert_close(paths[1], paths[0], rtol=0, atol=1e-4 * scale)
+    torch.testing.assert_close(paths[1], paths[0], rtol=0, atol=values * scale)
     for reference, ours in zip(*grads, strict=True):
         big = float(reference.abs().max())
-        torch.testing.assert_close(ours, reference, rtol=0, atol=1e-3 * big)
+        torch.testing.assert_close(ours, reference, rtol=0, atol=gradients * big)
 
 
 def test_a_solution_that_blows_up_is_one_clear_error():

@@ -59,8 +59,9 @@ def _integrate(system, x0, theta, grid, method, rtol, atol, adjoint):
             field, x0, grid, rtol=rtol, atol=atol, method=method, adjoint_params=params
         )
     elif method in ADAPTIVE_RK:
-        du = field.du
-        path = adaptive_solve(du, x0, grid, rtol=rtol, atol=atol, method_name=method)
+        path = adaptive_solve(
+            field.du, x0, grid, rtol=rtol, atol=atol, method_name=method
+        )
     else:
         path = odeint(field, x0, grid, rtol=rtol, atol=atol, method=method)
     return path.permute(1, 0, 2)
