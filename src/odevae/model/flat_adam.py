@@ -10,7 +10,11 @@ holds all the parameters gives the same numbers, in one operator per stage.
 :class:`FlatAdam` copies the parameters into one tensor, makes each parameter a
 view of its slice (the module, its ``state_dict`` and checkpoints are unchanged),
 and before each step gathers the parameters' gradients into the flat tensor's.
-The training numbers are torch's Adam's bit for bit
+The module's optimiser takes torch's single-tensor Adam (``foreach=False``): on
+one tensor the ``foreach`` path's per-step list handling only adds time (about
+50 us of a 1.6 ms step at the default batch of 8), and both compute the same
+numbers. The training numbers are torch's Adam's (``foreach``, on the separate
+parameters) bit for bit
 (``tests/test_flat_adam.py``), with one documented difference: a parameter without
 a gradient in a step takes a zero gradient, where torch's Adam skips it. For a
 parameter that never has one (e.g. the parameter net under ``loss.kind: vae``) both
