@@ -79,8 +79,11 @@ of the tables: the whole Trainer training fed by the former ``DataLoader`` +
 Lightning step, as the workflow trains), alternated ``--repeats`` times
 (seconds, ratio, final loss: equal batches give equal losses); the plain
 loop's time per step split into batch, forward + loss, backward and optimiser
-(the rest of the Trainer's time is Lightning's); and one step's operator count and
-its most expensive operators (``torch.profiler``).
+(the rest of the Trainer's time is Lightning's); the floor of this maths: the
+same step with the loss written as one straight line of PyTorch on the module's
+layers (:func:`straight_line_loss`), alternated with the module's step on the same
+batches; and one step's operator count and its most expensive operators
+(``torch.profiler``).
 
 Writes results/benchmarks/cost_{n,p,q,lv}.tsv, cost_fits.tsv and cost.png.
 """
@@ -116,6 +119,7 @@ from odevae.data.preprocess import preprocess
 from odevae.data.simulate import simulate_cohort, write_cohort
 from odevae.evaluate.recovery import group_recovery
 from odevae.model import solving
+from odevae.model.loss import LOG_2PI
 from odevae.model.module import ODEVAE
 from odevae.train.batches import DeviceCohort, OnePass, ShuffledBatches
 from odevae.train.training import make_trainer
@@ -740,6 +744,133 @@ def _step_operators(cohort: Cohort, kwargs: dict, batch_size: int, seed: int):
     return len(events), top, table
 
 
+#: What :func:`straight_line_loss` computes: the benchmark's model and loss (and
+#: the parameter bound ``sigmoid``, this system's ``auto``).
+STRAIGHT_LINE = {
+    "model": {
+        "system": "linear_diagonal",
+        "solver": "closed_form",
+        "autoencoder": "learned",
+        "history": "none",
+        "bottleneck": 0,
+        "fixed_params": None,
+    },
+    "loss": {
+        "kind": "initial_value",
+        "free_bits": 0.0,
+        "param_l2": 0.0,
+        "param_group_lasso": 0.0,
+        "own_reconstruction_weight": 0.0,
+    },
+}
+
+
+def straight_line_inputs(model: ODEVAE, batch: dict) -> tuple:
+    """A batch prepared once for :func:`straight_line_loss`: scaled, masks as
+    floats, offsets from the first visit in the solver's time (what the module
+    derives from the batch at every step)."""
+    s = model.scale(batch)
+    visits = s["visits"]
+    later = visits.clone()
+    later[:, 0] = False
+    observed = s["observed"] & visits[..., None]
+    t = torch.where(visits, s["times"] - s["times"][:, :1], 0.0)
+    t = t / model.core.time_scale
+    return (
+        s["values"],
+        observed.to(t.dtype),
+        visits.to(t.dtype),
+        later.to(t.dtype),
+        s["baseline"],
+        t,
+    )
+
+
+def straight_line_loss(
+    model: ODEVAE, inputs: tuple, noise: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The benchmark model's training loss written as one straight line of PyTorch
+    on the module's own layers (``inputs`` from :func:`straight_line_inputs`;
+    ``noise`` (B, T, d) the reparametrisation's draws, none: z = μ). It is the
+    maths of ``linear_diagonal`` solved in closed form under the initial-value
+    loss, and nothing of the module's generality (loss kinds, systems, masking by
+    ``where``, per-step scaling): the floor a hand-written step of the same maths
+    reaches."""
+    hparams = model.hparams
+    unsupported = [
+        f"{section}.{key}={hparams[section][key]!r}"
+        for section, wanted in STRAIGHT_LINE.items()
+        for key, value in wanted.items()
+        if hparams[section][key] != value
+    ]
+    bound = hparams["model"]["param_bound"]
+    if bound != "sigmoid" and (bound, model.core.system.default_bound) != (
+        "auto",
+        "sigmoid",
+    ):
+        unsupported.append(f"model.param_bound={bound!r}")
+    if unsupported:
+        raise ValueError(f"straight_line_loss does not compute {unsupported}")
+    values, observed, visits, later, baseline, t = inputs
+    core, loss = model.core, hparams["loss"]
+    enc, dec, net = core.encoder, core.decoder, core.param_net
+    h = torch.tanh(enc.hidden(values)) + 1.0
+    mu = enc.mean(h)
+    logvar = enc.logvar_affine(-torch.relu(enc.logvar(h)))
+    hidden = torch.tanh(net.hidden(baseline))
+    rates = net.affine((torch.sigmoid(net.out(hidden)) - 0.5) / net.scale)
+    mu_ode = mu[:, :1] * torch.exp(rates[:, None, :] * t[..., None])
+    mean = torch.cat([mu[:, :1], mu_ode[:, 1:]], 1)
+    z = mean if noise is None else mean + torch.exp(0.5 * logvar) * noise
+    hd = torch.tanh(dec.hidden(z))
+    x_mean, x_logvar = dec.mean(hd), dec.logvar(hd)
+    sq = (values - x_mean) ** 2 * torch.exp(-x_logvar)
+    nll = (0.5 * (LOG_2PI + x_logvar + sq) * observed).sum((1, 2))
+    kl = 0.5 * (torch.exp(logvar) + mean**2 - 1.0 - logvar)
+    kl = (kl.sum(-1) * visits).sum(1)
+    consistency = (((mu_ode - mu) ** 2).sum(-1) * later).sum(1)
+    per_patient = (
+        nll + loss["kl_weight"] * kl + loss["consistency_weight"] * consistency
+    )
+    l2 = sum((w**2).sum() for w in dec.parameters())
+    return per_patient.mean() + loss["decoder_l2"] * l2
+
+
+def _floor(
+    cohort: Cohort, kwargs: dict, batch_size: int, seed: int, repeats: int
+) -> dict:
+    """Milliseconds per step (median of ``repeats`` alternated passes) of the
+    module's step and of :func:`straight_line_loss`'s, on the same batches sliced
+    beforehand, each with the module's own optimiser."""
+    batches = list(_batches(cohort, batch_size, seed))
+    runs = {}
+    for path in ("module", "straight_line"):
+        L.seed_everything(seed, verbose=False)
+        model = ODEVAE(**kwargs)
+        prepared = [straight_line_inputs(model, b) for b in batches]
+        runs[path] = (model, model.configure_optimizers(), prepared)
+
+    def module_step(model, batch, _):
+        return model.loss_terms(model.scale(batch), sample=True)["loss"]
+
+    def line_step(model, _, inputs):
+        mu_shape = (*inputs[0].shape[:2], model.core.encoder.mean.out_features)
+        return straight_line_loss(model, inputs, torch.randn(mu_shape))
+
+    times = {path: [] for path in runs}
+    for _ in range(repeats):
+        for path, (model, optimiser, prepared) in runs.items():
+            step = module_step if path == "module" else line_step
+            t0 = time.perf_counter()
+            for batch, inputs in zip(batches, prepared, strict=True):
+                loss = step(model, batch, inputs)
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            times[path].append(1000 * (time.perf_counter() - t0) / len(batches))
+    return {path: float(np.median(ms)) for path, ms in times.items()}
+
+
 def profile_training(args: argparse.Namespace) -> None:
     """``--step``: the data path before/after, the step split and its operators."""
     n, epochs = args.step, (QUICK if args.quick else FULL)["epochs"]
@@ -772,6 +903,17 @@ def profile_training(args: argparse.Namespace) -> None:
         f"per step (ms): plain loop {plain:.2f} = "
         + ", ".join(f"{k} {v:.2f}" for k, v in split.items() if k != "steps")
         + f"; Trainer {trainer_ms:.2f} (set-up included)"
+    )
+    floor = _floor(cohort, kwargs, bs, args.seed, args.repeats)
+    steps = split["steps"]
+    print(
+        f"straight-line floor (the same maths hand-written on the module's layers, "
+        f"batches prepared once, the same optimiser; median of {args.repeats} "
+        f"alternated passes): {floor['straight_line']:.2f} ms per step against the "
+        f"module's {floor['module']:.2f} ms "
+        f"({floor['module'] / floor['straight_line']:.2f}x); {steps} steps: "
+        f"{floor['straight_line'] * steps / 1000:.2f} s against "
+        f"{floor['module'] * steps / 1000:.2f} s"
     )
     total, top, table = _step_operators(cohort, kwargs, bs, args.seed)
     print(f"one step: {top} top-level aten operators ({total} with nested ones)")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from tests.conftest import ROOT
 
@@ -154,3 +155,43 @@ def test_large_cohort_workflow_mode_describes_a_table_cohort_and_reads_its_jobs(
     }
     assert stages.loc["evaluate", "jobs"] == 1
     assert list(stages.index) == ["train", "evaluate"]  # the costliest first
+
+
+def _load_benchmark(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        name, ROOT / "benchmarks" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_straight_line_floor_is_the_module_loss_and_refuses_other_maths():
+    """The floor that cost.py --step times computes the module's own loss (the same
+    value and gradients, to float rounding), and refuses settings whose maths it
+    leaves out."""
+    import torch
+
+    cost = _load_benchmark("cost")
+    cohort, _ = cost.simulated_cohort(24, 4, 6, seed=3)
+    kwargs = cost.model_kwargs(cohort, "linear_diagonal", "closed_form", 1e-2)
+    torch.manual_seed(0)
+    model = cost.ODEVAE(**kwargs)
+    batch = next(iter(cost._batches(cohort, 24, seed=3)))
+    expected = model.loss_terms(model.scale(batch), sample=False)["loss"]
+    want = torch.autograd.grad(expected, list(model.parameters()))
+    line = cost.straight_line_loss(model, cost.straight_line_inputs(model, batch))
+    got = torch.autograd.grad(line, list(model.parameters()))
+    torch.testing.assert_close(line, expected)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    noise = torch.randn(24, batch["visits"].shape[1], 2)
+    sampled = cost.straight_line_loss(
+        model, cost.straight_line_inputs(model, batch), noise
+    )
+    assert torch.isfinite(sampled) and sampled != line
+    other = cost.ODEVAE(**(kwargs | {"loss": {"free_bits": 0.5}}))
+    with pytest.raises(ValueError, match="free_bits"):
+        cost.straight_line_loss(other, cost.straight_line_inputs(other, batch))
