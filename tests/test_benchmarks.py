@@ -195,3 +195,31 @@ def test_straight_line_floor_is_the_module_loss_and_refuses_other_maths():
     other = cost.ODEVAE(**(kwargs | {"loss": {"free_bits": 0.5}}))
     with pytest.raises(ValueError, match="free_bits"):
         cost.straight_line_loss(other, cost.straight_line_inputs(other, batch))
+
+
+def test_cost_step_profile_times_the_data_paths_and_the_floor(tmp_path):
+    """--step: the Trainer on either data path reaches the same loss, and the
+    module's step is timed against the straight-line floor."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/cost.py",
+            "--quick",
+            "--step",
+            "40",
+            "--repeats",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = pd.read_csv(tmp_path / "cost_step.tsv", sep="\t")
+    assert set(runs["path"]) == {"loader", "device"}
+    assert runs["loss"].nunique() == 1  # the same batches, the same training
+    assert "straight-line floor" in result.stdout
+    assert "top-level aten operators" in result.stdout
