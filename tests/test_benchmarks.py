@@ -187,6 +187,11 @@ def test_straight_line_floor_is_the_module_loss_and_refuses_other_maths():
     torch.testing.assert_close(line, expected)
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # the kernels that round differently compute the same loss to rounding
+    fast = cost.straight_line_loss(
+        model, cost.straight_line_inputs(model, batch, "fast"), kernels="fast"
+    )
+    torch.testing.assert_close(fast, expected, rtol=1e-4, atol=1e-4)
     noise = torch.randn(24, batch["visits"].shape[1], 2)
     sampled = cost.straight_line_loss(
         model, cost.straight_line_inputs(model, batch), noise
@@ -222,4 +227,5 @@ def test_cost_step_profile_times_the_data_paths_and_the_floor(tmp_path):
     assert set(runs["path"]) == {"loader", "device"}
     assert runs["loss"].nunique() == 1  # the same batches, the same training
     assert "straight-line floor" in result.stdout
+    assert "kernels that round differently" in result.stdout
     assert "top-level aten operators" in result.stdout
