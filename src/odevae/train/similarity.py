@@ -158,6 +158,4 @@ class RebuildSimilarityBatches(Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module) -> None:
         purity = self.data.rebuild(pl_module)
         if purity is not None:
-            pl_module.log(
-                "train/batch_purity", purity, on_step=False, on_epoch=True, batch_size=1
-            )
+            pl_module.log_epoch_value("train/batch_purity", purity)
