@@ -50,6 +50,14 @@ def test_training_writes_per_epoch_metrics_and_checkpoint(
         values = metrics[key].dropna()
         assert len(values) == tiny_config["train"]["epochs"], key
         assert np.isfinite(values).all()
+    # one row per stage and epoch, every term of the stage in it; step is the
+    # epoch (a pass is one Lightning step); the sanity check logs no row
+    epochs = list(range(tiny_config["train"]["epochs"]))
+    train, val = (metrics.dropna(subset=[f"{s}/loss"]) for s in ("train", "val"))
+    assert len(metrics) == len(train) + len(val)
+    assert list(train["epoch"]) == epochs == list(val["epoch"])
+    assert (metrics["step"] == metrics["epoch"]).all()
+    assert train[["train/nll", "train/kl", "train/consistency"]].notna().all().all()
 
 
 def test_training_is_reproducible(tiny_cohort, folds, tiny_config, tmp_path):
